@@ -1,0 +1,92 @@
+/*
+ * bstack.h — the file layer: a BStack image (DESIGN.md §2).
+ *
+ *   file byte 0   magic[8]  "BSTK" major minor patch reserved
+ *   file byte 8   clen      committed payload length, u64 LE
+ *   file byte 16  payload   logical offset 0 .. clen
+ *
+ * All offsets in this API are logical payload offsets (0 = file byte 16).
+ * Every function returns 0 or a negative errno.  Every mutating call except
+ * bstack_set_nosync() is durable when it returns: data is written first,
+ * then the header (when the length changes), then one sync.  Growing writes
+ * data before clen; shrinking truncates before clen.
+ *
+ * Thread safety: a read-write lock; reads (get/peek/len) run in parallel,
+ * mutations are serialised.
+ */
+#ifndef BSTACKFS_BSTACK_H
+#define BSTACKFS_BSTACK_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io.h"
+
+#define BSTACK_HEADER_SIZE 16
+#define BSTACK_MAGIC "BSTK\x00\x01\x08\x00"
+
+/* Distinct refusals of bstack_open(), so callers can name the reason. */
+#define BSTACK_E_SHORT    (-ENODATA)   /* file shorter than the header (or empty) */
+#define BSTACK_E_MAGIC    (-EILSEQ)    /* not a bstack image */
+#define BSTACK_E_VERSION  (-EPROTONOSUPPORT) /* BSTK, but not major 0 minor 1/2 */
+#define BSTACK_E_INUSE    (-EWOULDBLOCK) /* another handle holds the lock */
+
+struct bstack;
+
+struct bstack_stats {
+	uint64_t writes;   /* backend writes + truncates issued */
+	uint64_t syncs;    /* backend syncs issued */
+};
+
+/* Open an existing image on io, taking ownership of io (closed on failure
+ * too).  Takes the exclusive lock, validates the header and recovers:
+ * file longer than 16 + clen -> truncated; shorter -> clen = payload size;
+ * then sync (only when something was repaired).  A refused file is never
+ * written to. */
+int bstack_open(struct bs_io *io, struct bstack **out);
+/* Initialise an empty io (size 0) as a fresh image and open it. */
+int bstack_create(struct bs_io *io, struct bstack **out);
+/* Path convenience: open path; when create is true and the file does not
+ * exist, create it as a fresh image.  An existing empty file is refused. */
+int bstack_open_path(const char *path, bool create, struct bstack **out);
+void bstack_close(struct bstack *bs);
+/* Human-readable reason for one of the errors above. */
+const char *bstack_strerror(int err);
+
+uint64_t bstack_len(struct bstack *bs);
+/* Copy the 8-byte on-disk magic of the open image. */
+void bstack_magic(struct bstack *bs, uint8_t magic[8]);
+
+/* Append n bytes; *off (may be NULL) gets the offset they start at.  On a
+ * failed write or sync the image is rolled back to its old length. */
+int bstack_push(struct bstack *bs, const void *buf, uint64_t n, uint64_t *off);
+/* Append n zero bytes. */
+int bstack_extend(struct bstack *bs, uint64_t n, uint64_t *off);
+/* Remove the last n bytes, copying them to buf first when buf != NULL. */
+int bstack_pop(struct bstack *bs, void *buf, uint64_t n);
+int bstack_discard(struct bstack *bs, uint64_t n);
+/* Positional read of [off, off + n); -ERANGE if outside the payload. */
+int bstack_get(struct bstack *bs, uint64_t off, void *buf, uint64_t n);
+/* Read [off, len) into a malloc'd buffer (*buf may be NULL when *n is 0). */
+int bstack_peek(struct bstack *bs, uint64_t off, uint8_t **buf, uint64_t *n);
+/* Overwrite in place; never changes the length; -ERANGE outside. */
+int bstack_set(struct bstack *bs, uint64_t off, const void *buf, uint64_t n);
+int bstack_zero(struct bstack *bs, uint64_t off, uint64_t n);
+/* bstack_set without the sync: for file data whose durability point is a
+ * later bstack_sync() (fsync, close, unmount).  Not durable on return. */
+int bstack_set_nosync(struct bstack *bs, uint64_t off, const void *buf, uint64_t n);
+int bstack_sync(struct bstack *bs);
+
+/* Check-and-act under the write lock (the seeds' `atomic` feature): extend
+ * by n zero bytes / discard the last n bytes only if the length is still
+ * expected_len.  *done tells whether it acted. */
+int bstack_try_extend_zeros(struct bstack *bs, uint64_t expected_len, uint64_t n,
+			    bool *done);
+int bstack_try_discard(struct bstack *bs, uint64_t expected_len, uint64_t n,
+		       bool *done);
+
+void bstack_stats(struct bstack *bs, struct bstack_stats *st);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * io.h — the I/O backend under the file layer (cf. SQLite's VFS, littlefs's
+ * block devices).  The BStack never touches a file descriptor directly; it
+ * calls these operations, so the tests can swap in a memory device that
+ * counts every write and sync and cuts the power at the N-th one.
+ *
+ * Every operation returns 0 or a negative errno.
+ *
+ * Assumptions the upper layers make of a backend (and the memory device
+ * models): a completed sync makes every earlier write durable; writes not
+ * followed by a completed sync may be lost at power loss (the memory device
+ * can keep any prefix of them, to test ordering).  Nothing is assumed about
+ * sector atomicity beyond that.
+ */
+#ifndef BSTACKFS_IO_H
+#define BSTACKFS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bs_io;
+
+struct bs_io_ops {
+	/* Read exactly n bytes at off; -EIO (short read) past the end. */
+	int (*pread)(struct bs_io *io, void *buf, size_t n, uint64_t off);
+	/* Write exactly n bytes at off, extending the file if needed. */
+	int (*pwrite)(struct bs_io *io, const void *buf, size_t n, uint64_t off);
+	/* Set the file size; new bytes read as zero.  Counts as a write. */
+	int (*truncate)(struct bs_io *io, uint64_t size);
+	/* fdatasync (F_FULLFSYNC on macOS). */
+	int (*sync)(struct bs_io *io);
+	int (*size)(struct bs_io *io, uint64_t *size);
+	/* Exclusive, non-blocking advisory lock for the handle's life:
+	 * -EWOULDBLOCK when another handle holds it. */
+	int (*lock)(struct bs_io *io);
+	/* Release the lock and free the handle. */
+	void (*close)(struct bs_io *io);
+};
+
+struct bs_io {
+	const struct bs_io_ops *ops;
+};
+
+static inline int bs_io_pread(struct bs_io *io, void *b, size_t n, uint64_t off)
+{ return io->ops->pread(io, b, n, off); }
+static inline int bs_io_pwrite(struct bs_io *io, const void *b, size_t n, uint64_t off)
+{ return io->ops->pwrite(io, b, n, off); }
+static inline int bs_io_truncate(struct bs_io *io, uint64_t size)
+{ return io->ops->truncate(io, size); }
+static inline int bs_io_sync(struct bs_io *io) { return io->ops->sync(io); }
+static inline int bs_io_size(struct bs_io *io, uint64_t *s) { return io->ops->size(io, s); }
+static inline int bs_io_lock(struct bs_io *io) { return io->ops->lock(io); }
+static inline void bs_io_close(struct bs_io *io) { if (io) io->ops->close(io); }
+
+/* ---- the real file backend -------------------------------------------- */
+
+#define BS_IO_CREATE 1   /* create the file if it does not exist */
+
+/* Open path read-write.  With BS_IO_CREATE a missing file is created
+ * (mode 0644); *created tells whether that happened (may be NULL).
+ * Does not lock: the BStack takes the lock. */
+int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *created);
+
+/* ---- the memory test device ------------------------------------------- */
+
+/*
+ * A bs_memdev is a simulated disk that outlives the handles opened on it,
+ * so a test can "crash" a handle, power-cycle the device and reopen.
+ *
+ * Power loss: bs_memdev_fail_at(dev, n) arms a fault so that the n-th
+ * counted operation from now (1-based; writes, truncates and syncs all
+ * count) fails with -EIO and the power is cut: every later operation on any
+ * handle of the device fails with -EIO too.  bs_memdev_power_cycle() then
+ * restores power: the volatile contents become the durable contents plus
+ * the first `keep` writes issued after the last completed sync (0 = lose
+ * them all, the default model), the fault is cleared and the lock freed.
+ */
+struct bs_memdev;
+
+struct bs_memdev *bs_memdev_new(void);
+void bs_memdev_free(struct bs_memdev *dev);
+int bs_io_mem_open(struct bs_memdev *dev, struct bs_io **out);
+
+void bs_memdev_fail_at(struct bs_memdev *dev, uint64_t n); /* 0 disarms */
+void bs_memdev_power_cycle(struct bs_memdev *dev, uint64_t keep);
+/* True once an armed fault has fired (the power is out). */
+int bs_memdev_dead(const struct bs_memdev *dev);
+/* Counted operations since creation (or the last reset). */
+uint64_t bs_memdev_writes(const struct bs_memdev *dev);
+uint64_t bs_memdev_syncs(const struct bs_memdev *dev);
+void bs_memdev_reset_counts(struct bs_memdev *dev);
+/* Writes issued since the last completed sync (what a crash can lose). */
+uint64_t bs_memdev_pending(const struct bs_memdev *dev);
+/* Durable contents (a fresh copy the caller frees) and raw access for
+ * crafting images in tests: set the durable (and volatile) bytes. */
+int bs_memdev_snapshot(const struct bs_memdev *dev, uint8_t **buf, size_t *len);
+int bs_memdev_load(struct bs_memdev *dev, const void *buf, size_t len);
+
+#endif

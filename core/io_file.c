@@ -1,0 +1,153 @@
+/*
+ * io_file.c — the real file backend: pread/pwrite/ftruncate/fdatasync on one
+ * descriptor, flock(LOCK_EX|LOCK_NB) for exclusivity.
+ *
+ * Assumption written down (SQLite-style): fdatasync orders and persists
+ * every earlier write and the file size; on macOS fcntl(F_FULLFSYNC) is the
+ * only call that reaches the platter, so it is used there.
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct io_file {
+	struct bs_io io;
+	int fd;
+};
+
+static int file_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
+{
+	struct io_file *f = (struct io_file *)io;
+	uint8_t *p = buf;
+	while (n) {
+		ssize_t r = pread(f->fd, p, n, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;   /* short read: past the end */
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int file_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
+{
+	struct io_file *f = (struct io_file *)io;
+	const uint8_t *p = buf;
+	while (n) {
+		ssize_t r = pwrite(f->fd, p, n, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int file_truncate(struct bs_io *io, uint64_t size)
+{
+	struct io_file *f = (struct io_file *)io;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	while (ftruncate(f->fd, (off_t)size) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int file_sync(struct bs_io *io)
+{
+	struct io_file *f = (struct io_file *)io;
+#ifdef F_FULLFSYNC
+	if (fcntl(f->fd, F_FULLFSYNC) == 0)
+		return 0;
+#endif
+	while (fdatasync(f->fd) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int file_size(struct bs_io *io, uint64_t *size)
+{
+	struct io_file *f = (struct io_file *)io;
+	struct stat st;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int file_lock(struct bs_io *io)
+{
+	struct io_file *f = (struct io_file *)io;
+	while (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+	}
+	return 0;
+}
+
+static void file_close(struct bs_io *io)
+{
+	struct io_file *f = (struct io_file *)io;
+	close(f->fd);   /* releases the flock too */
+	free(f);
+}
+
+static const struct bs_io_ops file_ops = {
+	.pread = file_pread,
+	.pwrite = file_pwrite,
+	.truncate = file_truncate,
+	.sync = file_sync,
+	.size = file_size,
+	.lock = file_lock,
+	.close = file_close,
+};
+
+int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *created)
+{
+	struct io_file *f = calloc(1, sizeof *f);
+	if (!f)
+		return -ENOMEM;
+	int was_created = 0;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && (flags & BS_IO_CREATE)) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		was_created = fd >= 0;
+	}
+	if (fd < 0) {
+		int e = -errno;
+		free(f);
+		return e;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		free(f);
+		return -EINVAL;
+	}
+	f->io.ops = &file_ops;
+	f->fd = fd;
+	*out = &f->io;
+	if (created)
+		*created = was_created;
+	return 0;
+}

@@ -1,0 +1,366 @@
+/*
+ * io_mem.c — the memory test device (littlefs's emulated block device).
+ *
+ * Model: `durable` holds what survived the last completed sync; every write
+ * and truncate since is appended to a pending log and applied to the
+ * volatile image `vol` at once (so reads see it).  A sync folds the log into
+ * durable.  Power loss keeps durable plus the first `keep` pending entries,
+ * in order: with keep = 0 everything not yet synced is lost (the default
+ * model of DESIGN §2); other values test that an operation does not rely on
+ * unsynced writes reaching the disk in any order but issue order.
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct buf {
+	uint8_t *b;
+	size_t len, cap;
+};
+
+struct pend {
+	int is_trunc;
+	uint64_t off;     /* write offset, or new size for a truncate */
+	size_t n;
+	uint8_t *data;
+};
+
+struct bs_memdev {
+	pthread_mutex_t mu;
+	struct buf durable, vol;
+	struct pend *log;
+	size_t nlog, caplog;
+	uint64_t writes, syncs, ops;   /* ops: counted since fail_at was armed */
+	uint64_t fail_at;              /* 0 = disarmed */
+	int dead;
+	int locked;
+};
+
+struct io_mem {
+	struct bs_io io;
+	struct bs_memdev *dev;
+	int holds_lock;
+};
+
+static int buf_resize(struct buf *b, size_t len)
+{
+	if (len > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < len)
+			cap *= 2;
+		uint8_t *nb = realloc(b->b, cap);
+		if (!nb)
+			return -ENOMEM;
+		b->b = nb;
+		b->cap = cap;
+	}
+	if (len > b->len)
+		memset(b->b + b->len, 0, len - b->len);
+	b->len = len;
+	return 0;
+}
+
+static int buf_write(struct buf *b, const void *p, size_t n, uint64_t off)
+{
+	if (n == 0)
+		return 0;   /* a zero-length write does not extend the file */
+	if (off > SIZE_MAX - n)
+		return -EFBIG;
+	if (off + n > b->len) {
+		int r = buf_resize(b, off + n);
+		if (r)
+			return r;
+	}
+	memcpy(b->b + off, p, n);
+	return 0;
+}
+
+static int apply(struct buf *b, const struct pend *p)
+{
+	if (p->is_trunc)
+		return buf_resize(b, p->off);
+	return buf_write(b, p->data, p->n, p->off);
+}
+
+static void log_clear(struct bs_memdev *d)
+{
+	for (size_t i = 0; i < d->nlog; i++)
+		free(d->log[i].data);
+	d->nlog = 0;
+}
+
+/* Count one operation; returns -EIO when the power is (or just went) out. */
+static int tick(struct bs_memdev *d)
+{
+	if (d->dead)
+		return -EIO;
+	d->ops++;
+	if (d->fail_at && d->ops >= d->fail_at) {
+		d->dead = 1;
+		return -EIO;
+	}
+	return 0;
+}
+
+static int log_push(struct bs_memdev *d, int is_trunc, uint64_t off, const void *p, size_t n)
+{
+	if (d->nlog == d->caplog) {
+		size_t cap = d->caplog ? d->caplog * 2 : 16;
+		struct pend *nl = realloc(d->log, cap * sizeof *nl);
+		if (!nl)
+			return -ENOMEM;
+		d->log = nl;
+		d->caplog = cap;
+	}
+	struct pend *e = &d->log[d->nlog];
+	e->is_trunc = is_trunc;
+	e->off = off;
+	e->n = n;
+	e->data = NULL;
+	if (n) {
+		e->data = malloc(n);
+		if (!e->data)
+			return -ENOMEM;
+		memcpy(e->data, p, n);
+	}
+	d->nlog++;
+	return 0;
+}
+
+static int mem_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	int r = 0;
+	pthread_mutex_lock(&d->mu);
+	if (d->dead)
+		r = -EIO;
+	else if (off > d->vol.len || n > d->vol.len - off)
+		r = -EIO;
+	else
+		memcpy(buf, d->vol.b + off, n);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = tick(d);
+	if (!r) {
+		d->writes++;
+		r = log_push(d, 0, off, buf, n);
+		if (!r)
+			r = buf_write(&d->vol, buf, n, off);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_truncate(struct bs_io *io, uint64_t size)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = tick(d);
+	if (!r) {
+		d->writes++;
+		r = size > SIZE_MAX ? -EFBIG : log_push(d, 1, size, NULL, 0);
+		if (!r)
+			r = buf_resize(&d->vol, (size_t)size);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_sync(struct bs_io *io)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = tick(d);
+	if (!r) {
+		d->syncs++;
+		/* durable := vol: everything issued so far has reached the disk */
+		r = buf_resize(&d->durable, d->vol.len);
+		if (!r) {
+			if (d->vol.len)
+				memcpy(d->durable.b, d->vol.b, d->vol.len);
+			log_clear(d);
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_size(struct bs_io *io, uint64_t *size)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = d->dead ? -EIO : 0;
+	*size = d->vol.len;
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_lock(struct bs_io *io)
+{
+	struct io_mem *m = (struct io_mem *)io;
+	struct bs_memdev *d = m->dev;
+	int r = 0;
+	pthread_mutex_lock(&d->mu);
+	if (m->holds_lock)
+		r = 0;
+	else if (d->locked)
+		r = -EWOULDBLOCK;
+	else
+		d->locked = m->holds_lock = 1;
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static void mem_close(struct bs_io *io)
+{
+	struct io_mem *m = (struct io_mem *)io;
+	pthread_mutex_lock(&m->dev->mu);
+	if (m->holds_lock)
+		m->dev->locked = 0;
+	pthread_mutex_unlock(&m->dev->mu);
+	free(m);
+}
+
+static const struct bs_io_ops mem_ops = {
+	.pread = mem_pread,
+	.pwrite = mem_pwrite,
+	.truncate = mem_truncate,
+	.sync = mem_sync,
+	.size = mem_size,
+	.lock = mem_lock,
+	.close = mem_close,
+};
+
+struct bs_memdev *bs_memdev_new(void)
+{
+	struct bs_memdev *d = calloc(1, sizeof *d);
+	if (d)
+		pthread_mutex_init(&d->mu, NULL);
+	return d;
+}
+
+void bs_memdev_free(struct bs_memdev *d)
+{
+	if (!d)
+		return;
+	log_clear(d);
+	free(d->log);
+	free(d->durable.b);
+	free(d->vol.b);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
+
+int bs_io_mem_open(struct bs_memdev *d, struct bs_io **out)
+{
+	struct io_mem *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+	m->io.ops = &mem_ops;
+	m->dev = d;
+	*out = &m->io;
+	return 0;
+}
+
+void bs_memdev_fail_at(struct bs_memdev *d, uint64_t n)
+{
+	pthread_mutex_lock(&d->mu);
+	d->fail_at = n;
+	d->ops = 0;
+	pthread_mutex_unlock(&d->mu);
+}
+
+void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
+{
+	pthread_mutex_lock(&d->mu);
+	struct buf nb = { 0 };
+	if (buf_resize(&nb, d->durable.len) == 0) {
+		if (d->durable.len)
+			memcpy(nb.b, d->durable.b, d->durable.len);
+		for (size_t i = 0; i < d->nlog && i < keep; i++)
+			apply(&nb, &d->log[i]);
+		free(d->vol.b);
+		d->vol = nb;
+		/* what survived is now what the disk holds */
+		if (buf_resize(&d->durable, nb.len) == 0 && nb.len)
+			memcpy(d->durable.b, nb.b, nb.len);
+		d->durable.len = nb.len;
+	}
+	log_clear(d);
+	d->dead = 0;
+	d->fail_at = 0;
+	d->ops = 0;
+	d->locked = 0;
+	pthread_mutex_unlock(&d->mu);
+}
+
+int bs_memdev_dead(const struct bs_memdev *d)
+{
+	return d->dead;
+}
+
+uint64_t bs_memdev_writes(const struct bs_memdev *d)
+{
+	return d->writes;
+}
+
+uint64_t bs_memdev_syncs(const struct bs_memdev *d)
+{
+	return d->syncs;
+}
+
+void bs_memdev_reset_counts(struct bs_memdev *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->writes = d->syncs = 0;
+	pthread_mutex_unlock(&d->mu);
+}
+
+uint64_t bs_memdev_pending(const struct bs_memdev *d)
+{
+	return d->nlog;
+}
+
+int bs_memdev_snapshot(const struct bs_memdev *d, uint8_t **buf, size_t *len)
+{
+	uint8_t *b = malloc(d->durable.len ? d->durable.len : 1);
+	if (!b)
+		return -ENOMEM;
+	if (d->durable.len)
+		memcpy(b, d->durable.b, d->durable.len);
+	*buf = b;
+	*len = d->durable.len;
+	return 0;
+}
+
+int bs_memdev_load(struct bs_memdev *d, const void *buf, size_t len)
+{
+	pthread_mutex_lock(&d->mu);
+	int r = buf_resize(&d->durable, 0);
+	if (!r)
+		r = buf_write(&d->durable, buf, len, 0);
+	if (!r)
+		r = buf_resize(&d->vol, 0);
+	if (!r)
+		r = buf_write(&d->vol, buf, len, 0);
+	if (!len) {
+		d->durable.len = 0;
+		d->vol.len = 0;
+	}
+	log_clear(d);
+	d->dead = 0;
+	d->fail_at = 0;
+	d->ops = 0;
+	d->locked = 0;
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
