@@ -1,0 +1,144 @@
+/*
+ * volume.h — named files and directories over any allocator (DESIGN.md
+ * §1, §3-§6).  Knows nothing about FUSE: fs/ translates requests into these
+ * calls.  Every function returns 0 (or a byte count where stated) or a
+ * negative errno.
+ *
+ * Inodes: the root directory is VOL_ROOT_INO (1).  Inode numbers are
+ * stable for the life of the file and never reused while the volume is
+ * open.  Directories exist only in the catalog; each regular file is one
+ * allocation of the image's allocator, whose bytes are the file's bytes.
+ *
+ * Durability (§5): metadata operations (create, mkdir, unlink, rmdir,
+ * rename, truncate, fallocate, setattr) are durable on return.  File data
+ * written by vol_write() is durable after vol_fsync(), vol_release(),
+ * vol_sync_all() and vol_close(); with opts.sync_writes every write is.
+ *
+ * Thread safety: all functions may be called from many threads.
+ */
+#ifndef BSTACKFS_VOLUME_H
+#define BSTACKFS_VOLUME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "alloc.h"
+#include "io.h"
+
+#define VOL_ROOT_INO 1
+#define VOL_NAME_MAX 255
+#define VOL_CONTROL_NAME ".bstackfs"   /* reserved at the root */
+
+struct vol;
+
+struct vol_opts {
+	/* For a new image: which allocator (BS_ALLOC_NONE = default, GhostTree)
+	 * and its options.  For an existing image: when not NONE, must match
+	 * the image's allocator or the open fails with -EINVAL (and the image
+	 * is untouched). */
+	enum bs_alloc_kind allocator;
+	uint64_t block_size;      /* Slab; 0 = default or "whatever it has" */
+	bool create;              /* create the image when the path is missing */
+	bool sync_writes;         /* -o sync: every vol_write is durable */
+	uid_t uid;                /* owner of a newly formatted root dir */
+	gid_t gid;
+};
+
+struct vol_attr {
+	uint64_t ino;
+	uint64_t parent;
+	uint32_t mode;            /* S_IFREG or S_IFDIR | permission bits */
+	uint32_t uid, gid;
+	uint32_t nlink;           /* 1 for files, 2 + subdirs for directories */
+	uint64_t size;            /* file size; 0 for directories */
+	uint64_t alloc_bytes;     /* bytes the allocator holds for the file */
+	int64_t atime_ns, mtime_ns, ctime_ns;  /* since the epoch */
+};
+
+struct vol_statfs {
+	uint64_t block_size;      /* reporting unit (bytes) */
+	uint64_t total_bytes;     /* image bytes + what the host fs can still grow it by */
+	uint64_t free_bytes;      /* allocator free space + host fs free space */
+	uint64_t files;           /* inodes in use */
+	uint64_t files_free;
+	uint32_t name_max;
+};
+
+/* Why an open failed, for the one-line refusal of §7. */
+struct vol_error {
+	char msg[256];
+};
+
+/* Open (or with opts->create, create) the image at path. */
+int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
+	     struct vol_error *err);
+/* The same on an already opened backend (tests: the memory device).  An
+ * empty backend (size 0) is formatted when opts->create is set. */
+int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
+		struct vol_error *err);
+/* Flush every file's data, trim capacities, sync, close. */
+int vol_close(struct vol *v);
+
+int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr *out);
+int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out);
+
+/* mode carries permission bits only; the kind comes from the call. */
+int vol_create(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
+	       uint32_t uid, uint32_t gid, struct vol_attr *out);
+int vol_mkdir(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
+	      uint32_t uid, uint32_t gid, struct vol_attr *out);
+int vol_unlink(struct vol *v, uint64_t parent, const char *name);
+int vol_rmdir(struct vol *v, uint64_t parent, const char *name);
+
+#define VOL_RENAME_NOREPLACE 1
+#define VOL_RENAME_EXCHANGE  2
+int vol_rename(struct vol *v, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned flags);
+
+/* List directory ino starting after position `pos` (0 = from the start).
+ * fill() gets each entry (not "." / ".."; the caller adds those) and the
+ * position to resume after it; a non-zero return from fill stops the walk
+ * (without error).  Returns 0 or a negative errno. */
+typedef int (*vol_fill_fn)(void *ctx, const char *name, const struct vol_attr *attr,
+			   uint64_t next_pos);
+int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, void *ctx);
+
+/* Returns bytes read (short at end of file) or a negative errno. */
+ssize_t vol_read(struct vol *v, uint64_t ino, void *buf, size_t n, uint64_t off);
+/* Returns n or a negative errno; a write past the end grows the file and
+ * the gap reads as zeros. */
+ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64_t off);
+/* truncate both ways; durable on return. */
+int vol_truncate(struct vol *v, uint64_t ino, uint64_t size);
+/* fallocate mode 0: the file's size becomes max(size, off + len). */
+int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len);
+
+#define VOL_SET_MODE  0x01
+#define VOL_SET_UID   0x02
+#define VOL_SET_GID   0x04
+#define VOL_SET_ATIME 0x08
+#define VOL_SET_MTIME 0x10
+#define VOL_SET_CTIME 0x20
+/* Apply the fields of *in named by `mask` (mode: permission bits only);
+ * ctime is set to now unless VOL_SET_CTIME; *out gets the result. */
+int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_attr *in,
+		struct vol_attr *out);
+
+/* Make the file's data durable. */
+int vol_fsync(struct vol *v, uint64_t ino);
+/* Last close of an open file: trim the allocation to the size, sync. */
+int vol_release(struct vol *v, uint64_t ino);
+int vol_sync_all(struct vol *v);
+
+int vol_statfs(struct vol *v, struct vol_statfs *out);
+
+/* The control file: a consistent snapshot of the §6 `key value` lines, in
+ * a malloc'd buffer the caller frees. */
+int vol_stats_text(struct vol *v, char **buf, size_t *len);
+
+/* Validate a name (§4): -EINVAL, -ENAMETOOLONG, 0. */
+int vol_name_ok(const char *name);
+
+#endif
