@@ -36,7 +36,6 @@
 #include "util.h"
 
 #define HDR BSTACK_HEADER_SIZE
-#define ZERO_CHUNK (64 * 1024)
 
 struct bstack {
 	struct bs_io *io;
@@ -46,14 +45,18 @@ struct bstack {
 	uint64_t n_writes, n_syncs;
 };
 
-static const uint8_t zeros[ZERO_CHUNK];
-
 /* ---- counted backend calls ---------------------------------------------- */
 
 static int dev_write(struct bstack *bs, const void *buf, size_t n, uint64_t off)
 {
 	__atomic_fetch_add(&bs->n_writes, 1, __ATOMIC_RELAXED);
 	return bs_io_pwrite(bs->io, buf, n, off);
+}
+
+static int dev_zero(struct bstack *bs, uint64_t off, uint64_t n)
+{
+	__atomic_fetch_add(&bs->n_writes, 1, __ATOMIC_RELAXED);
+	return bs_io_zero(bs->io, off, n);
 }
 
 static int dev_truncate(struct bstack *bs, uint64_t size)
@@ -425,14 +428,12 @@ static int write_in_place(struct bstack *bs, uint64_t off, const void *buf, uint
 	pthread_rwlock_rdlock(&bs->lock);
 	int r = range_ok(off, n, bs->len) ? 0 : -ERANGE;
 	if (!r && n) {
-		if (buf) {
+		/* one backend write either way, so a power cut keeps all or
+		 * nothing of it under the model of io.h */
+		if (buf)
 			r = dev_write(bs, buf, (size_t)n, HDR + off);
-		} else {
-			for (uint64_t done = 0; !r && done < n; done += ZERO_CHUNK) {
-				uint64_t k = n - done < ZERO_CHUNK ? n - done : ZERO_CHUNK;
-				r = dev_write(bs, zeros, (size_t)k, HDR + off + done);
-			}
-		}
+		else
+			r = dev_zero(bs, HDR + off, n);
 		if (!r && sync)
 			r = dev_sync(bs);
 	}

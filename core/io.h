@@ -25,6 +25,10 @@ struct bs_io_ops {
 	int (*pread)(struct bs_io *io, void *buf, size_t n, uint64_t off);
 	/* Write exactly n bytes at off, extending the file if needed. */
 	int (*pwrite)(struct bs_io *io, const void *buf, size_t n, uint64_t off);
+	/* Make [off, off + n) (inside the file) read as zero, as ONE write:
+	 * the memory device logs it as a single write; the file backend
+	 * punches a hole (keeping the size), falling back to writes. */
+	int (*zero)(struct bs_io *io, uint64_t off, uint64_t n);
 	/* Set the file size; new bytes read as zero.  Counts as a write. */
 	int (*truncate)(struct bs_io *io, uint64_t size);
 	/* fdatasync (F_FULLFSYNC on macOS). */
@@ -45,6 +49,8 @@ static inline int bs_io_pread(struct bs_io *io, void *b, size_t n, uint64_t off)
 { return io->ops->pread(io, b, n, off); }
 static inline int bs_io_pwrite(struct bs_io *io, const void *b, size_t n, uint64_t off)
 { return io->ops->pwrite(io, b, n, off); }
+static inline int bs_io_zero(struct bs_io *io, uint64_t off, uint64_t n)
+{ return io->ops->zero(io, off, n); }
 static inline int bs_io_truncate(struct bs_io *io, uint64_t size)
 { return io->ops->truncate(io, size); }
 static inline int bs_io_sync(struct bs_io *io) { return io->ops->sync(io); }

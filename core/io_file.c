@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -54,6 +55,29 @@ static int file_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off
 		p += r;
 		n -= (size_t)r;
 		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int file_zero(struct bs_io *io, uint64_t off, uint64_t n)
+{
+	struct io_file *f = (struct io_file *)io;
+	static const uint8_t zeros[64 * 1024];
+	if (off > (uint64_t)INT64_MAX || n > (uint64_t)INT64_MAX - off)
+		return -EFBIG;
+	/* A punched hole reads as zeros and gives the space back to the host
+	 * filesystem: freed allocator blocks cost no disk. */
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)n) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+		return -errno;
+	for (uint64_t done = 0; done < n;) {
+		size_t k = n - done < sizeof zeros ? (size_t)(n - done) : sizeof zeros;
+		int r = file_pwrite(io, zeros, k, off + done);
+		if (r)
+			return r;
+		done += k;
 	}
 	return 0;
 }
@@ -115,6 +139,7 @@ static void file_close(struct bs_io *io)
 static const struct bs_io_ops file_ops = {
 	.pread = file_pread,
 	.pwrite = file_pwrite,
+	.zero = file_zero,
 	.truncate = file_truncate,
 	.sync = file_sync,
 	.size = file_size,

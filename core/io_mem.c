@@ -21,8 +21,10 @@ struct buf {
 	size_t len, cap;
 };
 
+enum pend_kind { P_WRITE, P_TRUNC, P_ZERO };
+
 struct pend {
-	int is_trunc;
+	enum pend_kind kind;
 	uint64_t off;     /* write offset, or new size for a truncate */
 	size_t n;
 	uint8_t *data;
@@ -37,12 +39,14 @@ struct bs_memdev {
 	uint64_t fail_at;              /* 0 = disarmed */
 	int dead;
 	int locked;
+	uint64_t lock_gen;   /* bumped at power cycle / load: old holders lose it */
 };
 
 struct io_mem {
 	struct bs_io io;
 	struct bs_memdev *dev;
 	int holds_lock;
+	uint64_t lock_gen;
 };
 
 static int buf_resize(struct buf *b, size_t len)
@@ -78,11 +82,24 @@ static int buf_write(struct buf *b, const void *p, size_t n, uint64_t off)
 	return 0;
 }
 
+static int buf_zero(struct buf *b, uint64_t off, size_t n)
+{
+	if (off > b->len || n > b->len - off)
+		return -EIO;
+	memset(b->b + off, 0, n);
+	return 0;
+}
+
 static int apply(struct buf *b, const struct pend *p)
 {
-	if (p->is_trunc)
+	switch (p->kind) {
+	case P_TRUNC:
 		return buf_resize(b, p->off);
-	return buf_write(b, p->data, p->n, p->off);
+	case P_ZERO:
+		return buf_zero(b, p->off, p->n);
+	default:
+		return buf_write(b, p->data, p->n, p->off);
+	}
 }
 
 static void log_clear(struct bs_memdev *d)
@@ -105,7 +122,8 @@ static int tick(struct bs_memdev *d)
 	return 0;
 }
 
-static int log_push(struct bs_memdev *d, int is_trunc, uint64_t off, const void *p, size_t n)
+static int log_push(struct bs_memdev *d, enum pend_kind kind, uint64_t off, const void *p,
+		    size_t n)
 {
 	if (d->nlog == d->caplog) {
 		size_t cap = d->caplog ? d->caplog * 2 : 16;
@@ -116,11 +134,11 @@ static int log_push(struct bs_memdev *d, int is_trunc, uint64_t off, const void 
 		d->caplog = cap;
 	}
 	struct pend *e = &d->log[d->nlog];
-	e->is_trunc = is_trunc;
+	e->kind = kind;
 	e->off = off;
 	e->n = n;
 	e->data = NULL;
-	if (n) {
+	if (n && kind == P_WRITE) {
 		e->data = malloc(n);
 		if (!e->data)
 			return -ENOMEM;
@@ -152,9 +170,25 @@ static int mem_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
 	int r = tick(d);
 	if (!r) {
 		d->writes++;
-		r = log_push(d, 0, off, buf, n);
+		r = log_push(d, P_WRITE, off, buf, n);
 		if (!r)
 			r = buf_write(&d->vol, buf, n, off);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int mem_zero(struct bs_io *io, uint64_t off, uint64_t n)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = tick(d);
+	if (!r) {
+		d->writes++;
+		r = off > d->vol.len || n > d->vol.len - off ? -EIO
+							      : log_push(d, P_ZERO, off, NULL, (size_t)n);
+		if (!r)
+			r = buf_zero(&d->vol, off, (size_t)n);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return r;
@@ -167,7 +201,7 @@ static int mem_truncate(struct bs_io *io, uint64_t size)
 	int r = tick(d);
 	if (!r) {
 		d->writes++;
-		r = size > SIZE_MAX ? -EFBIG : log_push(d, 1, size, NULL, 0);
+		r = size > SIZE_MAX ? -EFBIG : log_push(d, P_TRUNC, size, NULL, 0);
 		if (!r)
 			r = buf_resize(&d->vol, (size_t)size);
 	}
@@ -210,12 +244,14 @@ static int mem_lock(struct bs_io *io)
 	struct bs_memdev *d = m->dev;
 	int r = 0;
 	pthread_mutex_lock(&d->mu);
-	if (m->holds_lock)
+	if (m->holds_lock && m->lock_gen == d->lock_gen)
 		r = 0;
 	else if (d->locked)
 		r = -EWOULDBLOCK;
-	else
+	else {
 		d->locked = m->holds_lock = 1;
+		m->lock_gen = d->lock_gen;
+	}
 	pthread_mutex_unlock(&d->mu);
 	return r;
 }
@@ -224,7 +260,8 @@ static void mem_close(struct bs_io *io)
 {
 	struct io_mem *m = (struct io_mem *)io;
 	pthread_mutex_lock(&m->dev->mu);
-	if (m->holds_lock)
+	/* a handle from before a power cycle no longer holds the lock */
+	if (m->holds_lock && m->lock_gen == m->dev->lock_gen)
 		m->dev->locked = 0;
 	pthread_mutex_unlock(&m->dev->mu);
 	free(m);
@@ -233,6 +270,7 @@ static void mem_close(struct bs_io *io)
 static const struct bs_io_ops mem_ops = {
 	.pread = mem_pread,
 	.pwrite = mem_pwrite,
+	.zero = mem_zero,
 	.truncate = mem_truncate,
 	.sync = mem_sync,
 	.size = mem_size,
@@ -300,6 +338,7 @@ void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
 	d->fail_at = 0;
 	d->ops = 0;
 	d->locked = 0;
+	d->lock_gen++;
 	pthread_mutex_unlock(&d->mu);
 }
 
@@ -361,6 +400,7 @@ int bs_memdev_load(struct bs_memdev *d, const void *buf, size_t len)
 	d->fail_at = 0;
 	d->ops = 0;
 	d->locked = 0;
+	d->lock_gen++;
 	pthread_mutex_unlock(&d->mu);
 	return r;
 }
