@@ -103,7 +103,9 @@ static int lin_realloc(struct bs_alloc *a, struct bs_slice s, uint64_t new_len,
 	}
 	if (new_len == 0) {
 		/* as the seeds: realloc to zero deallocates (only the tail can go) */
-		bstack_try_discard(a->bs, s.off + s.len, s.len, &done);
+		r = bstack_try_discard(a->bs, s.off + s.len, s.len, &done);
+		if (r)
+			return r;
 		if (!done)
 			return -ENOTSUP;
 		BS_COUNT(a, n_deallocs, 1);
