@@ -216,13 +216,13 @@ static int mem_sync(struct bs_io *io)
 	int r = tick(d);
 	if (!r) {
 		d->syncs++;
-		/* durable := vol: everything issued so far has reached the disk */
-		r = buf_resize(&d->durable, d->vol.len);
-		if (!r) {
-			if (d->vol.len)
-				memcpy(d->durable.b, d->vol.b, d->vol.len);
+		/* everything issued so far reaches the disk: replay the log onto
+		 * durable (cost: the bytes written since the last sync, not the
+		 * image size) */
+		for (size_t i = 0; !r && i < d->nlog; i++)
+			r = apply(&d->durable, &d->log[i]);
+		if (!r)
 			log_clear(d);
-		}
 	}
 	pthread_mutex_unlock(&d->mu);
 	return r;
