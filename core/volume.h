@@ -141,4 +141,18 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len);
 /* Validate a name (§4): -EINVAL, -ENAMETOOLONG, 0. */
 int vol_name_ok(const char *name);
 
+/* The volume's own counters (the §6 figures), for tests and fsck. */
+struct vol_counters {
+	uint64_t allocs, reallocs, reallocs_in_place, deallocs, bytes_copied;
+	uint64_t syncs;                   /* of the bstack, since open */
+	uint64_t leaked_bytes_reclaimed;  /* by this open's mount-time reclaim */
+	uint64_t catalog_rewrites;        /* copy-on-write moves of the catalog */
+};
+int vol_get_counters(struct vol *v, struct vol_counters *out);
+
+/* Verify the allocator's invariants and every catalog allocation against
+ * it (inside the arena, no two sharing a byte); report() gets one line per
+ * violation.  Returns the number of violations or a negative errno. */
+int vol_check(struct vol *v, bs_report_fn report, void *ctx);
+
 #endif

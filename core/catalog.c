@@ -1,0 +1,1117 @@
+/*
+ * catalog.c — inode records of a bstackfs volume (DESIGN.md §4).
+ *
+ * On-disk layout (all integers little-endian):
+ *
+ *   payload 0..16      root reference: catalog offset u64, length u64 (in the
+ *                      allocator's caller-reserved bytes; zero = no catalog)
+ *
+ *   catalog (one allocation of the image's allocator, len = 64 + 768 * pairs)
+ *     0   magic "BSFSCAT1"
+ *     8   u32 version (1)         12  u32 slot size (384)
+ *     16  u64 number of pairs     24..60 zero
+ *     60  u32 CRC32C of bytes 0..60
+ *     64  pairs: each two 384-byte slots A, B
+ *
+ *   slot (one version of one inode's record)
+ *     0   u32 CRC32C of bytes 4..384
+ *     4   u8 kind (1 file, 2 dir, 3 tombstone)   5  u8 version (1)
+ *     6   u16 name length
+ *     8   u64 seq     16 u64 ino     24 u64 parent
+ *     32  u64 allocation offset      40 u64 allocation length (capacity)
+ *     48  u64 size
+ *     56  u32 mode    60 u32 uid     64 u32 gid    68 u32 zero
+ *     72  i64 atime   80 i64 mtime   88 i64 ctime  (ns since the epoch)
+ *     96  name (255 bytes, zero padded)   351..384 zero
+ *
+ * An inode lives in one pair for its whole life.  A pair's value is its
+ * valid slot with the highest seq (seq is catalog-wide and only grows); an
+ * all-zero slot was never written.
+ *
+ * Crash invariant (guarantees 1 and 3): a record is changed by writing the
+ * new version, with a fresh seq, into the slot of its pair that does NOT
+ * hold the current version, in one durable bstack_set.  A crash during that
+ * write leaves either the new version or a torn slot whose checksum fails,
+ * next to the intact old version: before or after, never a mix.  Removing
+ * an inode writes a tombstone the same way.  Since every record write is
+ * synced before the next one, one crash tears at most one slot; mount
+ * tolerates exactly one bad slot (and zeroes it), and refuses a catalog
+ * with more as corrupt.
+ *
+ * Rename over an existing name (crash atomic): the renamed record is
+ * written first, with a seq higher than the victim's; the victim is
+ * tombstoned second.  A crash in between leaves two records with the same
+ * (parent, name): mount keeps the newer, tombstones the older and frees
+ * its space (cat_repair) before anything else can change either.
+ *
+ * Format: the root reference is first set to a "formatting" mark
+ * (UINT64_MAX, 0), then the catalog is written, then the root reference
+ * points at it.  A crash in between leaves the mark: mount returns every
+ * allocation to the allocator (only the unfinished catalog can be there)
+ * and formats again.
+ *
+ * The catalog itself moves copy-on-write (rewrite): a new allocation gets
+ * the whole catalog, is synced, then the root reference is set durably,
+ * then the old allocation is freed.  A crash before the root reference
+ * switch leaves the old catalog (the new space is reclaimed at mount);
+ * after it, the new one (the old space is reclaimed).
+ */
+#include "catalog.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+/* ---- CRC32C ----------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	/* Filling the table twice from two threads writes the same values. */
+	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
+		crc_init();
+	crc = ~crc;
+	while (n--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* ---- names and records -------------------------------------------------- */
+
+int cat_name_ok(const char *name, size_t len)
+{
+	if (len == 0)
+		return -EINVAL;
+	if (len > CAT_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (memchr(name, '/', len) || memchr(name, '\0', len))
+		return -EINVAL;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return -EINVAL;
+	return 0;
+}
+
+void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
+{
+	memset(s, 0, CAT_SLOT_SIZE);
+	s[4] = r->kind;
+	s[5] = CAT_VERSION;
+	s[6] = (uint8_t)r->name_len;
+	s[7] = (uint8_t)(r->name_len >> 8);
+	le64_put(s + 8, r->seq);
+	le64_put(s + 16, r->ino);
+	le64_put(s + 24, r->parent);
+	le64_put(s + 32, r->alloc.off);
+	le64_put(s + 40, r->alloc.len);
+	le64_put(s + 48, r->size);
+	le32_put(s + 56, r->mode);
+	le32_put(s + 60, r->uid);
+	le32_put(s + 64, r->gid);
+	le64_put(s + 72, (uint64_t)r->atime);
+	le64_put(s + 80, (uint64_t)r->mtime);
+	le64_put(s + 88, (uint64_t)r->ctime);
+	memcpy(s + 96, r->name, r->name_len);
+	le32_put(s, crc32c(0, s + 4, CAT_SLOT_SIZE - 4));
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
+{
+	if (all_zero(s, CAT_SLOT_SIZE))
+		return -ENODATA;
+	if (le32_get(s) != crc32c(0, s + 4, CAT_SLOT_SIZE - 4))
+		return -EBADMSG;
+	memset(r, 0, sizeof *r);
+	r->kind = s[4];
+	r->name_len = (uint16_t)(s[6] | s[7] << 8);
+	r->seq = le64_get(s + 8);
+	r->ino = le64_get(s + 16);
+	r->parent = le64_get(s + 24);
+	r->alloc.off = le64_get(s + 32);
+	r->alloc.len = le64_get(s + 40);
+	r->size = le64_get(s + 48);
+	r->mode = le32_get(s + 56);
+	r->uid = le32_get(s + 60);
+	r->gid = le32_get(s + 64);
+	r->atime = (int64_t)le64_get(s + 72);
+	r->mtime = (int64_t)le64_get(s + 80);
+	r->ctime = (int64_t)le64_get(s + 88);
+	if (s[5] != CAT_VERSION || r->seq == 0 || r->ino == 0 || r->name_len > CAT_NAME_MAX)
+		return -EBADMSG;
+	memcpy(r->name, s + 96, r->name_len);
+	r->name[r->name_len] = '\0';
+	switch (r->kind) {
+	case CAT_TOMB:
+		return 0;
+	case CAT_DIR:
+		if (r->alloc.off || r->alloc.len || r->size || !S_ISDIR(r->mode))
+			return -EBADMSG;
+		break;
+	case CAT_FILE:
+		if ((r->alloc.len == 0) != (r->alloc.off == 0) || r->size > r->alloc.len ||
+		    !S_ISREG(r->mode))
+			return -EBADMSG;
+		break;
+	default:
+		return -EBADMSG;
+	}
+	if (r->ino == 1)   /* the root: a directory, its own parent, no name */
+		return r->kind == CAT_DIR && r->parent == 1 && r->name_len == 0 ? 0 : -EBADMSG;
+	return cat_name_ok(r->name, r->name_len) ? -EBADMSG : 0;
+}
+
+void cat_hdr_encode(uint64_t n_pairs, uint8_t *h)
+{
+	memset(h, 0, CAT_HDR_SIZE);
+	memcpy(h, CAT_MAGIC, 8);
+	le32_put(h + 8, CAT_VERSION);
+	le32_put(h + 12, CAT_SLOT_SIZE);
+	le64_put(h + 16, n_pairs);
+	le32_put(h + 60, crc32c(0, h, 60));
+}
+
+int cat_hdr_decode(const uint8_t *h, uint64_t *n_pairs)
+{
+	if (memcmp(h, CAT_MAGIC, 8) != 0)
+		return -EILSEQ;
+	if (le32_get(h + 60) != crc32c(0, h, 60) || le32_get(h + 8) != CAT_VERSION ||
+	    le32_get(h + 12) != CAT_SLOT_SIZE || !all_zero(h + 24, 36))
+		return -EBADMSG;
+	*n_pairs = le64_get(h + 16);
+	return 0;
+}
+
+void cat_root_encode(struct bs_slice root, uint8_t ref[CAT_ROOT_REF_SIZE])
+{
+	le64_put(ref, root.off);
+	le64_put(ref + 8, root.len);
+}
+
+struct bs_slice cat_root_decode(const uint8_t ref[CAT_ROOT_REF_SIZE])
+{
+	return (struct bs_slice){ le64_get(ref), le64_get(ref + 8) };
+}
+
+static uint64_t cat_bytes(uint64_t n_pairs)
+{
+	return CAT_HDR_SIZE + n_pairs * CAT_PAIR_SIZE;
+}
+
+static uint64_t slot_off(const struct catalog *c, uint64_t pair, unsigned slot)
+{
+	return c->root.off + CAT_HDR_SIZE + pair * CAT_PAIR_SIZE + slot * CAT_SLOT_SIZE;
+}
+
+/* ---- the in-memory index ------------------------------------------------ */
+
+enum { T_INO, T_NAME, T_COOKIE };
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t name_hash(uint64_t parent, const char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ mix64(parent);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)name[i]) * 0x100000001b3ULL;
+	return mix64(h);
+}
+
+static uint64_t node_hash(const struct cat_node *n, int t)
+{
+	switch (t) {
+	case T_INO:
+		return mix64(n->r.ino);
+	case T_NAME:
+		return name_hash(n->r.parent, n->r.name, n->r.name_len);
+	default:
+		return mix64(n->r.parent * 0x9E3779B97F4A7C15ULL ^ n->cookie);
+	}
+}
+
+static struct cat_node **chain(struct cat_node *n, int t)
+{
+	return t == T_INO ? &n->h_ino : t == T_NAME ? &n->h_name : &n->h_cookie;
+}
+
+static struct cat_table *table(struct catalog *c, int t)
+{
+	return t == T_INO ? &c->by_ino : t == T_NAME ? &c->by_name : &c->by_cookie;
+}
+
+static int tab_grow(struct catalog *c, int t)
+{
+	struct cat_table *tb = table(c, t);
+	uint64_t nb = tb->nb ? tb->nb * 2 : 64;
+	struct cat_node **b = calloc(nb, sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < tb->nb; i++) {
+		struct cat_node *n = tb->b[i], *next;
+		for (; n; n = next) {
+			next = *chain(n, t);
+			uint64_t h = node_hash(n, t) & (nb - 1);
+			*chain(n, t) = b[h];
+			b[h] = n;
+		}
+	}
+	free(tb->b);
+	tb->b = b;
+	tb->nb = nb;
+	return 0;
+}
+
+/* Insertion never fails for lack of memory once the table has room; the
+ * callers reserve room first (tab_reserve) so that a durable write is never
+ * followed by an index update that can fail. */
+static int tab_reserve(struct catalog *c, int t)
+{
+	struct cat_table *tb = table(c, t);
+	return tb->n + 1 > tb->nb ? tab_grow(c, t) : 0;
+}
+
+static void tab_insert(struct catalog *c, int t, struct cat_node *n)
+{
+	struct cat_table *tb = table(c, t);
+	uint64_t h = node_hash(n, t) & (tb->nb - 1);
+	*chain(n, t) = tb->b[h];
+	tb->b[h] = n;
+	tb->n++;
+}
+
+static void tab_remove(struct catalog *c, int t, struct cat_node *n)
+{
+	struct cat_table *tb = table(c, t);
+	if (!tb->nb)
+		return;
+	struct cat_node **pp = &tb->b[node_hash(n, t) & (tb->nb - 1)];
+	for (; *pp; pp = chain(*pp, t)) {
+		if (*pp == n) {
+			*pp = *chain(n, t);
+			*chain(n, t) = NULL;
+			tb->n--;
+			return;
+		}
+	}
+}
+
+struct cat_node *cat_get(struct catalog *c, uint64_t ino)
+{
+	if (!c->by_ino.nb)
+		return NULL;
+	struct cat_node *n = c->by_ino.b[mix64(ino) & (c->by_ino.nb - 1)];
+	for (; n; n = n->h_ino)
+		if (n->r.ino == ino)
+			return n;
+	return NULL;
+}
+
+struct cat_node *cat_lookup(struct catalog *c, uint64_t parent, const char *name,
+			    size_t len)
+{
+	if (!c->by_name.nb)
+		return NULL;
+	struct cat_node *n = c->by_name.b[name_hash(parent, name, len) & (c->by_name.nb - 1)];
+	for (; n; n = n->h_name)
+		if (n->r.parent == parent && n->r.name_len == len &&
+		    memcmp(n->r.name, name, len) == 0)
+			return n;
+	return NULL;
+}
+
+static struct cat_node *cookie_lookup(struct catalog *c, uint64_t parent, uint64_t cookie)
+{
+	if (!c->by_cookie.nb)
+		return NULL;
+	uint64_t h = mix64(parent * 0x9E3779B97F4A7C15ULL ^ cookie);
+	struct cat_node *n = c->by_cookie.b[h & (c->by_cookie.nb - 1)];
+	for (; n; n = n->h_cookie)
+		if (n->r.parent == parent && n->cookie == cookie)
+			return n;
+	return NULL;
+}
+
+struct cat_node *cat_child_after(struct catalog *c, struct cat_node *dir, uint64_t pos)
+{
+	if (pos == 0)
+		return dir->first;
+	struct cat_node *n = cookie_lookup(c, dir->r.ino, pos);
+	if (n)
+		return n->next;
+	/* The entry at pos went away: the list is in cookie order. */
+	for (n = dir->first; n && n->cookie <= pos; n = n->next)
+		;
+	return n;
+}
+
+static int reserve_all(struct catalog *c)
+{
+	int r;
+	if ((r = tab_reserve(c, T_INO)) || (r = tab_reserve(c, T_NAME)) ||
+	    (r = tab_reserve(c, T_COOKIE)))
+		return r;
+	return 0;
+}
+
+/* Add n (already in by_ino) under its parent: name index and children. */
+static void link_child(struct catalog *c, struct cat_node *dir, struct cat_node *n)
+{
+	n->cookie = ++dir->next_cookie;
+	n->prev = dir->last;
+	n->next = NULL;
+	if (dir->last)
+		dir->last->next = n;
+	else
+		dir->first = n;
+	dir->last = n;
+	dir->nchildren++;
+	if (n->r.kind == CAT_DIR)
+		dir->nsubdirs++;
+	tab_insert(c, T_NAME, n);
+	tab_insert(c, T_COOKIE, n);
+}
+
+static void unlink_child(struct catalog *c, struct cat_node *dir, struct cat_node *n)
+{
+	tab_remove(c, T_NAME, n);
+	tab_remove(c, T_COOKIE, n);
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		dir->first = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		dir->last = n->prev;
+	n->prev = n->next = NULL;
+	dir->nchildren--;
+	if (n->r.kind == CAT_DIR)
+		dir->nsubdirs--;
+}
+
+static void count_kind(struct catalog *c, const struct cat_node *n, int d)
+{
+	if (n->r.kind == CAT_DIR)
+		c->n_dirs += d;
+	else
+		c->n_files += d;
+}
+
+void cat_forget(struct catalog *c, struct cat_node *n)
+{
+	struct cat_node *dir = cat_get(c, n->r.parent);
+	if (dir && dir != n)
+		unlink_child(c, dir, n);
+	tab_remove(c, T_INO, n);
+	count_kind(c, n, -1);
+	free(n);
+}
+
+int cat_foreach(struct catalog *c, int (*fn)(void *ctx, struct cat_node *n), void *ctx)
+{
+	for (uint64_t i = 0; i < c->by_ino.nb; i++) {
+		struct cat_node *n = c->by_ino.b[i], *next;
+		for (; n; n = next) {
+			next = n->h_ino;
+			int r = fn(ctx, n);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+void cat_free(struct catalog *c)
+{
+	if (!c)
+		return;
+	for (uint64_t i = 0; i < c->by_ino.nb; i++) {
+		struct cat_node *n = c->by_ino.b[i], *next;
+		for (; n; n = next) {
+			next = n->h_ino;
+			free(n);
+		}
+	}
+	while (c->losers) {
+		struct cat_node *n = c->losers;
+		c->losers = n->next;
+		free(n);
+	}
+	free(c->by_ino.b);
+	free(c->by_name.b);
+	free(c->by_cookie.b);
+	free(c->free_pairs);
+	free(c->pair_slot);
+	free(c);
+}
+
+/* ---- rewrite (copy-on-write of the whole catalog) ----------------------- */
+
+/* Size the per-pair arrays for n pairs; the free list is rebuilt by the
+ * caller. */
+static int pairs_resize(struct catalog *c, uint64_t n)
+{
+	uint8_t *ps = realloc(c->pair_slot, n ? n : 1);
+	if (!ps)
+		return -ENOMEM;
+	c->pair_slot = ps;
+	uint64_t *fp = realloc(c->free_pairs, (n ? n : 1) * sizeof *fp);
+	if (!fp)
+		return -ENOMEM;
+	c->free_pairs = fp;
+	return 0;
+}
+
+struct list_ctx {
+	struct cat_node **v;
+	uint64_t n;
+};
+
+static int list_one(void *ctx, struct cat_node *n)
+{
+	struct list_ctx *l = ctx;
+	l->v[l->n++] = n;
+	return 0;
+}
+
+#define CAT_IO_PAIRS 1024   /* pairs per write while streaming a rewrite */
+
+/* Write the new catalog at s: header, then every node of v in slot A of
+ * pairs 0..n-1, then empty pairs, in bounded chunks, all unsynced. */
+static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v,
+		       uint64_t n, uint64_t n_pairs)
+{
+	uint8_t hdr[CAT_HDR_SIZE];
+	uint8_t *buf = malloc(CAT_IO_PAIRS * CAT_PAIR_SIZE);
+	int r;
+	if (!buf)
+		return -ENOMEM;
+	cat_hdr_encode(n_pairs, hdr);
+	r = bstack_set_nosync(c->bs, s.off, hdr, sizeof hdr);
+	for (uint64_t i = 0; i < n_pairs && !r; i += CAT_IO_PAIRS) {
+		uint64_t k = n_pairs - i < CAT_IO_PAIRS ? n_pairs - i : CAT_IO_PAIRS;
+		memset(buf, 0, k * CAT_PAIR_SIZE);
+		for (uint64_t j = 0; j < k && i + j < n; j++)
+			cat_rec_encode(&v[i + j]->r, buf + j * CAT_PAIR_SIZE);
+		r = bstack_set_nosync(c->bs, s.off + CAT_HDR_SIZE + i * CAT_PAIR_SIZE, buf,
+				      k * CAT_PAIR_SIZE);
+	}
+	free(buf);
+	return r;
+}
+
+/*
+ * Move the catalog to a new allocation of n_pairs pairs holding every live
+ * record (compacted into slot A of pairs 0..live-1).  The CoW order:
+ *   1. alloc the new allocation                (crash: it leaks, reclaimed)
+ *   2. write it and sync                        (crash: same)
+ *   3. durably set the root reference           (the switch)
+ *   4. free the old allocation                  (crash: it leaks, reclaimed)
+ * The sync of step 2 also makes every earlier file-data write durable, so
+ * in-memory sizes written here never cover bytes that are not on disk.
+ */
+static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
+{
+	uint64_t live = c->n_files + c->n_dirs;
+	uint64_t len = cat_bytes(n_pairs);
+	struct bs_slice ns, old = c->root;
+	uint8_t ref[CAT_ROOT_REF_SIZE];
+	struct list_ctx l = { NULL, 0 };
+	int r;
+
+	if (n_pairs < live)
+		return -EINVAL;
+	if (!(l.v = malloc((live ? live : 1) * sizeof *l.v)))
+		return -ENOMEM;
+	if ((r = pairs_resize(c, n_pairs > c->n_pairs ? n_pairs : c->n_pairs)))
+		goto out;
+	cat_foreach(c, list_one, &l);
+	if ((r = bs_alloc(c->a, len, &ns)))                    /* step 1 */
+		goto out;
+	r = write_image(c, ns, l.v, l.n, n_pairs);             /* step 2 */
+	if (!r)
+		r = bstack_sync(c->bs);
+	cat_root_encode(ns, ref);
+	if (!r)
+		r = bs_alloc_reserved_set(c->a, 0, ref, sizeof ref);  /* step 3 */
+	if (r) {
+		bs_dealloc(c->a, ns);   /* best effort; a leak is reclaimed at mount */
+		goto out;
+	}
+	c->root = ns;
+	c->n_pairs = n_pairs;
+	for (uint64_t i = 0; i < l.n; i++) {
+		l.v[i]->pair = i;
+		l.v[i]->rec_dirty = false;
+		c->pair_slot[i] = 0;
+	}
+	c->n_free = 0;
+	for (uint64_t i = n_pairs; i-- > live;) {
+		c->pair_slot[i] = 1;    /* both slots zero: write A first */
+		c->free_pairs[c->n_free++] = i;
+	}
+	c->rewrites++;
+	if (old.len)
+		bs_dealloc(c->a, old);                         /* step 4 */
+out:
+	free(l.v);
+	return r;
+}
+
+/* ---- format --------------------------------------------------------------- */
+
+static struct catalog *cat_new(struct bstack *bs)
+{
+	struct catalog *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->bs = bs;
+	c->torn_pair = -1;
+	c->next_ino = 2;
+	return c;
+}
+
+int cat_format(struct bs_alloc *a, uint32_t uid, uint32_t gid, int64_t now,
+	       struct catalog **out)
+{
+	struct catalog *c = cat_new(a->bs);
+	struct cat_node *root;
+	int r;
+	if (!c)
+		return -ENOMEM;
+	c->a = a;
+	if (!(root = calloc(1, sizeof *root)) || (r = reserve_all(c))) {
+		free(root);
+		cat_free(c);
+		return -ENOMEM;
+	}
+	root->r.kind = CAT_DIR;
+	root->r.ino = 1;
+	root->r.parent = 1;
+	root->r.seq = c->seq = 1;
+	root->r.mode = S_IFDIR | 0755;
+	root->r.uid = uid;
+	root->r.gid = gid;
+	root->r.atime = root->r.mtime = root->r.ctime = now;
+	tab_insert(c, T_INO, root);
+	c->n_dirs = 1;
+	/* The mark makes a crash before the root reference is set recognisable
+	 * as ours: without it, the image would hold an allocation and no
+	 * catalog, and be refused as another program's. */
+	uint8_t mark[CAT_ROOT_REF_SIZE];
+	cat_root_encode((struct bs_slice){ CAT_ROOT_FORMATTING, 0 }, mark);
+	r = bs_alloc_reserved_set(a, 0, mark, sizeof mark);
+	if (!r)
+		r = cat_rewrite(c, CAT_MIN_PAIRS);
+	if (r) {
+		cat_free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+/* ---- load and verify ------------------------------------------------------ */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EUCLEAN;
+}
+
+/* Resolve one pair: its winner (copied to *w) or none; notes a bad slot. */
+static int load_pair(struct catalog *c, const uint8_t *p, uint64_t i, struct cat_rec *w,
+		     bool *have, char *err, size_t errlen)
+{
+	struct cat_rec s[2];
+	int st[2];
+	*have = false;
+	for (int k = 0; k < 2; k++) {
+		st[k] = cat_rec_decode(p + k * CAT_SLOT_SIZE, &s[k]);
+		if (st[k] == -EBADMSG) {
+			if (c->torn_pair >= 0)
+				return fail(err, errlen, "catalog corrupt: more than one record "
+					    "fails its checksum (record pairs %lld and %llu)",
+					    (long long)c->torn_pair, (unsigned long long)i);
+			c->torn_pair = (int64_t)i;
+			c->torn_slot = (uint8_t)k;
+		}
+		if (!st[k] && s[k].seq > c->seq)
+			c->seq = s[k].seq;
+	}
+	int win = -1;
+	if (!st[0] && !st[1]) {
+		if (s[0].seq == s[1].seq)
+			return fail(err, errlen, "catalog corrupt: record pair %llu holds two "
+				    "versions with the same sequence number",
+				    (unsigned long long)i);
+		win = s[0].seq > s[1].seq ? 0 : 1;
+	} else if (!st[0]) {
+		win = 0;
+	} else if (!st[1]) {
+		win = 1;
+	}
+	/* The slot a new version must go to is the other one. */
+	c->pair_slot[i] = win >= 0 ? (uint8_t)win : (st[0] == -ENODATA ? 1 : 0);
+	if (win >= 0 && s[win].kind != CAT_TOMB) {
+		*w = s[win];
+		*have = true;
+	}
+	return 0;
+}
+
+static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
+		      char *err, size_t errlen)
+{
+	if (cat_get(c, r->ino))
+		return fail(err, errlen, "catalog corrupt: inode %llu appears twice",
+			    (unsigned long long)r->ino);
+	struct cat_node *n = calloc(1, sizeof *n);
+	if (!n || reserve_all(c)) {
+		free(n);
+		return -ENOMEM;
+	}
+	n->r = *r;
+	n->pair = pair;
+	tab_insert(c, T_INO, n);
+	count_kind(c, n, 1);
+	if (r->ino >= c->next_ino)
+		c->next_ino = r->ino + 1;
+	return 0;
+}
+
+struct link_ctx {
+	struct catalog *c;
+	char *err;
+	size_t errlen;
+	int r;
+};
+
+/* Put n under its parent; on a duplicate name keep the newer record and
+ * set the older aside as a rename-over leftover. */
+static int link_loaded(void *ctx, struct cat_node *n)
+{
+	struct link_ctx *l = ctx;
+	struct catalog *c = l->c;
+	if (n->r.ino == 1)
+		return 0;
+	struct cat_node *dir = cat_get(c, n->r.parent);
+	if (!dir || dir->r.kind != CAT_DIR) {
+		l->r = fail(l->err, l->errlen, "catalog corrupt: inode %llu (\"%s\") has %s "
+			    "parent %llu", (unsigned long long)n->r.ino, n->r.name,
+			    dir ? "a non-directory" : "a missing", (unsigned long long)n->r.parent);
+		return 1;
+	}
+	struct cat_node *o = cat_lookup(c, n->r.parent, n->r.name, n->r.name_len);
+	if (o) {
+		/* One crash leaves at most one such pair (cat_repair removes it
+		 * before anything else is written); a loser directory with
+		 * children cannot come from rename-over. */
+		struct cat_node *loser = o->r.seq < n->r.seq ? o : n;
+		if (c->losers || (loser->r.kind == CAT_DIR && loser->first)) {
+			l->r = fail(l->err, l->errlen, "catalog corrupt: two entries named \"%s\" "
+				    "in directory %llu", n->r.name,
+				    (unsigned long long)n->r.parent);
+			return 1;
+		}
+		if (loser == o)
+			unlink_child(c, dir, o);
+		tab_remove(c, T_INO, loser);
+		count_kind(c, loser, -1);
+		loser->next = NULL;
+		c->losers = loser;
+		if (loser == n)
+			return 0;
+	}
+	if ((l->r = reserve_all(c)))
+		return 1;
+	link_child(c, dir, n);
+	return 0;
+}
+
+/* Every node must be reachable from the root (no cycles, no orphans). */
+static int check_tree(struct catalog *c, char *err, size_t errlen)
+{
+	uint64_t total = c->n_files + c->n_dirs, seen = 0, head = 0;
+	struct cat_node **q = malloc((total ? total : 1) * sizeof *q);
+	if (!q)
+		return -ENOMEM;
+	struct cat_node *root = cat_get(c, 1);
+	q[seen++] = root;
+	while (head < seen) {
+		struct cat_node *d = q[head++];
+		for (struct cat_node *k = d->first; k && seen < total; k = k->next)
+			if (k->r.kind == CAT_DIR)
+				q[seen++] = k;
+	}
+	/* files were counted through their parents' lists */
+	uint64_t files = 0;
+	for (uint64_t i = 0; i < seen; i++)
+		files += q[i]->nchildren - q[i]->nsubdirs;
+	free(q);
+	if (seen != c->n_dirs || files != c->n_files)
+		return fail(err, errlen, "catalog corrupt: %llu inodes are not reachable from "
+			    "the root directory (a cycle or an orphan)",
+			    (unsigned long long)(total - seen - files));
+	return 0;
+}
+
+int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
+	     char *err, size_t errlen)
+{
+	uint64_t plen = bstack_len(bs), n_pairs;
+	uint8_t hdr[CAT_HDR_SIZE], *buf = NULL;
+	struct catalog *c;
+	int r;
+
+	if (root.off < CAT_ROOT_REF_SIZE || root.len < CAT_HDR_SIZE ||
+	    !range_ok(root.off, root.len, plen))
+		return fail(err, errlen, "catalog corrupt: root reference (%llu, %llu) points "
+			    "outside the image", (unsigned long long)root.off,
+			    (unsigned long long)root.len);
+	if ((r = bstack_get(bs, root.off, hdr, sizeof hdr)))
+		return r;
+	r = cat_hdr_decode(hdr, &n_pairs);
+	if (r == -EILSEQ)
+		return fail(err, errlen, "catalog corrupt: root reference points at no "
+			    "catalog (bad magic)");
+	if (r)
+		return fail(err, errlen, "catalog corrupt: header fails its checksum");
+	if (n_pairs > (root.len - CAT_HDR_SIZE) / CAT_PAIR_SIZE ||
+	    cat_bytes(n_pairs) != root.len)
+		return fail(err, errlen, "catalog corrupt: header says %llu records, the "
+			    "root reference %llu bytes", (unsigned long long)n_pairs,
+			    (unsigned long long)root.len);
+	if (!(c = cat_new(bs)) || !(buf = malloc(CAT_IO_PAIRS * CAT_PAIR_SIZE)) ||
+	    pairs_resize(c, n_pairs)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	c->root = root;
+	c->n_pairs = n_pairs;
+	c->next_ino = 1;
+	for (uint64_t i = 0; i < n_pairs; i++) {
+		struct cat_rec w;
+		bool have;
+		uint64_t j = i % CAT_IO_PAIRS;
+		if (j == 0) {
+			/* read in bounded chunks: memory stays O(inodes) */
+			uint64_t k = n_pairs - i < CAT_IO_PAIRS ? n_pairs - i : CAT_IO_PAIRS;
+			r = bstack_get(bs, root.off + CAT_HDR_SIZE + i * CAT_PAIR_SIZE, buf,
+				       k * CAT_PAIR_SIZE);
+			if (r)
+				goto fail;
+		}
+		r = load_pair(c, buf + j * CAT_PAIR_SIZE, i, &w, &have, err, errlen);
+		if (!r && have)
+			r = add_loaded(c, &w, i, err, errlen);
+		else if (!r)
+			c->free_pairs[c->n_free++] = i;
+		if (r)
+			goto fail;
+	}
+	/* lowest free pair first */
+	for (uint64_t i = 0; i < c->n_free / 2; i++) {
+		uint64_t t = c->free_pairs[i];
+		c->free_pairs[i] = c->free_pairs[c->n_free - 1 - i];
+		c->free_pairs[c->n_free - 1 - i] = t;
+	}
+	if (!cat_get(c, 1)) {
+		r = fail(err, errlen, "catalog corrupt: no root directory");
+		goto fail;
+	}
+	struct link_ctx l = { c, err, errlen, 0 };
+	cat_foreach(c, link_loaded, &l);
+	if ((r = l.r) || (r = check_tree(c, err, errlen)))
+		goto fail;
+	free(buf);
+	*out = c;
+	return 0;
+fail:
+	free(buf);
+	cat_free(c);
+	return r;
+}
+
+struct ext {
+	uint64_t start, len, ino;
+};
+
+static int cmp_ext(const void *x, const void *y)
+{
+	const struct ext *p = x, *q = y;
+	return p->start < q->start ? -1 : p->start > q->start;
+}
+
+struct ext_ctx {
+	struct catalog *c;
+	struct ext *v;
+	size_t n;
+	char *err;
+	size_t errlen;
+	int r;
+};
+
+static int ext_one(struct ext_ctx *e, const struct cat_node *n)
+{
+	uint64_t start, len;
+	if (n->r.kind != CAT_FILE || n->r.alloc.len == 0)
+		return 0;
+	bool inside = range_ok(n->r.alloc.off, n->r.alloc.len, bstack_len(e->c->bs));
+	if (!inside || bs_alloc_extent(e->c->a, n->r.alloc, &start, &len)) {
+		e->r = fail(e->err, e->errlen, "catalog corrupt: inode %llu (\"%s\") points "
+			    "at (%llu, %llu), %s", (unsigned long long)n->r.ino, n->r.name,
+			    (unsigned long long)n->r.alloc.off, (unsigned long long)n->r.alloc.len,
+			    inside ? "which is not an allocation of the arena" :
+			    "outside the payload");
+		return 1;
+	}
+	e->v[e->n++] = (struct ext){ start, len, n->r.ino };
+	return 0;
+}
+
+static int ext_cb(void *ctx, struct cat_node *n)
+{
+	return ext_one(ctx, n);
+}
+
+int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen)
+{
+	c->a = a;
+	return cat_check_extents(c, err, errlen);
+}
+
+int cat_check_extents(struct catalog *c, char *err, size_t errlen)
+{
+	uint64_t total = c->n_files + c->n_dirs + 2;
+	struct ext_ctx e = { c, NULL, 0, err, errlen, 0 };
+	struct bs_alloc *a = c->a;
+	uint64_t start, len;
+	if (!(e.v = malloc(total * sizeof *e.v)))
+		return -ENOMEM;
+	if (bs_alloc_extent(a, c->root, &start, &len)) {
+		free(e.v);
+		return fail(err, errlen, "catalog corrupt: root reference (%llu, %llu) is not "
+			    "an allocation of the %s allocator", (unsigned long long)c->root.off,
+			    (unsigned long long)c->root.len, bs_alloc_kind_name(a->kind));
+	}
+	e.v[e.n++] = (struct ext){ start, len, 0 };
+	cat_foreach(c, ext_cb, &e);
+	if (!e.r && c->losers)
+		ext_one(&e, c->losers);
+	if (!e.r) {
+		qsort(e.v, e.n, sizeof *e.v, cmp_ext);
+		for (size_t i = 1; i < e.n; i++) {
+			if (e.v[i].start < e.v[i - 1].start + e.v[i - 1].len) {
+				e.r = fail(err, errlen, "catalog corrupt: %s%llu and inode %llu "
+					   "share bytes at %llu",
+					   e.v[i - 1].ino ? "inode " : "the catalog (0) ",
+					   (unsigned long long)e.v[i - 1].ino,
+					   (unsigned long long)e.v[i].ino,
+					   (unsigned long long)e.v[i].start);
+				break;
+			}
+		}
+	}
+	free(e.v);
+	return e.r;
+}
+
+struct live_ctx {
+	struct bs_slice *v;
+	size_t n;
+};
+
+static int live_one(void *ctx, struct cat_node *n)
+{
+	struct live_ctx *l = ctx;
+	if (n->r.kind == CAT_FILE && n->r.alloc.len)
+		l->v[l->n++] = n->r.alloc;
+	return 0;
+}
+
+static int cmp_slice(const void *x, const void *y)
+{
+	const struct bs_slice *p = x, *q = y;
+	return p->off < q->off ? -1 : p->off > q->off;
+}
+
+int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
+{
+	struct live_ctx l = { malloc((c->n_files + 2) * sizeof *l.v), 0 };
+	if (!l.v)
+		return -ENOMEM;
+	if (c->root.len)
+		l.v[l.n++] = c->root;
+	cat_foreach(c, live_one, &l);
+	if (c->losers)
+		live_one(&l, c->losers);
+	qsort(l.v, l.n, sizeof *l.v, cmp_slice);
+	*out = l.v;
+	*n = l.n;
+	return 0;
+}
+
+/* ---- record writes -------------------------------------------------------- */
+
+/* One durable write of r into the slot of `pair` that does not hold its
+ * newest version (the crash invariant at the top). */
+static int write_rec(struct catalog *c, uint64_t pair, struct cat_rec *r)
+{
+	uint8_t slot[CAT_SLOT_SIZE];
+	unsigned s = c->pair_slot[pair] ^ 1u;
+	r->seq = c->seq + 1;
+	cat_rec_encode(r, slot);
+	int e = bstack_set(c->bs, slot_off(c, pair, s), slot, sizeof slot);
+	if (e)
+		return e;
+	c->seq = r->seq;
+	c->pair_slot[pair] = (uint8_t)s;
+	return 0;
+}
+
+int cat_repair(struct catalog *c)
+{
+	int r;
+	if (c->torn_pair >= 0) {
+		uint8_t z[CAT_SLOT_SIZE] = { 0 };
+		r = bstack_set(c->bs, slot_off(c, (uint64_t)c->torn_pair, c->torn_slot), z,
+			       sizeof z);
+		if (r)
+			return r;
+		c->torn_pair = -1;
+	}
+	if (c->losers) {
+		struct cat_node *n = c->losers;
+		struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
+		/* unlink order: the record goes durably, then its space */
+		if ((r = write_rec(c, n->pair, &t)))
+			return r;
+		c->losers = NULL;
+		c->free_pairs[c->n_free++] = n->pair;
+		if (n->r.alloc.len)
+			bs_dealloc(c->a, n->r.alloc);
+		free(n);
+	}
+	return 0;
+}
+
+int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out)
+{
+	struct cat_node *dir = cat_get(c, r->parent), *n;
+	int e;
+	if (!dir || dir->r.kind != CAT_DIR)
+		return -ENOTDIR;
+	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+		return e;
+	if (!(n = calloc(1, sizeof *n)))
+		return -ENOMEM;
+	if ((e = reserve_all(c))) {
+		free(n);
+		return e;
+	}
+	n->r = *r;
+	n->r.ino = c->next_ino;
+	n->pair = c->free_pairs[c->n_free - 1];
+	if ((e = write_rec(c, n->pair, &n->r))) {
+		free(n);
+		return e;
+	}
+	c->next_ino++;
+	c->n_free--;
+	tab_insert(c, T_INO, n);
+	count_kind(c, n, 1);
+	link_child(c, dir, n);
+	*out = n;
+	return 0;
+}
+
+int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
+{
+	struct cat_rec nr = *r;
+	struct cat_node *dir = NULL;
+	bool moved = nr.parent != n->r.parent || nr.name_len != n->r.name_len ||
+		     memcmp(nr.name, n->r.name, nr.name_len) != 0;
+	int e;
+	nr.ino = n->r.ino;
+	nr.kind = n->r.kind;
+	if (moved) {
+		dir = cat_get(c, nr.parent);
+		if (!dir || dir->r.kind != CAT_DIR)
+			return -ENOTDIR;
+		if ((e = reserve_all(c)))
+			return e;
+	}
+	if ((e = write_rec(c, n->pair, &nr)))
+		return e;
+	if (moved) {
+		unlink_child(c, cat_get(c, n->r.parent), n);
+		n->r = nr;
+		link_child(c, dir, n);
+	} else {
+		n->r = nr;
+	}
+	n->rec_dirty = false;
+	return 0;
+}
+
+int cat_remove(struct catalog *c, struct cat_node *n)
+{
+	struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
+	struct cat_node *dir = cat_get(c, n->r.parent);
+	int e;
+	if (n->r.ino == 1 || (n->r.kind == CAT_DIR && n->first))
+		return -EBUSY;
+	if ((e = write_rec(c, n->pair, &t)))
+		return e;
+	if (dir)
+		unlink_child(c, dir, n);
+	tab_remove(c, T_INO, n);
+	count_kind(c, n, -1);
+	c->free_pairs[c->n_free++] = n->pair;
+	free(n);
+	/* Give space back when three quarters of the catalog are unused; not on
+	 * Linear, which cannot reuse the old allocation.  Failure only costs
+	 * space. */
+	uint64_t live = c->n_files + c->n_dirs;
+	if (c->a && c->a->kind != BS_ALLOC_LINEAR && c->n_pairs > CAT_MIN_PAIRS &&
+	    live * 4 < c->n_pairs)
+		cat_rewrite(c, c->n_pairs / 2 > CAT_MIN_PAIRS ? c->n_pairs / 2 : CAT_MIN_PAIRS);
+	return 0;
+}
