@@ -1,0 +1,40 @@
+/*
+ * control.h — the control file /.bstackfs (DESIGN.md §6): a read-only
+ * regular file at the root that is not an allocation.  Each open takes a
+ * snapshot of vol_stats_text() that lives in the file handle, so a reader
+ * sees one consistent set of figures however long it takes.
+ */
+#ifndef BSTACKFS_CONTROL_H
+#define BSTACKFS_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "volume.h"
+
+/* FUSE node id of the control file.  The volume numbers inodes upwards
+ * from VOL_ROOT_INO and never reaches this one. */
+#define BSFS_CONTROL_INO (UINT64_MAX - 1)
+
+struct bsfs_snapshot {
+	char *text;
+	size_t len;
+};
+
+/* Is (parent, name) the control file's entry? */
+bool bsfs_is_control(uint64_t parent, const char *name);
+
+/* Its attributes; the size is that of a fresh snapshot.  `owner` gives
+ * uid/gid and times (the root directory's). */
+int bsfs_control_attr(struct vol *v, const struct vol_attr *owner, struct stat *st);
+
+/* Take a snapshot for one open file handle; *out is malloc'd. */
+int bsfs_control_open(struct vol *v, struct bsfs_snapshot **out);
+/* Bytes [off, off + size) of the snapshot (fewer at its end). */
+size_t bsfs_control_read(const struct bsfs_snapshot *s, uint64_t off, size_t size,
+			 const char **data);
+void bsfs_control_release(struct bsfs_snapshot *s);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * main.c — `bstackfs [options] IMAGE MOUNTPOINT` (DESIGN.md §7).
+ *
+ * The order of the steps is the contract's "nothing is written to an image
+ * that was refused":
+ *   1. parse the command line, and let libfuse validate its options
+ *      (fuse_session_new) — an unknown option touches nothing;
+ *   2. check the mount point and /dev/fuse;
+ *   3. open (or create) the image: the volume refuses an image in use, not
+ *      a bstack image, of an unsupported version or another allocator
+ *      before it writes anything;
+ *   4. mount, then daemonize — so every refusal above still reaches the
+ *      terminal as one line on stderr, with exit status 1;
+ *   5. serve until unmount or SIGTERM/SIGINT, then unmount and vol_close,
+ *      which flushes every file and syncs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ops.h"
+#include "options.h"
+
+/*
+ * libfuse reports its own refusals (unknown option, mount failure) through
+ * fuse_log, sometimes in several pieces per line.  This collects each error
+ * line and prints it as one "bstackfs: IMAGE: reason" line like ours.  The
+ * log hook takes no user pointer, hence the one piece of static state.
+ */
+static struct {
+	const char *image;
+	char line[1024];
+	size_t len;
+	bool printed;             /* an error line reached stderr */
+} g_log;
+
+static void bsfs_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (level > FUSE_LOG_ERR || !g_log.image) {
+		vfprintf(stderr, fmt, ap);
+		return;
+	}
+	size_t room = sizeof(g_log.line) - g_log.len;
+	int n = vsnprintf(g_log.line + g_log.len, room, fmt, ap);
+	if (n > 0)
+		g_log.len += (size_t)n < room ? (size_t)n : room - 1;
+	if (g_log.len == 0 || (g_log.line[g_log.len - 1] != '\n' &&
+			       g_log.len < sizeof(g_log.line) - 1))
+		return;
+	while (g_log.len && g_log.line[g_log.len - 1] == '\n')
+		g_log.line[--g_log.len] = '\0';
+	const char *msg = g_log.line;
+	if (strncmp(msg, "fuse: ", 6) == 0)
+		msg += 6;
+	fprintf(stderr, "bstackfs: %s: %s\n", g_log.image, msg);
+	g_log.len = 0;
+	g_log.printed = true;
+}
+
+static int check_dev_fuse(const char *image)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		int e = errno;
+		fprintf(stderr, "bstackfs: %s: no /dev/fuse (%s); is the fuse module loaded?\n",
+			image, strerror(e));
+		return -e;
+	}
+	close(fd);
+	return 0;
+}
+
+static int open_volume(const struct bsfs_opts *o, struct vol **v)
+{
+	struct vol_error err;
+	int rc;
+
+	memset(&err, 0, sizeof(err));
+	rc = vol_open(o->image_path, &o->vol, v, &err);
+	if (rc < 0) {
+		fprintf(stderr, "bstackfs: %s: %s\n", o->image,
+			err.msg[0] ? err.msg : strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static int serve(struct fuse_session *se, const struct bsfs_opts *o)
+{
+	struct fuse_loop_config *cfg;
+	int rc;
+
+	if (o->cmd.singlethread)
+		return fuse_session_loop(se);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, (unsigned)o->cmd.clone_fd);
+	/* UINT_MAX is libfuse's "not given" (its setter would complain). */
+	if (o->cmd.max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(cfg, o->cmd.max_idle_threads);
+	if (o->cmd.max_threads)
+		fuse_loop_cfg_set_max_threads(cfg, o->cmd.max_threads);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
+/* Steps 2-5 once the session exists. */
+static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts *o)
+{
+	struct vol *v = NULL;
+	int rc;
+
+	if (bsfs_check_mountpoint(o->image, o->cmd.mountpoint) < 0 ||
+	    check_dev_fuse(o->image) < 0)
+		return 1;
+	/* A refused mount leaves no image it created behind. */
+	bool existed = access(o->image_path, F_OK) == 0;
+	if (open_volume(o, &v) < 0)
+		return 1;
+	fs->v = v;
+	if (fuse_set_signal_handlers(se) < 0) {
+		fprintf(stderr, "bstackfs: %s: cannot install signal handlers\n", o->image);
+		vol_close(v);
+		return 1;
+	}
+	if (fuse_session_mount(se, o->cmd.mountpoint) < 0) {
+		if (!g_log.printed)
+			fprintf(stderr, "bstackfs: %s: cannot mount on %s\n", o->image,
+				o->cmd.mountpoint);
+		fuse_remove_signal_handlers(se);
+		vol_close(v);
+		if (!existed)
+			unlink(o->image_path);
+		return 1;
+	}
+	/* From here libfuse logs from many threads: back to its own logger
+	 * (g_log is not thread safe, and refusals are over). */
+	fuse_set_log_func(NULL);
+	fuse_daemonize(o->cmd.foreground);
+	rc = serve(se, o);
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	/* No request is running any more: flush, trim and sync everything. */
+	int crc = vol_close(v);
+	if (crc < 0)
+		fprintf(stderr, "bstackfs: %s: closing the image: %s\n", o->image,
+			strerror(-crc));
+	/* The loop returns the number of the signal that ended it: SIGTERM
+	 * and SIGINT are a clean unmount, not a failure. */
+	return rc < 0 || crc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_session *se;
+	struct bsfs_opts o;
+	struct bsfs fs;
+	int status = 1;
+
+	if (bsfs_parse_args(&args, &o) < 0)
+		goto out;
+	if (o.cmd.show_help) {
+		bsfs_print_help(argv[0]);
+		status = 0;
+		goto out;
+	}
+	if (o.cmd.show_version) {
+		bsfs_print_version();
+		status = 0;
+		goto out;
+	}
+	if (bsfs_ctx_init(&fs, NULL) < 0)
+		goto out;
+	g_log.image = o.image;
+	fuse_set_log_func(bsfs_log);
+	se = fuse_session_new(&args, &bsfs_ll_ops, sizeof(bsfs_ll_ops), &fs);
+	if (se) {
+		status = run(se, &fs, &o);
+		fuse_session_destroy(se);
+	} else if (!g_log.printed) {
+		fprintf(stderr, "bstackfs: %s: bad options (see bstackfs --help)\n",
+			o.image);
+	}
+	bsfs_ctx_destroy(&fs);
+out:
+	bsfs_free_opts(&o);
+	fuse_opt_free_args(&args);
+	return status;
+}

@@ -1,0 +1,857 @@
+/*
+ * ops.c — FUSE low-level operations over the volume (DESIGN.md §1, §5, §6).
+ *
+ * Every operation is request plumbing: decode the request, call the volume,
+ * translate its negative errno into a reply.  What the kernel cannot know
+ * (who owns a new file, the umask, the control file) is decided here; what
+ * concerns the image is the volume's.
+ *
+ * Durability (§5): metadata calls are durable when the volume returns.
+ * Data is made durable at close: FLUSH (sent synchronously by close(2))
+ * runs vol_fsync for a handle opened for writing, and the last RELEASE of
+ * an inode that was written runs vol_release, which trims the allocation
+ * back to the file size.
+ */
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+
+/* st_blksize: cp and friends size their buffers by it, so a large value
+ * means large write requests (max_write is 1 MiB, see bsfs_init). */
+#define BSFS_IO_SIZE (1u << 20)
+
+/* fi->fh of a regular file: set when the handle may write. */
+#define BSFS_FH_WRITE 1u
+
+struct bsfs_open {
+	uint64_t ino;
+	unsigned count;
+	bool written;             /* some handle since the first open could write */
+	struct bsfs_open *next;
+};
+
+static struct bsfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+int bsfs_ctx_init(struct bsfs *fs, struct vol *v)
+{
+	memset(fs, 0, sizeof(*fs));
+	fs->v = v;
+	fs->timeout = 1.0;
+	return -pthread_mutex_init(&fs->lock, NULL);
+}
+
+void bsfs_ctx_destroy(struct bsfs *fs)
+{
+	for (size_t i = 0; i < BSFS_OPEN_BUCKETS; i++) {
+		while (fs->open[i]) {
+			struct bsfs_open *o = fs->open[i];
+			fs->open[i] = o->next;
+			free(o);
+		}
+	}
+	pthread_mutex_destroy(&fs->lock);
+}
+
+static struct bsfs_open **open_slot(struct bsfs *fs, uint64_t ino)
+{
+	struct bsfs_open **p = &fs->open[ino % BSFS_OPEN_BUCKETS];
+
+	while (*p && (*p)->ino != ino)
+		p = &(*p)->next;
+	return p;
+}
+
+static int open_get(struct bsfs *fs, uint64_t ino, bool write)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	struct bsfs_open **p = open_slot(fs, ino);
+	if (!*p) {
+		*p = calloc(1, sizeof(**p));
+		if (*p)
+			(*p)->ino = ino;
+	}
+	if (*p) {
+		(*p)->count++;
+		(*p)->written |= write;
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+/* Drop one open; true when it was the last one of a file that was open for
+ * writing, i.e. the volume should trim and sync it. */
+static bool open_put(struct bsfs *fs, uint64_t ino)
+{
+	bool last_writer = false;
+
+	pthread_mutex_lock(&fs->lock);
+	struct bsfs_open **p = open_slot(fs, ino);
+	struct bsfs_open *o = *p;
+	if (o && --o->count == 0) {
+		last_writer = o->written;
+		*p = o->next;
+		free(o);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return last_writer;
+}
+
+static void ns_to_ts(int64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = ns / 1000000000;
+	ts->tv_nsec = ns % 1000000000;
+	if (ts->tv_nsec < 0) {
+		ts->tv_nsec += 1000000000;
+		ts->tv_sec--;
+	}
+}
+
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts_to_ns(&ts);
+}
+
+static void attr_to_stat(const struct vol_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)((a->alloc_bytes + 511) / 512);
+	st->st_blksize = BSFS_IO_SIZE;
+	ns_to_ts(a->atime_ns, &st->st_atim);
+	ns_to_ts(a->mtime_ns, &st->st_mtim);
+	ns_to_ts(a->ctime_ns, &st->st_ctim);
+}
+
+static void reply_entry(fuse_req_t req, const struct vol_attr *a)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = a->ino;
+	e.attr_timeout = fs_of(req)->timeout;
+	e.entry_timeout = fs_of(req)->timeout;
+	attr_to_stat(a, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void reply_attr(fuse_req_t req, const struct vol_attr *a)
+{
+	struct stat st;
+
+	attr_to_stat(a, &st);
+	fuse_reply_attr(req, &st, fs_of(req)->timeout);
+}
+
+/* The volume's errors are negative errnos already; anything out of range
+ * (a bug) becomes EIO rather than a nonsense code in the kernel. */
+static void reply_rc(fuse_req_t req, long rc)
+{
+	int e = rc < 0 ? (int)-rc : 0;
+
+	if (e >= 4096)
+		e = EIO;
+	fuse_reply_err(req, e);
+}
+
+/* The control file's attributes take their owner and times from the root. */
+static int control_stat(struct bsfs *fs, struct stat *st)
+{
+	struct vol_attr root;
+	int rc = vol_getattr(fs->v, VOL_ROOT_INO, &root);
+
+	return rc < 0 ? rc : bsfs_control_attr(fs->v, &root, st);
+}
+
+static void reply_control_entry(fuse_req_t req)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = control_stat(fs_of(req), &e.attr);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	e.ino = BSFS_CONTROL_INO;
+	/* Its size changes with every operation: never cache it. */
+	e.attr_timeout = 0;
+	e.entry_timeout = fs_of(req)->timeout;
+	fuse_reply_entry(req, &e);
+}
+
+static void bsfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Large requests: cp is not chopped into 4 KiB writes.  libfuse sizes
+	 * its buffers for 1 MiB and negotiates max_pages to match. */
+	conn->max_write = BSFS_IO_SIZE;
+	if (conn->max_readahead < BSFS_IO_SIZE)
+		conn->max_readahead = BSFS_IO_SIZE;
+	/* We apply the caller's umask ourselves (create, mkdir). */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
+	/* O_TRUNC arrives with open, not as a separate setattr. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* No readdirplus implementation; writes go to the volume at once
+	 * (no writeback cache) so that close/fsync mean what §5 says. */
+	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
+			FUSE_CAP_WRITEBACK_CACHE);
+}
+
+static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vol_attr a;
+	int rc;
+
+	if (bsfs_is_control(parent, name)) {
+		reply_control_entry(req);
+		return;
+	}
+	rc = vol_lookup(fs_of(req)->v, parent, name, &a);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_entry(req, &a);
+}
+
+static void bsfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void bsfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	(void)count;
+	(void)f;
+	fuse_reply_none(req);
+}
+
+static void bsfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vol_attr a;
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	if (ino == BSFS_CONTROL_INO) {
+		rc = control_stat(fs_of(req), &st);
+		if (rc < 0)
+			reply_rc(req, rc);
+		else
+			fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	rc = vol_getattr(fs_of(req)->v, ino, &a);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_attr(req, &a);
+}
+
+static int64_t set_time(const struct timespec *ts, bool now)
+{
+	return now ? now_ns() : ts_to_ns(ts);
+}
+
+static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			 struct fuse_file_info *fi)
+{
+	struct vol *v = fs_of(req)->v;
+	struct vol_attr in, out;
+	unsigned mask = 0;
+	int rc;
+
+	(void)fi;
+	if (ino == BSFS_CONTROL_INO) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		rc = vol_truncate(v, ino, (uint64_t)attr->st_size);
+		if (rc < 0) {
+			reply_rc(req, rc);
+			return;
+		}
+	}
+	memset(&in, 0, sizeof(in));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mask |= VOL_SET_MODE;
+		in.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		mask |= VOL_SET_UID;
+		in.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		mask |= VOL_SET_GID;
+		in.gid = attr->st_gid;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		mask |= VOL_SET_ATIME;
+		in.atime_ns = set_time(&attr->st_atim, to_set & FUSE_SET_ATTR_ATIME_NOW);
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		mask |= VOL_SET_MTIME;
+		in.mtime_ns = set_time(&attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW);
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		mask |= VOL_SET_CTIME;
+		in.ctime_ns = ts_to_ns(&attr->st_ctim);
+	}
+	rc = mask ? vol_setattr(v, ino, mask, &in, &out) : vol_getattr(v, ino, &out);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_attr(req, &out);
+}
+
+static void bsfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vol_attr a;
+	int rc = vol_getattr(fs_of(req)->v, ino, &a);
+
+	if (rc < 0)
+		reply_rc(req, rc);
+	else if (!S_ISDIR(a.mode))
+		fuse_reply_err(req, ENOTDIR);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void bsfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * Directory offsets: 1 after ".", 2 after "..", 3 after the control file
+ * (root only), then 3 + the volume's resume position.
+ */
+#define DIR_OFF_DOT     1
+#define DIR_OFF_DOTDOT  2
+#define DIR_OFF_VOLUME  3
+
+struct dir_fill {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+};
+
+static bool dir_add(struct dir_fill *d, const char *name, uint64_t ino, uint32_t mode,
+		    uint64_t next_off)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_ino = ino;
+	st.st_mode = mode;
+	size_t n = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name,
+				     &st, (off_t)next_off);
+	if (n > d->size - d->used)
+		return false;
+	d->used += n;
+	return true;
+}
+
+static int dir_fill_vol(void *ctx, const char *name, const struct vol_attr *a,
+			uint64_t next_pos)
+{
+	return dir_add(ctx, name, a->ino, a->mode, DIR_OFF_VOLUME + next_pos) ? 0 : 1;
+}
+
+static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct vol *v = fs_of(req)->v;
+	struct dir_fill d = { .req = req, .size = size };
+	struct vol_attr self;
+	uint64_t pos = (uint64_t)off;
+	int rc;
+
+	(void)fi;
+	rc = vol_getattr(v, ino, &self);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	d.buf = malloc(size ? size : 1);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (pos < DIR_OFF_DOT && !dir_add(&d, ".", ino, S_IFDIR, DIR_OFF_DOT))
+		goto out;
+	if (pos < DIR_OFF_DOTDOT && !dir_add(&d, "..", self.parent, S_IFDIR, DIR_OFF_DOTDOT))
+		goto out;
+	if (pos < DIR_OFF_VOLUME && ino == VOL_ROOT_INO &&
+	    !dir_add(&d, VOL_CONTROL_NAME, BSFS_CONTROL_INO, S_IFREG, DIR_OFF_VOLUME))
+		goto out;
+	rc = vol_readdir(v, ino, pos < DIR_OFF_VOLUME ? 0 : pos - DIR_OFF_VOLUME,
+			 dir_fill_vol, &d);
+	/* Entries already packed are still good if the walk failed later. */
+	if (rc < 0 && d.used == 0) {
+		free(d.buf);
+		reply_rc(req, rc);
+		return;
+	}
+out:
+	fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void bsfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			  struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	/* Directory operations are durable when they return (§5). */
+	fuse_reply_err(req, 0);
+}
+
+static bool wants_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static void open_control(fuse_req_t req, struct fuse_file_info *fi)
+{
+	struct bsfs_snapshot *s;
+	int rc;
+
+	if (wants_write(fi->flags)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = bsfs_control_open(fs_of(req)->v, &s);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)s;
+	/* The size in getattr may be older than this snapshot. */
+	fi->direct_io = 1;
+	if (fuse_reply_open(req, fi) < 0)
+		bsfs_control_release(s);
+}
+
+/* The open is registered; if the reply fails (interrupted) no release will
+ * come, so undo it here. */
+static void reply_open_counted(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bsfs *fs = fs_of(req);
+
+	if (fuse_reply_open(req, fi) < 0 && open_put(fs, ino))
+		vol_release(fs->v, ino);
+}
+
+static void bsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bsfs *fs = fs_of(req);
+	bool write = wants_write(fi->flags);
+	struct vol_attr a;
+	int rc;
+
+	if (ino == BSFS_CONTROL_INO) {
+		open_control(req, fi);
+		return;
+	}
+	rc = vol_getattr(fs->v, ino, &a);
+	if (rc == 0 && S_ISDIR(a.mode))
+		rc = -EISDIR;
+	/* The kernel checked write permission for O_TRUNC (even with
+	 * O_RDONLY, which Linux truncates too). */
+	if (rc == 0 && (fi->flags & O_TRUNC))
+		rc = vol_truncate(fs->v, ino, 0);
+	if (rc == 0)
+		rc = open_get(fs, ino, write);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	fi->fh = write ? BSFS_FH_WRITE : 0;
+	reply_open_counted(req, ino, fi);
+}
+
+static uint32_t create_mode(fuse_req_t req, mode_t mode)
+{
+	return (uint32_t)(mode & 07777 & ~fuse_req_ctx(req)->umask);
+}
+
+static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct bsfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct vol_attr a;
+	int rc;
+
+	if (bsfs_is_control(parent, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = vol_create(fs->v, parent, name, create_mode(req, mode), ctx->uid, ctx->gid, &a);
+	if (rc == 0)
+		rc = open_get(fs, a.ino, true);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = a.ino;
+	e.attr_timeout = fs->timeout;
+	e.entry_timeout = fs->timeout;
+	attr_to_stat(&a, &e.attr);
+	/* A new file counts as written: the last close syncs it (§5). */
+	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
+	if (fuse_reply_create(req, &e, fi) < 0 && open_put(fs, a.ino))
+		vol_release(fs->v, a.ino);
+}
+
+static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vol_attr a;
+	int rc;
+
+	(void)rdev;
+	if (bsfs_is_control(parent, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	/* Only regular files are allocations; devices, fifos and sockets
+	 * have no place in the image. */
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = vol_create(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
+			ctx->gid, &a);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_entry(req, &a);
+}
+
+static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vol_attr a;
+	int rc;
+
+	if (bsfs_is_control(parent, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	rc = vol_mkdir(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
+		       ctx->gid, &a);
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_entry(req, &a);
+}
+
+static void bsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	if (bsfs_is_control(parent, name))
+		fuse_reply_err(req, EPERM);
+	else
+		reply_rc(req, vol_unlink(fs_of(req)->v, parent, name));
+}
+
+static void bsfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	if (bsfs_is_control(parent, name))
+		fuse_reply_err(req, ENOTDIR);
+	else
+		reply_rc(req, vol_rmdir(fs_of(req)->v, parent, name));
+}
+
+static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	unsigned vflags = 0;
+	int rc;
+
+	if (bsfs_is_control(parent, name) || bsfs_is_control(newparent, newname)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);   /* RENAME_WHITEOUT: no overlays here */
+		return;
+	}
+	if (flags & RENAME_NOREPLACE)
+		vflags |= VOL_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		vflags |= VOL_RENAME_EXCHANGE;
+	rc = vol_rename(fs_of(req)->v, parent, name, newparent, newname, vflags);
+	/* rename(2) reports an unsupported flag as EINVAL. */
+	if ((flags & RENAME_EXCHANGE) && (rc == -ENOTSUP || rc == -EOPNOTSUPP || rc == -ENOSYS))
+		rc = -EINVAL;
+	reply_rc(req, rc);
+}
+
+static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		      const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	/* One catalog entry per allocation: no hard links. */
+	fuse_reply_err(req, EPERM);
+}
+
+static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			 const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void bsfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	fuse_reply_err(req, EINVAL);   /* nothing here is a symlink */
+}
+
+static void bsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (ino == BSFS_CONTROL_INO) {
+		/* Reply from a copy: the reader may close, and RELEASE free the
+		 * snapshot on another thread, as soon as the kernel has the
+		 * data — before fuse_reply_buf() returns here. */
+		const char *data;
+		n = (ssize_t)bsfs_control_read((const struct bsfs_snapshot *)(uintptr_t)fi->fh,
+					       (uint64_t)off, size, &data);
+		memcpy(buf, data, (size_t)n);
+	} else {
+		n = vol_read(fs_of(req)->v, ino, buf, size, (uint64_t)off);
+	}
+	if (n < 0)
+		reply_rc(req, n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void bsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	if (ino == BSFS_CONTROL_INO) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	ssize_t n = vol_write(fs_of(req)->v, ino, buf, size, (uint64_t)off);
+	if (n < 0)
+		reply_rc(req, n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void bsfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			   off_t len, struct fuse_file_info *fi)
+{
+	(void)fi;
+	if (ino == BSFS_CONTROL_INO) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (mode != 0) {
+		fuse_reply_err(req, EOPNOTSUPP);   /* no holes, no keep-size */
+		return;
+	}
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	reply_rc(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
+}
+
+/* A file may be unlinked while open: nothing left to make durable. */
+static int ignore_gone(int rc)
+{
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static void bsfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc = 0;
+
+	if (ino != BSFS_CONTROL_INO && (fi->fh & BSFS_FH_WRITE))
+		rc = ignore_gone(vol_fsync(fs_of(req)->v, ino));
+	reply_rc(req, rc);
+}
+
+static void bsfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bsfs *fs = fs_of(req);
+	int rc = 0;
+
+	if (ino == BSFS_CONTROL_INO)
+		bsfs_control_release((struct bsfs_snapshot *)(uintptr_t)fi->fh);
+	else if (open_put(fs, ino))
+		rc = ignore_gone(vol_release(fs->v, ino));
+	reply_rc(req, rc);
+}
+
+static void bsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		       struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	if (ino == BSFS_CONTROL_INO)
+		fuse_reply_err(req, 0);
+	else
+		reply_rc(req, vol_fsync(fs_of(req)->v, ino));
+}
+
+static void bsfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vol_statfs s;
+	struct statvfs st;
+	int rc;
+
+	(void)ino;
+	rc = vol_statfs(fs_of(req)->v, &s);
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
+	uint64_t bs = s.block_size ? s.block_size : 4096;
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = bs;
+	st.f_frsize = bs;
+	st.f_blocks = s.total_bytes / bs;
+	st.f_bfree = s.free_bytes / bs;
+	st.f_bavail = st.f_bfree;
+	st.f_files = s.files + s.files_free;
+	st.f_ffree = s.files_free;
+	st.f_favail = s.files_free;
+	st.f_namemax = s.name_max;
+	fuse_reply_statfs(req, &st);
+}
+
+/* Only reached without default_permissions: the classic owner/group/other
+ * check, root passing everything but execute of a non-executable file. */
+static int access_check(const struct stat *st, const struct fuse_ctx *ctx, int mask)
+{
+	mode_t m = st->st_mode;
+	unsigned bits;
+
+	if (mask == F_OK)
+		return 0;
+	if (ctx->uid == 0) {
+		if ((mask & X_OK) && !S_ISDIR(m) && !(m & 0111))
+			return -EACCES;
+		return 0;
+	}
+	if (ctx->uid == st->st_uid)
+		bits = (m >> 6) & 7;
+	else if (ctx->gid == st->st_gid)
+		bits = (m >> 3) & 7;
+	else
+		bits = m & 7;
+	return ((unsigned)mask & ~bits) ? -EACCES : 0;
+}
+
+static void bsfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct vol_attr a;
+	struct stat st;
+	int rc;
+
+	if (ino == BSFS_CONTROL_INO) {
+		rc = control_stat(fs_of(req), &st);
+	} else {
+		rc = vol_getattr(fs_of(req)->v, ino, &a);
+		if (rc == 0)
+			attr_to_stat(&a, &st);
+	}
+	if (rc == 0)
+		rc = access_check(&st, fuse_req_ctx(req), mask);
+	reply_rc(req, rc);
+}
+
+const struct fuse_lowlevel_ops bsfs_ll_ops = {
+	.init = bsfs_init,
+	.lookup = bsfs_lookup,
+	.forget = bsfs_forget,
+	.forget_multi = bsfs_forget_multi,
+	.getattr = bsfs_getattr,
+	.setattr = bsfs_setattr,
+	.readlink = bsfs_readlink,
+	.mknod = bsfs_mknod,
+	.mkdir = bsfs_mkdir,
+	.unlink = bsfs_unlink,
+	.rmdir = bsfs_rmdir,
+	.symlink = bsfs_symlink,
+	.rename = bsfs_rename,
+	.link = bsfs_link,
+	.open = bsfs_open,
+	.read = bsfs_read,
+	.write = bsfs_write,
+	.flush = bsfs_flush,
+	.release = bsfs_release,
+	.fsync = bsfs_fsync,
+	.opendir = bsfs_opendir,
+	.readdir = bsfs_readdir,
+	.releasedir = bsfs_releasedir,
+	.fsyncdir = bsfs_fsyncdir,
+	.statfs = bsfs_statfs,
+	.access = bsfs_access,
+	.create = bsfs_create,
+	.fallocate = bsfs_fallocate,
+};

@@ -1,0 +1,36 @@
+/*
+ * ops.h — the FUSE low-level operations (DESIGN.md §1, §5): thin calls into
+ * the volume plus errno translation.  FUSE node ids are volume inode
+ * numbers (FUSE_ROOT_ID == VOL_ROOT_INO), stable for the life of a file, so
+ * forget has nothing to do.
+ */
+#ifndef BSTACKFS_OPS_H
+#define BSTACKFS_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "volume.h"
+
+#define BSFS_OPEN_BUCKETS 256
+
+struct bsfs_open;
+
+/* The session's userdata. */
+struct bsfs {
+	struct vol *v;
+	double timeout;           /* entry and attribute cache, seconds */
+	/* Open files per inode: vol_release() runs at the last close of a
+	 * file that was opened for writing (DESIGN.md §4: trim at close). */
+	pthread_mutex_t lock;
+	struct bsfs_open *open[BSFS_OPEN_BUCKETS];
+};
+
+int bsfs_ctx_init(struct bsfs *fs, struct vol *v);
+void bsfs_ctx_destroy(struct bsfs *fs);
+
+extern const struct fuse_lowlevel_ops bsfs_ll_ops;
+
+#endif

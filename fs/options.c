@@ -1,0 +1,230 @@
+/*
+ * options.c — parsing of `bstackfs [options] IMAGE MOUNTPOINT` (DESIGN.md
+ * §7) with libfuse's conventions, so the same binary works by hand and
+ * from /etc/fstab (mount.fuse3 passes `IMAGE MOUNTPOINT -o rw,...`).
+ *
+ * Two passes: fuse_opt_parse() with bstackfs's table takes out our own -o
+ * options and the first non-option argument (the image); then
+ * fuse_parse_cmdline() takes libfuse's generic options and the mount point.
+ * Whatever is left goes to fuse_session_new(), which rejects what nobody
+ * knows — before the image is touched.
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum {
+	KEY_DISCARD,
+};
+
+#define BSFS_OPT(t, p) { t, offsetof(struct bsfs_opts, p), 1 }
+
+static const struct fuse_opt bsfs_opt_spec[] = {
+	BSFS_OPT("allocator=%s", allocator),
+	BSFS_OPT("block_size=%s", block_size),
+	BSFS_OPT("sync", sync),
+	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
+	 * mount.fuse3 drops most of these itself, but a hand-written fstab
+	 * line or `mount -o defaults` must not fail. */
+	FUSE_OPT_KEY("defaults", KEY_DISCARD),
+	FUSE_OPT_KEY("auto", KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+	FUSE_OPT_KEY("user", KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", KEY_DISCARD),
+	FUSE_OPT_KEY("users", KEY_DISCARD),
+	FUSE_OPT_END
+};
+
+static int bsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct bsfs_opts *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_DISCARD:
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->image) {
+			o->image = strdup(arg);
+			return o->image ? 0 : -1;
+		}
+		/* The mount point, for fuse_parse_cmdline — whose own check
+		 * would print a message not naming the image. */
+		if (!o->mountpoint_seen) {
+			o->mountpoint_seen = 1;
+			if (bsfs_check_mountpoint(o->image, arg) < 0)
+				return -1;   /* fuse_opt's convention */
+		}
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+/* fsname is a comma-separated -o value: escape ',' and '\' in the path. */
+static int add_fsname(struct fuse_args *args, const char *image)
+{
+	size_t n = strlen(image);
+	char *s = malloc(2 * n + sizeof("-ofsname="));
+	if (!s)
+		return -ENOMEM;
+	char *p = stpcpy(s, "-ofsname=");
+	for (size_t i = 0; i < n; i++) {
+		if (image[i] == ',' || image[i] == '\\')
+			*p++ = '\\';
+		*p++ = image[i];
+	}
+	*p = '\0';
+	int rc = fuse_opt_add_arg(args, s);
+	free(s);
+	return rc < 0 ? -ENOMEM : 0;
+}
+
+int bsfs_check_mountpoint(const char *image, const char *mnt)
+{
+	struct stat st;
+
+	if (stat(mnt, &st) < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			fprintf(stderr, "bstackfs: %s: mount point %s does not exist\n",
+				image, mnt);
+		else
+			fprintf(stderr, "bstackfs: %s: mount point %s: %s\n", image, mnt,
+				strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "bstackfs: %s: mount point %s is not a directory\n", image, mnt);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* The image by absolute path: the daemon changes to / and df shows it. */
+static char *absolute(const char *path)
+{
+	char cwd[4096];
+	char *s;
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	if (asprintf(&s, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return s;
+}
+
+static int parse_block_size(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || s[0] == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Turn the parsed strings into vol_opts; one line on stderr on error. */
+static int derive_vol_opts(struct bsfs_opts *o)
+{
+	o->vol.allocator = BS_ALLOC_NONE;
+	o->vol.create = true;
+	o->vol.sync_writes = o->sync != 0;
+	o->vol.uid = getuid();
+	o->vol.gid = getgid();
+	if (o->allocator) {
+		o->vol.allocator = bs_alloc_kind_parse(o->allocator);
+		if (o->vol.allocator == BS_ALLOC_NONE) {
+			fprintf(stderr, "bstackfs: %s: unknown allocator '%s' "
+				"(expected ghost, firstfit, slab or linear)\n",
+				o->image, o->allocator);
+			return -EINVAL;
+		}
+	}
+	if (o->block_size && parse_block_size(o->block_size, &o->vol.block_size) < 0) {
+		fprintf(stderr, "bstackfs: %s: bad block_size '%s' (a positive number of bytes)\n",
+			o->image, o->block_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (fuse_opt_parse(args, o, bsfs_opt_spec, bsfs_opt_proc) < 0)
+		return -EINVAL;   /* fuse_opt printed the reason */
+	/* Before fuse_parse_cmdline: with fsname set it adds no default
+	 * subtype of its own. */
+	if (o->image && !(o->image_path = absolute(o->image)))
+		return -EINVAL;
+	if (o->image && (add_fsname(args, o->image_path) < 0 ||
+			 fuse_opt_add_arg(args, "-osubtype=bstackfs") < 0))
+		return -EINVAL;
+	if (fuse_parse_cmdline(args, &o->cmd) < 0)
+		return -EINVAL;
+	if (o->cmd.show_help || o->cmd.show_version)
+		return 0;
+	if (!o->image || !o->cmd.mountpoint) {
+		fprintf(stderr, "bstackfs: missing %s (usage: bstackfs [options] IMAGE MOUNTPOINT; "
+			"see bstackfs --help)\n", o->image ? "MOUNTPOINT" : "IMAGE and MOUNTPOINT");
+		return -EINVAL;
+	}
+	/* The kernel enforces modes and owners (DESIGN.md §1, issue 6). */
+	if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
+		return -EINVAL;
+	return derive_vol_opts(o);
+}
+
+void bsfs_free_opts(struct bsfs_opts *o)
+{
+	free(o->image);
+	free(o->image_path);
+	free(o->allocator);
+	free(o->block_size);
+	free(o->cmd.mountpoint);
+	memset(o, 0, sizeof(*o));
+}
+
+void bsfs_print_usage(const char *prog)
+{
+	printf("usage: %s [options] IMAGE MOUNTPOINT\n", prog);
+}
+
+void bsfs_print_help(const char *prog)
+{
+	bsfs_print_usage(prog);
+	printf("\n"
+	       "Mounts the BStack image IMAGE (created when missing) at MOUNTPOINT;\n"
+	       "every regular file is one allocation of the image's allocator.\n"
+	       "\n"
+	       "bstackfs options:\n"
+	       "    -o allocator=NAME      allocator of a new image: ghost (default),\n"
+	       "                           firstfit, slab or linear; on an existing\n"
+	       "                           image it must match (or be absent)\n"
+	       "    -o block_size=N        Slab block size in bytes (new images)\n"
+	       "    -o sync                every write is durable before it returns\n"
+	       "\n"
+	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
+	       "\n");
+	printf("FUSE options:\n");
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+void bsfs_print_version(void)
+{
+	printf("bstackfs version %s\n", BSTACKFS_VERSION);
+	printf("FUSE library version %s\n", fuse_pkgversion());
+	fuse_lowlevel_version();
+}

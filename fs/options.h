@@ -1,0 +1,45 @@
+/*
+ * options.h — the command line of DESIGN.md §7:
+ *   bstackfs [options] IMAGE MOUNTPOINT
+ * bstackfs's own -o options (allocator=, block_size=, sync) are taken out
+ * of the argument vector; libfuse's (-f -d -s -h -V, -o ...) stay for
+ * fuse_parse_cmdline() and fuse_session_new().
+ */
+#ifndef BSTACKFS_OPTIONS_H
+#define BSTACKFS_OPTIONS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "volume.h"
+
+struct bsfs_opts {
+	char *image;              /* as given on the command line (messages) */
+	char *image_path;         /* the same, absolute (open, fsname) */
+	int mountpoint_seen;
+	char *allocator;          /* -o allocator=NAME, NULL when absent */
+	char *block_size;         /* -o block_size=N, NULL when absent */
+	int sync;                 /* -o sync */
+	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
+	struct vol_opts vol;      /* derived from the above */
+};
+
+/*
+ * Parse argv into *o, leaving in *args what fuse_session_new() should see
+ * (default_permissions, fsname and subtype added).  Returns 0, or -EINVAL
+ * after a line on stderr (libfuse's own, for its options).  -h and -V only
+ * set o->cmd.show_help / show_version; the caller prints them
+ * (bsfs_print_help / bsfs_print_version).
+ */
+int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o);
+void bsfs_free_opts(struct bsfs_opts *o);
+
+/* 0 when the mount point exists and is a directory; else one line on
+ * stderr and -ENOENT, -ENOTDIR, ... */
+int bsfs_check_mountpoint(const char *image, const char *mnt);
+
+void bsfs_print_usage(const char *prog);
+void bsfs_print_help(const char *prog);
+void bsfs_print_version(void);
+
+#endif

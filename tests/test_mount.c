@@ -1,0 +1,1581 @@
+/*
+ * test_mount.c — bstackfs as users meet it (issue 6): real mounts on
+ * /dev/fuse, driven by cp, cat, dd, truncate, rm, mv, touch, chmod, mkdir,
+ * tar, diff, df and POSIX calls.
+ *
+ * Each test mounts a fresh image in its own temp directory and unmounts it
+ * at the end even when a check failed (only non-fatal asserts, so the
+ * unmount always runs); an atexit hook unmounts whatever is left, so a
+ * failing run never leaves a mount behind.  After an unmount the tests wait
+ * until the daemon has released the image lock (vol_close finished), since
+ * fusermount3 returns before the daemon is done.
+ *
+ * Environment: BSTACKFS_BIN (the executable), BSTACKFS_SRCDIR (the source
+ * tree, copied in and out).
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_MOUNTS 32
+
+struct mnt {
+	char dir[400];            /* this test's temp directory */
+	char img[450];
+	char mnt[450];
+	char err[450];            /* stderr of the last bstackfs run */
+	pid_t pid;                /* foreground daemon, 0 when daemonized */
+	bool up;
+};
+
+static char *g_mounted[MAX_MOUNTS];
+
+/* ---- plumbing ---------------------------------------------------------- */
+
+static const char *bin(void)
+{
+	const char *b = getenv("BSTACKFS_BIN");
+	return b ? b : "bstackfs";
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Run a shell command; its exit status, or -1. */
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Run a shell command and capture its stdout (NUL-terminated, truncated to
+ * n - 1 bytes); its exit status, or -1. */
+static int sh_out(char *out, size_t n, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	out[0] = '\0';
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	size_t got = 0, r;
+	while ((r = fread(out + got, 1, n - 1 - got, p)) > 0 && got < n - 1)
+		got += r;
+	out[got] = '\0';
+	char sink[4096];
+	while (fread(sink, 1, sizeof(sink), p) > 0)
+		;
+	int st = pclose(p);
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool is_mounted(const char *path)
+{
+	char line[4096];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mounts", "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *sp = strchr(line, ' ');
+		if (!sp)
+			continue;
+		size_t n = strlen(path);
+		found = strncmp(sp + 1, path, n) == 0 && sp[1 + n] == ' ';
+	}
+	fclose(f);
+	return found;
+}
+
+static void registry_add(const char *path)
+{
+	for (int i = 0; i < MAX_MOUNTS; i++)
+		if (g_mounted[i] && strcmp(g_mounted[i], path) == 0)
+			return;
+	for (int i = 0; i < MAX_MOUNTS; i++)
+		if (!g_mounted[i]) {
+			g_mounted[i] = strdup(path);
+			return;
+		}
+}
+
+static void registry_del(const char *path)
+{
+	for (int i = 0; i < MAX_MOUNTS; i++)
+		if (g_mounted[i] && strcmp(g_mounted[i], path) == 0) {
+			free(g_mounted[i]);
+			g_mounted[i] = NULL;
+		}
+}
+
+/* fusermount3 -u, retried while busy, lazy as the last resort. */
+static bool force_unmount(const char *path)
+{
+	for (int i = 0; i < 50 && is_mounted(path); i++) {
+		if (sh("fusermount3 -u '%s' 2>/dev/null", path) == 0)
+			break;
+		sleep_ms(100);
+	}
+	if (is_mounted(path)) {
+		fprintf(stderr, "test_mount: lazy unmount of %s\n", path);
+		sh("fusermount3 -uz '%s' 2>/dev/null", path);
+	}
+	return !is_mounted(path);
+}
+
+static void unmount_all(void)
+{
+	for (int i = 0; i < MAX_MOUNTS; i++)
+		if (g_mounted[i]) {
+			force_unmount(g_mounted[i]);
+			free(g_mounted[i]);
+			g_mounted[i] = NULL;
+		}
+}
+
+/* The daemon holds the image's flock until vol_close is done. */
+static bool wait_image_released(const char *img)
+{
+	int fd = open(img, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT;
+	for (int i = 0; i < 200; i++) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			flock(fd, LOCK_UN);
+			close(fd);
+			return true;
+		}
+		sleep_ms(50);
+	}
+	close(fd);
+	return false;
+}
+
+static void test_dir(struct mnt *m)
+{
+	static bool hooked;
+	char *p = h_tmp_path("m");
+
+	/* After h_tmp_dir() registered its rm -rf: atexit runs in reverse,
+	 * so everything is unmounted before the temp tree is removed. */
+	if (!hooked) {
+		atexit(unmount_all);
+		hooked = true;
+	}
+	memset(m, 0, sizeof(*m));
+	snprintf(m->dir, sizeof(m->dir), "%s", p);
+	free(p);
+	mkdir(m->dir, 0755);
+	snprintf(m->img, sizeof(m->img), "%s/image.bst", m->dir);
+	snprintf(m->mnt, sizeof(m->mnt), "%s/mnt", m->dir);
+	snprintf(m->err, sizeof(m->err), "%s/stderr", m->dir);
+	mkdir(m->mnt, 0755);
+}
+
+/*
+ * Run bstackfs with argv (argv[0] filled in), stderr to m->err; its exit
+ * status.  With fg, it is left running (-f must be in argv) and m->pid set.
+ */
+static int run_bsfs(struct mnt *m, const char **argv, bool fg)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(m->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDWR);
+		if (fd >= 0)
+			dup2(fd, 2);
+		if (nul >= 0)
+			dup2(nul, 1);
+		argv[0] = bin();
+		execv(bin(), (char *const *)argv);
+		_exit(127);
+	}
+	if (fg) {
+		m->pid = pid;
+		return 0;
+	}
+	int st;
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static void read_err(const struct mnt *m, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	FILE *f = fopen(m->err, "r");
+	if (!f)
+		return;
+	size_t r = fread(buf, 1, n - 1, f);
+	buf[r] = '\0';
+	fclose(f);
+}
+
+/* Mount m->img on m->mnt (daemonized) with extra -o opts (NULL: none). */
+static bool mnt_up(struct mnt *m, const char *opts)
+{
+	const char *argv[8] = { NULL, m->img, m->mnt };
+	int i = 3;
+
+	if (opts) {
+		argv[i++] = "-o";
+		argv[i++] = opts;
+	}
+	argv[i] = NULL;
+	int rc = run_bsfs(m, argv, false);
+	if (rc != 0 || !is_mounted(m->mnt)) {
+		char e[1024];
+		read_err(m, e, sizeof(e));
+		fprintf(stderr, "test_mount: mount of %s failed (%d): %s\n", m->img, rc, e);
+		return false;
+	}
+	m->pid = 0;
+	m->up = true;
+	registry_add(m->mnt);
+	return true;
+}
+
+/* The same in the foreground (-f, plus `flag` such as -s or -d when not
+ * NULL), remembering the daemon's pid. */
+static bool mnt_up_fg(struct mnt *m, const char *opts, const char *flag)
+{
+	const char *argv[9] = { NULL, "-f", m->img, m->mnt };
+	int i = 4;
+
+	if (flag)
+		argv[i++] = flag;
+	if (opts) {
+		argv[i++] = "-o";
+		argv[i++] = opts;
+	}
+	argv[i] = NULL;
+	if (run_bsfs(m, argv, true) < 0)
+		return false;
+	registry_add(m->mnt);
+	for (int t = 0; t < 200; t++) {
+		if (is_mounted(m->mnt)) {
+			m->up = true;
+			return true;
+		}
+		int st;
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			m->pid = 0;
+			break;
+		}
+		sleep_ms(25);
+	}
+	fprintf(stderr, "test_mount: foreground mount of %s failed\n", m->img);
+	return false;
+}
+
+/* Unmount and wait until the daemon has closed the volume. */
+static bool mnt_down(struct mnt *m)
+{
+	bool ok = force_unmount(m->mnt);
+
+	registry_del(m->mnt);
+	if (m->pid > 0) {
+		int st;
+		waitpid(m->pid, &st, 0);
+		ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		m->pid = 0;
+	}
+	ok = wait_image_released(m->img) && ok;
+	m->up = false;
+	return ok;
+}
+
+static bool mnt_cycle(struct mnt *m, const char *opts)
+{
+	return mnt_down(m) && mnt_up(m, opts);
+}
+
+static bool mnt_fresh(struct mnt *m, const char *opts)
+{
+	test_dir(m);
+	return mnt_up(m, opts);
+}
+
+static void mnt_done(struct mnt *m)
+{
+	if (m->up || is_mounted(m->mnt))
+		CU_ASSERT(mnt_down(m));
+	sh("rm -rf '%s'", m->dir);
+}
+
+/* a/b into out; a path that cannot exist rather than a truncated one. */
+static char *join(char *out, size_t n, const char *a, const char *b)
+{
+	if (snprintf(out, n, "%s/%s", a, b) >= (int)n)
+		snprintf(out, n, "/nonexistent-path-too-long");
+	return out;
+}
+
+static char *mpath(const struct mnt *m, const char *rel)
+{
+	static __thread char buf[8][600];
+	static __thread int slot;
+	char *p = buf[slot++ % 8];
+
+	return join(p, 600, m->mnt, rel);
+}
+
+static char *dpath(const struct mnt *m, const char *rel)
+{
+	static __thread char buf[8][600];
+	static __thread int slot;
+	char *p = buf[slot++ % 8];
+
+	return join(p, 600, m->dir, rel);
+}
+
+static int write_pattern_file(const char *path, size_t n, uint64_t tag)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -errno;
+	char *buf = malloc(1 << 20);
+	int rc = buf ? 0 : -ENOMEM;
+	for (size_t off = 0; rc == 0 && off < n;) {
+		size_t k = n - off < (1u << 20) ? n - off : (1u << 20);
+		h_pattern(buf, k, tag, off);
+		ssize_t w = write(fd, buf, k);
+		if (w != (ssize_t)k)
+			rc = -EIO;
+		off += k;
+	}
+	free(buf);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+static int64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) < 0 ? -errno : (int64_t)st.st_size;
+}
+
+/* Value of `key` in the control file, or -1. */
+static int64_t ctl_value(const struct mnt *m, const char *key)
+{
+	char line[256];
+	int64_t v = -1;
+	size_t n = strlen(key);
+	FILE *f = fopen(mpath(m, ".bstackfs"), "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, n) == 0 && line[n] == ' ') {
+			v = strtoll(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static bool same_bytes(const char *path, const uint8_t *before, size_t n)
+{
+	uint8_t *now = NULL;
+	size_t len = 0;
+
+	if (h_read_file(path, &now, &len) < 0)
+		return false;
+	bool same = len == n && memcmp(now, before, n) == 0;
+	free(now);
+	return same;
+}
+
+/* One line on stderr, naming the image, containing `why`. */
+static bool refusal_says(const struct mnt *m, const char *image, const char *why)
+{
+	char e[2048];
+
+	read_err(m, e, sizeof(e));
+	char *nl = strchr(e, '\n');
+	bool one_line = nl && nl[1] == '\0';
+	bool ok = one_line && strstr(e, image) && strstr(e, why);
+	if (!ok)
+		fprintf(stderr, "refusal message (want '%s'): %s", why, e);
+	return ok;
+}
+
+static int try_mount(struct mnt *m, const char *img, const char *mnt, const char *opts)
+{
+	const char *argv[8] = { NULL, img, mnt };
+	int i = 3;
+
+	if (opts) {
+		argv[i++] = "-o";
+		argv[i++] = opts;
+	}
+	argv[i] = NULL;
+	return run_bsfs(m, argv, false);
+}
+
+/* ---- data: cp, cat, dd ------------------------------------------------- */
+
+static void big_file_copies_in_and_out_byte_identical(void)
+{
+	struct mnt m;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	/* 100 MiB of random bytes. */
+	FILE *f = fopen(dpath(&m, "src"), "w");
+	CU_ASSERT_PTR_NOT_NULL(f);
+	if (f) {
+		uint64_t *buf = malloc(1 << 20);
+		for (int i = 0; buf && i < 100; i++) {
+			for (size_t j = 0; j < (1 << 20) / 8; j++)
+				buf[j] = h_rand();
+			CU_ASSERT(fwrite(buf, 1, 1 << 20, f) == 1 << 20);
+		}
+		free(buf);
+		fclose(f);
+	}
+	CU_ASSERT(sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "big")) == 100 << 20);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(sh("cp '%s' '%s'", mpath(&m, "big"), dpath(&m, "out")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), dpath(&m, "out")) == 0);
+	CU_ASSERT(sh("cat '%s' | cmp - '%s'", mpath(&m, "big"), dpath(&m, "src")) == 0);
+	/* At rest, the allocation is trimmed to the file (§4). */
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 100 << 20);
+
+	/* dd in place at offsets, mirrored on the host copy. */
+	CU_ASSERT(sh("head -c 12288 /dev/urandom > '%s'", dpath(&m, "patch")) == 0);
+	const char *seeks[] = { "0", "1", "5000", "25599" };   /* 4 KiB blocks */
+	for (size_t i = 0; i < 4; i++) {
+		CU_ASSERT(sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
+			     dpath(&m, "patch"), mpath(&m, "big"), seeks[i]) == 0);
+		CU_ASSERT(sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
+			     dpath(&m, "patch"), dpath(&m, "src"), seeks[i]) == 0);
+	}
+	/* The last one wrote past the end: the file grew by 8 KiB. */
+	CU_ASSERT(file_size(mpath(&m, "big")) == (100 << 20) + 8192);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	/* dd reading from an offset. */
+	CU_ASSERT(sh("dd if='%s' bs=4096 skip=5000 count=3 status=none | cmp - '%s'",
+		     mpath(&m, "big"), dpath(&m, "patch")) == 0);
+	unlink(dpath(&m, "out"));
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	unlink(dpath(&m, "src"));
+	CU_ASSERT(sh("rm '%s'", mpath(&m, "big")) == 0);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
+out:
+	mnt_done(&m);
+}
+
+/* ---- sizes: truncate --------------------------------------------------- */
+
+static bool prefix_ok(const char *path, size_t n, uint64_t tag, size_t zeros)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (h_read_file(path, &buf, &len) < 0)
+		return false;
+	bool ok = len == n + zeros && h_pattern_ok(buf, n, tag, 0) &&
+		  h_all_zero(buf + n, zeros);
+	free(buf);
+	return ok;
+}
+
+static void truncate_grows_and_shrinks_tail_and_non_tail_files(void)
+{
+	struct mnt m;
+	char out[256];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	/* a is created first (not at the tail), b last (at the tail). */
+	CU_ASSERT(write_pattern_file(mpath(&m, "a"), 100000, 1) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "b"), 100000, 2) == 0);
+	int64_t r0 = ctl_value(&m, "reallocs"), d0 = ctl_value(&m, "deallocs");
+	int64_t a0 = ctl_value(&m, "allocs");
+	CU_ASSERT(r0 >= 0 && d0 >= 0 && a0 >= 0);
+
+	/* Grow the non-tail file: in place or by copy-on-write (alloc new,
+	 * free old) — either way the allocator saw it. */
+	CU_ASSERT(sh("truncate -s 300000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "a")) == 300000);
+	CU_ASSERT(sh_out(out, sizeof(out), "stat -c %%s '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 300000);
+	CU_ASSERT(prefix_ok(mpath(&m, "a"), 100000, 1, 200000));
+	int64_t r1 = ctl_value(&m, "reallocs"), d1 = ctl_value(&m, "deallocs");
+	int64_t a1 = ctl_value(&m, "allocs");
+	CU_ASSERT(r1 > r0 || (a1 > a0 && d1 > d0));
+
+	/* Shrink it: a realloc in place, nothing freed as a whole. */
+	CU_ASSERT(sh("truncate -s 5000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -l '%s' | awk '{print $5}'",
+			 mpath(&m, "a")) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 5000);
+	CU_ASSERT(prefix_ok(mpath(&m, "a"), 5000, 1, 0));
+	int64_t r2 = ctl_value(&m, "reallocs"), d2 = ctl_value(&m, "deallocs");
+	CU_ASSERT(r2 > r1);
+	CU_ASSERT(d2 == d1);
+
+	/* Tail file: grow then shrink, both reallocs. */
+	CU_ASSERT(sh("truncate -s 1M '%s'", mpath(&m, "b")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "b")) == 1 << 20);
+	CU_ASSERT(prefix_ok(mpath(&m, "b"), 100000, 2, (1 << 20) - 100000));
+	int64_t r3 = ctl_value(&m, "reallocs");
+	CU_ASSERT(r3 > r2);
+	CU_ASSERT(sh("truncate -s 1K '%s'", mpath(&m, "b")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "b")) == 1024);
+	CU_ASSERT(prefix_ok(mpath(&m, "b"), 1024, 2, 0));
+	CU_ASSERT(ctl_value(&m, "reallocs") > r3);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 5000 + 1024);
+
+	/* To zero and back: the null slice, then a fresh allocation. */
+	CU_ASSERT(sh("truncate -s 0 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "a")) == 0);
+	CU_ASSERT(sh("truncate -s 10 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "a"), 0, 1, 10));
+	/* fallocate (mode 0) grows too; other modes are refused. */
+	CU_ASSERT(sh("fallocate -l 20000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(file_size(mpath(&m, "a")) == 20000);
+	CU_ASSERT(sh("fallocate -n -l 90000 '%s' 2>/dev/null", mpath(&m, "a")) != 0);
+	CU_ASSERT(file_size(mpath(&m, "a")) == 20000);
+
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(file_size(mpath(&m, "a")) == 20000);
+	CU_ASSERT(prefix_ok(mpath(&m, "b"), 1024, 2, 0));
+out:
+	mnt_done(&m);
+}
+
+/* ---- names: rm, mv, touch, chmod --------------------------------------- */
+
+static void rm_removes_one_file_and_a_thousand(void)
+{
+	struct mnt m;
+	char name[64];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "one"), 4096, 3) == 0);
+	int64_t d0 = ctl_value(&m, "deallocs");
+	CU_ASSERT(sh("rm '%s'", mpath(&m, "one")) == 0);
+	CU_ASSERT(access(mpath(&m, "one"), F_OK) < 0 && errno == ENOENT);
+	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	CU_ASSERT(ctl_value(&m, "files") == 0);
+
+	/* At the root, so that listing resumes across the control file. */
+	int bad = 0;
+	for (int i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "f%04d", i);
+		int fd = open(mpath(&m, name), O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 || write(fd, name, strlen(name)) != (ssize_t)strlen(name))
+			bad++;
+		if (fd >= 0)
+			close(fd);
+	}
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 1000);
+	char out[64];
+	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s' | sort -u | wc -l", m.mnt) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 1000);
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s' | grep -c '^.bstackfs$'", m.mnt) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 1);
+	d0 = ctl_value(&m, "deallocs");
+	CU_ASSERT(sh("rm '%s'/f*", m.mnt) == 0);
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1000);
+	CU_ASSERT(ctl_value(&m, "files") == 0);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
+out:
+	mnt_done(&m);
+}
+
+static void mv_renames_and_replaces_files(void)
+{
+	struct mnt m;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "a"), 70000, 4) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "c"), 30000, 5) == 0);
+	CU_ASSERT(mkdir(mpath(&m, "d"), 0755) == 0);
+	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "a"), mpath(&m, "b")) == 0);
+	CU_ASSERT(access(mpath(&m, "a"), F_OK) < 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "b"), 70000, 4, 0));
+	/* Over an existing file: the old one's allocation is freed. */
+	int64_t d0 = ctl_value(&m, "deallocs");
+	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "c"), mpath(&m, "b")) == 0);
+	CU_ASSERT(access(mpath(&m, "c"), F_OK) < 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "b"), 30000, 5, 0));
+	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	CU_ASSERT(ctl_value(&m, "files") == 1);
+	/* Across directories, and a directory itself. */
+	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "b"), mpath(&m, "d/b")) == 0);
+	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "d"), mpath(&m, "e")) == 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "e/b"), 30000, 5, 0));
+	/* RENAME_NOREPLACE. */
+	CU_ASSERT(write_pattern_file(mpath(&m, "x"), 10, 6) == 0);
+	CU_ASSERT(renameat2(AT_FDCWD, mpath(&m, "x"), AT_FDCWD, mpath(&m, "e/b"),
+			    RENAME_NOREPLACE) < 0 && errno == EEXIST);
+	CU_ASSERT(prefix_ok(mpath(&m, "e/b"), 30000, 5, 0));
+	/* RENAME_EXCHANGE: swapped, or EINVAL where the volume cannot. */
+	int xr = renameat2(AT_FDCWD, mpath(&m, "x"), AT_FDCWD, mpath(&m, "e/b"),
+			   RENAME_EXCHANGE);
+	CU_ASSERT(xr == 0 || errno == EINVAL);
+	if (xr == 0)   /* swap back, so what follows holds either way */
+		CU_ASSERT(renameat2(AT_FDCWD, mpath(&m, "x"), AT_FDCWD, mpath(&m, "e/b"),
+				    RENAME_EXCHANGE) == 0);
+	printf("\n  RENAME_EXCHANGE %s", xr == 0 ? "supported" : "refused with EINVAL");
+	CU_ASSERT(prefix_ok(mpath(&m, "e/b"), 30000, 5, 0));
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(prefix_ok(mpath(&m, "e/b"), 30000, 5, 0));
+	CU_ASSERT(prefix_ok(mpath(&m, "x"), 10, 6, 0));
+out:
+	mnt_done(&m);
+}
+
+static void touch_chmod_and_chown_set_attributes(void)
+{
+	struct mnt m;
+	struct stat st;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(sh("touch -d '2001-02-03 04:05:06.5 UTC' '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
+	CU_ASSERT(st.st_mtim.tv_sec == 981173106 && st.st_mtim.tv_nsec == 500000000);
+	CU_ASSERT(st.st_atim.tv_sec == 981173106);
+	CU_ASSERT(sh("touch -m -d '@1000000000' '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
+	CU_ASSERT(st.st_mtim.tv_sec == 1000000000 && st.st_atim.tv_sec == 981173106);
+	CU_ASSERT(sh("chmod 0640 '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
+	CU_ASSERT((st.st_mode & 07777) == 0640 && S_ISREG(st.st_mode));
+	CU_ASSERT(sh("chown 1234:5678 '%s'", mpath(&m, "t")) == 0);
+	/* New files: the caller's ids, the mode less the umask. */
+	mode_t old = umask(027);
+	int fd = open(mpath(&m, "n"), O_WRONLY | O_CREAT, 0666);
+	CU_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT(mkdir(mpath(&m, "dir"), 0777) == 0);
+	umask(old);
+	CU_ASSERT(stat(mpath(&m, "n"), &st) == 0 && (st.st_mode & 0777) == 0640);
+	CU_ASSERT(st.st_uid == getuid() && st.st_gid == getgid());
+	CU_ASSERT(stat(mpath(&m, "dir"), &st) == 0 && (st.st_mode & 0777) == 0750);
+	CU_ASSERT(S_ISDIR(st.st_mode));
+	/* No links, symlinks or special files: EPERM, not silence. */
+	CU_ASSERT(link(mpath(&m, "n"), mpath(&m, "hard")) < 0 && errno == EPERM);
+	CU_ASSERT(symlink("n", mpath(&m, "soft")) < 0 && errno == EPERM);
+	CU_ASSERT(mkfifo(mpath(&m, "fifo"), 0644) < 0 && errno == EPERM);
+	CU_ASSERT(mknod(mpath(&m, "reg"), S_IFREG | 0600, 0) == 0);
+	/* Durable and persistent. */
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
+	CU_ASSERT(st.st_mtim.tv_sec == 1000000000 && (st.st_mode & 07777) == 0640);
+	CU_ASSERT(st.st_uid == 1234 && st.st_gid == 5678);
+	CU_ASSERT(stat(mpath(&m, "reg"), &st) == 0 && (st.st_mode & 0777) == 0600);
+out:
+	mnt_done(&m);
+}
+
+/* ---- trees: mkdir -p, cp -r, tar, rm -r -------------------------------- */
+
+static void directory_trees_copy_in_and_out_identically(void)
+{
+	const char *src = getenv("BSTACKFS_SRCDIR");
+	struct mnt m;
+
+	if (!src)
+		src = ".";
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(sh("mkdir -p '%s'", mpath(&m, "a/b/c")) == 0);
+	struct stat st;
+	CU_ASSERT(stat(mpath(&m, "a/b/c"), &st) == 0 && S_ISDIR(st.st_mode));
+	CU_ASSERT(sh("cp -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
+	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
+	CU_ASSERT(sh("cp -r '%s' '%s'", mpath(&m, "a"), dpath(&m, "back")) == 0);
+	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, dpath(&m, "back/b/c/core")) == 0);
+	/* tar x of an archive made outside. */
+	CU_ASSERT(sh("tar -C '%s' -cf '%s' core tests meson.build", src,
+		     dpath(&m, "x.tar")) == 0);
+	CU_ASSERT(mkdir(mpath(&m, "t"), 0755) == 0);
+	CU_ASSERT(sh("tar -C '%s' -xf '%s'", mpath(&m, "t"), dpath(&m, "x.tar")) == 0);
+	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
+	CU_ASSERT(sh("diff -r '%s/tests' '%s'", src, mpath(&m, "t/tests")) == 0);
+	CU_ASSERT(sh("cmp '%s/meson.build' '%s'", src, mpath(&m, "t/meson.build")) == 0);
+	/* ... and listing it back matches the archive. */
+	CU_ASSERT(sh("cd '%s' && tar -cf - core | tar -tf - | sort > '%s' && "
+		     "tar -tf '%s' core | sort | cmp - '%s'", mpath(&m, "t"),
+		     dpath(&m, "list"), dpath(&m, "x.tar"), dpath(&m, "list")) == 0);
+	/* rmdir of a non-empty directory fails and changes nothing. */
+	CU_ASSERT(rmdir(mpath(&m, "a/b")) < 0 && errno == ENOTEMPTY);
+	CU_ASSERT(sh("rmdir '%s' 2>/dev/null", mpath(&m, "t")) != 0);
+	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
+	CU_ASSERT(sh("rm -r '%s' '%s'", mpath(&m, "a"), mpath(&m, "t")) == 0);
+	CU_ASSERT(access(mpath(&m, "a"), F_OK) < 0 && access(mpath(&m, "t"), F_OK) < 0);
+	CU_ASSERT(ctl_value(&m, "files") == 0);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
+out:
+	mnt_done(&m);
+}
+
+/* ---- df and the control file ------------------------------------------ */
+
+/* The §6 keys of DESIGN.md; the README's table must hold at least these. */
+static const char *const design_keys[] = {
+	"allocator", "magic", "image_bytes", "payload_bytes", "files", "live_bytes",
+	"backing_bytes", "free_blocks", "free_bytes", "largest_free_bytes",
+	"fragmentation", "overhead_bytes", "allocs", "reallocs", "reallocs_in_place",
+	"deallocs", "bytes_copied", "syncs", "leaked_bytes_reclaimed",
+};
+
+#define MAX_KEYS 64
+
+/*
+ * Every key the README documents: the backticked names in the first column
+ * of the table under "## The control file".  Returns how many.
+ */
+static size_t readme_keys(char keys[][64], size_t max)
+{
+	const char *src = getenv("BSTACKFS_SRCDIR");
+	char path[1024], line[1024];
+	size_t n = 0;
+	bool in = false;
+
+	snprintf(path, sizeof(path), "%s/README.md", src ? src : ".");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "## ", 3) == 0)
+			in = strstr(line, "control file") != NULL;
+		if (!in || strncmp(line, "| `", 3) != 0)
+			continue;
+		char *end = strchr(line + 1, '|');   /* end of the first column */
+		if (end)
+			*end = '\0';
+		for (char *p = line; (p = strchr(p, '`')) && n < max;) {
+			char *q = strchr(p + 1, '`');
+			if (!q)
+				break;
+			snprintf(keys[n++], 64, "%.*s", (int)(q - p - 1), p + 1);
+			p = q + 1;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+static bool has_key(const char *text, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = text; p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, key, n) == 0 && p[n] == ' ')
+			return true;
+	}
+	return false;
+}
+
+static void df_and_the_control_file_report_sane_figures(void)
+{
+	struct mnt m;
+	struct statvfs sv;
+	char out[8192];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 3 << 20, 7) == 0);
+	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
+	struct stat img;
+	CU_ASSERT(stat(m.img, &img) == 0);
+	CU_ASSERT(sv.f_frsize > 0 && sv.f_blocks > 0);
+	CU_ASSERT((uint64_t)sv.f_blocks * sv.f_frsize >= (uint64_t)img.st_size);
+	CU_ASSERT(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_blocks);
+	CU_ASSERT(sv.f_namemax == 255);
+	CU_ASSERT(sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
+	CU_ASSERT(strstr(out, m.mnt) != NULL);
+
+	/* ls -a lists the control file; reading it gives every key. */
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
+	CU_ASSERT(strstr(out, ".bstackfs\n") != NULL);
+	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
+	CU_ASSERT(strstr(out, ".bstackfs") == NULL);
+	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	char keys[MAX_KEYS][64];
+	size_t nkeys = readme_keys(keys, MAX_KEYS);
+	CU_ASSERT(nkeys >= sizeof(design_keys) / sizeof(design_keys[0]));
+	for (size_t i = 0; i < sizeof(design_keys) / sizeof(design_keys[0]); i++) {
+		bool documented = false;
+		for (size_t j = 0; j < nkeys; j++)
+			documented |= strcmp(keys[j], design_keys[i]) == 0;
+		CU_ASSERT(documented);
+		CU_ASSERT(has_key(out, design_keys[i]));
+	}
+	for (size_t j = 0; j < nkeys; j++) {
+		if (!has_key(out, keys[j]))
+			fprintf(stderr, "control file lacks the documented key %s\n", keys[j]);
+		CU_ASSERT(has_key(out, keys[j]));
+	}
+	CU_ASSERT(has_key(out, "tree_height") && has_key(out, "tree_nodes"));
+	CU_ASSERT(strncmp(out, "allocator ghost\n", 16) == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 1);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 3 << 20);
+	CU_ASSERT(ctl_value(&m, "image_bytes") == (int64_t)img.st_size);
+	/* stat's size is that of the text. */
+	CU_ASSERT(file_size(mpath(&m, ".bstackfs")) == (int64_t)strlen(out));
+
+	/* Read-only and permanent. */
+	const char *ctl = mpath(&m, ".bstackfs");
+	struct stat st;
+	CU_ASSERT(stat(ctl, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0444);
+	CU_ASSERT(unlink(ctl) < 0 && errno == EPERM);
+	CU_ASSERT(rename(ctl, mpath(&m, "x")) < 0 && errno == EPERM);
+	CU_ASSERT(rename(mpath(&m, "f"), ctl) < 0 && errno == EPERM);
+	CU_ASSERT(open(ctl, O_WRONLY) < 0 && errno == EPERM);
+	CU_ASSERT(truncate(ctl, 0) < 0 && errno == EPERM);
+	CU_ASSERT(chmod(ctl, 0666) < 0 && errno == EPERM);
+	CU_ASSERT(open(ctl, O_WRONLY | O_CREAT | O_EXCL, 0644) < 0 && errno == EEXIST);
+	CU_ASSERT(mkdir(ctl, 0755) < 0 && errno == EEXIST);
+	CU_ASSERT(sh("(echo x > '%s') 2>/dev/null", ctl) != 0);
+	CU_ASSERT(file_size(mpath(&m, "f")) == 3 << 20);
+
+	/* A snapshot per open: a reader keeps its figures. */
+	int fd = open(ctl, O_RDONLY);
+	CU_ASSERT(fd >= 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "g"), 1000, 8) == 0);
+	char snap[8192];
+	ssize_t n = fd >= 0 ? read(fd, snap, sizeof(snap) - 1) : -1;
+	CU_ASSERT(n > 0);
+	if (n > 0) {
+		snap[n] = '\0';
+		CU_ASSERT(strstr(snap, "\nfiles 1\n") != NULL);
+	}
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT(ctl_value(&m, "files") == 2);
+out:
+	mnt_done(&m);
+}
+
+/* ---- persistence across remount for every allocator ------------------- */
+
+static void one_allocator_persists(const char *name, const char *extra)
+{
+	struct mnt m;
+	char opt[64];
+	struct stat st;
+
+	snprintf(opt, sizeof(opt), "allocator=%s%s", name, extra ? extra : "");
+	test_dir(&m);
+	if (!mnt_up(&m, opt)) {
+		char e[512];
+		read_err(&m, e, sizeof(e));
+		/* An allocator this build does not carry is skipped, said
+		 * out loud; any other failure is one. */
+		if (strstr(e, "not built") || strstr(e, "not supported") ||
+		    strstr(e, "not available")) {
+			printf("\n  SKIP allocator %s: %s", name, e);
+		} else {
+			CU_FAIL("mount with -o allocator");
+		}
+		goto out;
+	}
+	CU_ASSERT(mkdir(mpath(&m, "d"), 0700) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "d/f1"), 123457, 11) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "f2"), 4096, 12) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "empty"), 0, 13) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "gone"), 5000, 14) == 0);
+	CU_ASSERT(unlink(mpath(&m, "gone")) == 0);
+	CU_ASSERT(sh("touch -d @1234567890 '%s'", mpath(&m, "f2")) == 0);
+	CU_ASSERT(chmod(mpath(&m, "f2"), 0604) == 0);
+	/* Remount twice: without the option (it has what it has), and with it. */
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(mnt_cycle(&m, opt));
+	char out[8192];
+	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	char want[64];
+	snprintf(want, sizeof(want), "allocator %s\n", name);
+	CU_ASSERT(strncmp(out, want, strlen(want)) == 0);
+	/* The allocator's own figures, as the README lists them. */
+	if (strcmp(name, "ghost") == 0)
+		CU_ASSERT(has_key(out, "tree_height") && has_key(out, "tree_nodes"));
+	if (strcmp(name, "firstfit") == 0)
+		CU_ASSERT(has_key(out, "free_list_length") && has_key(out, "recovery_runs"));
+	if (strcmp(name, "slab") == 0)
+		CU_ASSERT(has_key(out, "block_size") && has_key(out, "free_list_length"));
+	CU_ASSERT(prefix_ok(mpath(&m, "d/f1"), 123457, 11, 0));
+	CU_ASSERT(prefix_ok(mpath(&m, "f2"), 4096, 12, 0));
+	CU_ASSERT(file_size(mpath(&m, "empty")) == 0);
+	CU_ASSERT(access(mpath(&m, "gone"), F_OK) < 0 && errno == ENOENT);
+	CU_ASSERT(stat(mpath(&m, "f2"), &st) == 0);
+	CU_ASSERT(st.st_mtim.tv_sec == 1234567890 && (st.st_mode & 0777) == 0604);
+	CU_ASSERT(stat(mpath(&m, "d"), &st) == 0 && (st.st_mode & 0777) == 0700);
+	CU_ASSERT(ctl_value(&m, "files") == 3);
+	CU_ASSERT(ctl_value(&m, "leaked_bytes_reclaimed") == 0);
+	if (extra && strstr(extra, "block_size=8192")) {
+		CU_ASSERT(ctl_value(&m, "block_size") == 8192);
+		struct mnt r = m;
+		char mnt2[600];
+		snprintf(mnt2, sizeof(mnt2), "%s/mnt2", m.dir);
+		CU_ASSERT(mkdir(mnt2, 0755) == 0);
+		CU_ASSERT(mnt_down(&m));
+		CU_ASSERT(try_mount(&r, m.img, mnt2, "block_size=4096") == 1);
+		CU_ASSERT(refusal_says(&r, m.img, "block size"));
+		CU_ASSERT(mnt_up(&m, NULL));
+	}
+	/* And it keeps working after the remount. */
+	CU_ASSERT(write_pattern_file(mpath(&m, "d/f3"), 99999, 15) == 0);
+	CU_ASSERT(sh("truncate -s 200000 '%s'", mpath(&m, "d/f1")) == 0);
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(prefix_ok(mpath(&m, "d/f3"), 99999, 15, 0));
+	CU_ASSERT(prefix_ok(mpath(&m, "d/f1"), 123457, 11, 200000 - 123457));
+out:
+	mnt_done(&m);
+}
+
+static void files_persist_across_remount_with_ghost(void)
+{
+	one_allocator_persists("ghost", NULL);
+}
+
+static void files_persist_across_remount_with_firstfit(void)
+{
+	one_allocator_persists("firstfit", NULL);
+}
+
+static void files_persist_across_remount_with_slab(void)
+{
+	/* A block size other than the default, kept by the image. */
+	one_allocator_persists("slab", ",block_size=8192");
+}
+
+static void files_persist_across_remount_with_linear(void)
+{
+	one_allocator_persists("linear", NULL);
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+#define PW_CHUNK (64 << 10)
+#define PW_CHUNKS 32              /* 2 MiB per writer */
+
+struct pw {
+	const char *path;
+	uint64_t tag;
+	uint64_t base;            /* byte offset of this writer's region */
+	int fd;
+	int err;
+};
+
+static void *pw_run(void *arg)
+{
+	struct pw *w = arg;
+	char *buf = malloc(PW_CHUNK);
+	int fd = w->fd >= 0 ? w->fd : open(w->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (!buf || fd < 0) {
+		w->err = 1;
+		free(buf);
+		return NULL;
+	}
+	for (int i = 0; i < PW_CHUNKS; i++) {
+		uint64_t off = w->base + (uint64_t)i * PW_CHUNK;
+		h_pattern(buf, PW_CHUNK, w->tag, off);
+		if (pwrite(fd, buf, PW_CHUNK, (off_t)off) != PW_CHUNK)
+			w->err = 1;
+	}
+	if (w->fd < 0 && close(fd) < 0)
+		w->err = 1;
+	free(buf);
+	return NULL;
+}
+
+static void parallel_writers_keep_their_data(void)
+{
+	struct mnt m;
+	struct pw w[12];
+	pthread_t t[12];
+	char paths[8][600];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	int shared = open(mpath(&m, "shared"), O_RDWR | O_CREAT, 0644);
+	CU_ASSERT(shared >= 0);
+	for (int i = 0; i < 12; i++) {
+		if (i < 8) {
+			snprintf(paths[i], sizeof(paths[i]), "%s/own%d", m.mnt, i);
+			w[i] = (struct pw){ paths[i], 100 + (uint64_t)i, 0, -1, 0 };
+		} else {
+			/* Four writers, one file, disjoint regions: the whole
+			 * file is one pattern. */
+			uint64_t base = (uint64_t)(i - 8) * PW_CHUNK * PW_CHUNKS;
+			w[i] = (struct pw){ NULL, 200, base, shared, 0 };
+		}
+	}
+	for (int i = 0; i < 12; i++)
+		CU_ASSERT(pthread_create(&t[i], NULL, pw_run, &w[i]) == 0);
+	for (int i = 0; i < 12; i++) {
+		pthread_join(t[i], NULL);
+		CU_ASSERT(w[i].err == 0);
+	}
+	if (shared >= 0) {
+		CU_ASSERT(fsync(shared) == 0);
+		close(shared);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 8; i++)
+			CU_ASSERT(prefix_ok(paths[i], PW_CHUNK * PW_CHUNKS, w[i].tag, 0));
+		CU_ASSERT(prefix_ok(mpath(&m, "shared"), 4 * PW_CHUNK * PW_CHUNKS, 200, 0));
+		if (pass == 0)
+			CU_ASSERT(mnt_cycle(&m, NULL));
+	}
+out:
+	mnt_done(&m);
+}
+
+/* ---- the command line: refusals, options, signals ---------------------- */
+
+static void mounting_an_image_already_mounted_is_refused(void)
+{
+	struct mnt m;
+	char mnt2[600];
+	uint8_t *before = NULL;
+	size_t n = 0;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 5000, 21) == 0);
+	snprintf(mnt2, sizeof(mnt2), "%s/mnt2", m.dir);
+	CU_ASSERT(mkdir(mnt2, 0755) == 0);
+	CU_ASSERT(h_read_file(m.img, &before, &n) == 0);
+	CU_ASSERT(try_mount(&m, m.img, mnt2, NULL) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "in use"));
+	CU_ASSERT(!is_mounted(mnt2));
+	CU_ASSERT(before && same_bytes(m.img, before, n));
+	CU_ASSERT(prefix_ok(mpath(&m, "f"), 5000, 21, 0));
+out:
+	free(before);
+	mnt_done(&m);
+}
+
+static void non_bstack_files_are_refused_untouched(void)
+{
+	struct mnt m;
+	uint8_t junk[4096];
+
+	test_dir(&m);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)h_rand();
+	CU_ASSERT(h_write_file(m.img, junk, sizeof(junk)) == 0);
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "not a bstack image"));
+	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(same_bytes(m.img, junk, sizeof(junk)));
+
+	/* BSTK, but a version this build does not read. */
+	memcpy(junk, "BSTK\x00\x03\x00\x00", 8);
+	memset(junk + 8, 0, 8);
+	CU_ASSERT(h_write_file(m.img, junk, sizeof(junk)) == 0);
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "version"));
+	CU_ASSERT(same_bytes(m.img, junk, sizeof(junk)));
+
+	/* Shorter than a header: refused, never "repaired". */
+	CU_ASSERT(h_write_file(m.img, "BSTK", 4) == 0);
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
+	CU_ASSERT(same_bytes(m.img, (const uint8_t *)"BSTK", 4));
+	CU_ASSERT(!is_mounted(m.mnt));
+	mnt_done(&m);
+}
+
+static void a_wrong_allocator_option_is_refused_untouched(void)
+{
+	struct mnt m;
+	uint8_t *before = NULL;
+	size_t n = 0;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 5000, 22) == 0);
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(h_read_file(m.img, &before, &n) == 0);
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, "allocator=linear") == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "allocator"));
+	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(before && same_bytes(m.img, before, n));
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, "allocator=nonsense") == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "allocator"));
+	CU_ASSERT(before && same_bytes(m.img, before, n));
+	/* An unknown option is refused before the image is created. */
+	char img2[600];
+	snprintf(img2, sizeof(img2), "%s/new.bst", m.dir);
+	CU_ASSERT(try_mount(&m, img2, m.mnt, "no_such_option") == 1);
+	CU_ASSERT(refusal_says(&m, img2, "no_such_option"));
+	CU_ASSERT(access(img2, F_OK) < 0 && errno == ENOENT);
+	/* The matching option mounts. */
+	CU_ASSERT(mnt_up(&m, "allocator=ghost"));
+	CU_ASSERT(prefix_ok(mpath(&m, "f"), 5000, 22, 0));
+out:
+	free(before);
+	mnt_done(&m);
+}
+
+static void a_missing_mount_point_is_refused_untouched(void)
+{
+	struct mnt m;
+	uint8_t *before = NULL;
+	size_t n = 0;
+	char nomnt[600], img2[600];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(h_read_file(m.img, &before, &n) == 0);
+	snprintf(nomnt, sizeof(nomnt), "%s/nowhere", m.dir);
+	CU_ASSERT(try_mount(&m, m.img, nomnt, NULL) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "does not exist"));
+	CU_ASSERT(before && same_bytes(m.img, before, n));
+	/* A file is no mount point either. */
+	CU_ASSERT(try_mount(&m, m.img, m.img, NULL) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "not a directory"));
+	CU_ASSERT(before && same_bytes(m.img, before, n));
+	/* And a missing image is not created for a refused mount. */
+	snprintf(img2, sizeof(img2), "%s/new.bst", m.dir);
+	CU_ASSERT(try_mount(&m, img2, nomnt, NULL) == 1);
+	CU_ASSERT(access(img2, F_OK) < 0 && errno == ENOENT);
+out:
+	free(before);
+	mnt_done(&m);
+}
+
+static void a_machine_without_dev_fuse_is_refused_untouched(void)
+{
+	struct mnt m;
+	char cmd[2048];
+
+	test_dir(&m);
+	/* A private mount namespace whose /dev is empty. */
+	if (sh("unshare -m true 2>/dev/null") != 0) {
+		printf("\n  SKIP: cannot unshare a mount namespace");
+		goto out;
+	}
+	snprintf(cmd, sizeof(cmd), "unshare -m sh -c 'mount -t tmpfs none /dev && "
+		 "exec \"$0\" \"$1\" \"$2\"' '%s' '%s' '%s' 2>'%s'", bin(), m.img, m.mnt,
+		 m.err);
+	CU_ASSERT(sh("%s", cmd) == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "no /dev/fuse"));
+	CU_ASSERT(access(m.img, F_OK) < 0 && errno == ENOENT);
+	CU_ASSERT(!is_mounted(m.mnt));
+out:
+	mnt_done(&m);
+}
+
+static void fstab_style_options_and_help_work(void)
+{
+	struct mnt m;
+	char out[16384];
+
+	/* --help: ours first, then libfuse's. */
+	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
+	char *ours = strstr(out, "allocator=");
+	char *fuses = strstr(out, "-o max_idle_threads");
+	CU_ASSERT(ours && strstr(out, "block_size=") && strstr(out, "-o sync"));
+	CU_ASSERT(fuses && ours && ours < fuses);
+	CU_ASSERT(strstr(out, "-f") != NULL && strstr(out, "-s") != NULL);
+	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --version 2>&1", bin()) == 0);
+	CU_ASSERT(strstr(out, BSTACKFS_VERSION) != NULL);
+	CU_ASSERT(strstr(out, "FUSE") != NULL);
+	CU_ASSERT(sh("'%s' >/dev/null 2>&1", bin()) != 0);
+
+	/* What mount.fuse3 passes from an fstab line with `defaults`. */
+	if (!mnt_fresh(&m, "rw,dev,suid,exec,defaults,atime,nofail")) {
+		CU_FAIL("mount with fstab options");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 10, 31) == 0);
+	CU_ASSERT(mnt_down(&m));
+	/* The real helper, as mount -t fuse.bstackfs runs it. */
+	char dir[600];
+	snprintf(dir, sizeof(dir), "%s", bin());
+	char *slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		CU_ASSERT(sh("PATH='%s':\"$PATH\" mount.fuse3 '%s' '%s' -t fuse.bstackfs "
+			     "-o rw,defaults 2>'%s'", dir, m.img, m.mnt, m.err) == 0);
+		if (is_mounted(m.mnt)) {
+			m.up = true;
+			registry_add(m.mnt);
+			CU_ASSERT(prefix_ok(mpath(&m, "f"), 10, 31, 0));
+			char line[4096] = "";
+			CU_ASSERT(sh_out(line, sizeof(line), "grep ' %s ' /proc/self/mounts",
+					 m.mnt) == 0);
+			CU_ASSERT(strstr(line, "fuse.bstackfs") != NULL);
+		} else {
+			CU_FAIL("mount.fuse3 did not mount");
+		}
+	}
+out:
+	mnt_done(&m);
+}
+
+/* Foreground daemon, a file written but neither fsynced nor closed by the
+ * time `sig` arrives: the daemon unmounts, closes the volume, exits 0. */
+static void signal_round(struct mnt *m, int sig, const char *opts, const char *flag,
+			 uint64_t tag)
+{
+	char name[32];
+	char buf[65536];
+
+	if (!mnt_up_fg(m, opts, flag)) {
+		CU_FAIL("foreground mount");
+		return;
+	}
+	snprintf(name, sizeof(name), "f%llu", (unsigned long long)tag);
+	int fd = open(mpath(m, name), O_WRONLY | O_CREAT, 0644);
+	CU_ASSERT(fd >= 0);
+	h_pattern(buf, sizeof(buf), tag, 0);
+	CU_ASSERT(fd >= 0 && write(fd, buf, sizeof(buf)) == sizeof(buf));
+	CU_ASSERT(kill(m->pid, sig) == 0);
+	int st = 0;
+	CU_ASSERT(waitpid(m->pid, &st, 0) == m->pid);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	m->pid = 0;
+	if (fd >= 0)
+		close(fd);   /* ENOTCONN by now; the data was already there */
+	CU_ASSERT(!is_mounted(m->mnt));
+	registry_del(m->mnt);
+	m->up = false;
+	CU_ASSERT(wait_image_released(m->img));
+}
+
+static void sigterm_and_sigint_unmount_and_close_cleanly(void)
+{
+	struct mnt m;
+
+	test_dir(&m);
+	signal_round(&m, SIGTERM, "sync", "-s", 41);
+	signal_round(&m, SIGINT, NULL, NULL, 42);
+	if (!mnt_up(&m, NULL)) {
+		CU_FAIL("remount");
+		goto out;
+	}
+	CU_ASSERT(prefix_ok(mpath(&m, "f41"), 65536, 41, 0));
+	CU_ASSERT(prefix_ok(mpath(&m, "f42"), 65536, 42, 0));
+	CU_ASSERT(ctl_value(&m, "leaked_bytes_reclaimed") == 0);
+out:
+	mnt_done(&m);
+}
+
+/* Run `cmd` as nobody (65534); its exit status. */
+static int as_nobody(const char *fmt, const char *arg)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), fmt, arg);
+	return sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"%s\" "
+		  "2>/dev/null", cmd);
+}
+
+static void the_kernel_enforces_modes_and_owners(void)
+{
+	struct mnt m;
+	struct stat st;
+
+	if (sh("command -v setpriv >/dev/null") != 0 || getuid() != 0) {
+		printf("\n  SKIP: needs root and setpriv");
+		return;
+	}
+	/* allow_other so that another user sees the mount at all. */
+	if (!mnt_fresh(&m, "allow_other")) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	/* Let nobody walk down to the mount point (mkdtemp made it 0700). */
+	CU_ASSERT(chmod(h_tmp_dir(), 0711) == 0);
+	CU_ASSERT(chmod(m.dir, 0711) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "private"), 100, 51) == 0);
+	CU_ASSERT(chmod(mpath(&m, "private"), 0600) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "public"), 100, 52) == 0);
+	CU_ASSERT(chmod(mpath(&m, "public"), 0644) == 0);
+	CU_ASSERT(mkdir(mpath(&m, "open"), 0777) == 0);
+	CU_ASSERT(chmod(mpath(&m, "open"), 0777) == 0);
+	CU_ASSERT(as_nobody("cat '%s' >/dev/null", mpath(&m, "public")) == 0);
+	CU_ASSERT(as_nobody("cat '%s' >/dev/null", mpath(&m, "private")) != 0);
+	CU_ASSERT(as_nobody("echo x >> '%s'", mpath(&m, "public")) != 0);
+	CU_ASSERT(as_nobody("touch '%s'", mpath(&m, "new")) != 0);
+	CU_ASSERT(as_nobody("chmod 0666 '%s'", mpath(&m, "public")) != 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "public"), 100, 52, 0));
+	/* What nobody creates belongs to nobody. */
+	CU_ASSERT(as_nobody("echo hi > '%s'", mpath(&m, "open/mine")) == 0);
+	CU_ASSERT(stat(mpath(&m, "open/mine"), &st) == 0);
+	CU_ASSERT(st.st_uid == 65534 && st.st_gid == 65534 && st.st_size == 3);
+	CU_ASSERT(as_nobody("chmod 0600 '%s'", mpath(&m, "open/mine")) == 0);
+	CU_ASSERT(as_nobody("chown 0 '%s'", mpath(&m, "open/mine")) != 0);
+	CU_ASSERT(stat(mpath(&m, "open/mine"), &st) == 0 && st.st_uid == 65534);
+	/* Root may chown. */
+	CU_ASSERT(chown(mpath(&m, "open/mine"), 0, 0) == 0);
+	CU_ASSERT(stat(mpath(&m, "open/mine"), &st) == 0 && st.st_uid == 0);
+out:
+	mnt_done(&m);
+}
+
+static void cp_writes_reach_the_volume_in_large_requests(void)
+{
+	struct mnt m;
+
+	test_dir(&m);
+	CU_ASSERT(write_pattern_file(dpath(&m, "src"), 8 << 20, 61) == 0);
+	/* -d logs every request to stderr (m.err). */
+	if (!mnt_up_fg(&m, NULL, "-d")) {
+		CU_FAIL("foreground mount");
+		goto out;
+	}
+	CU_ASSERT(sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "dst")) == 0);
+	CU_ASSERT(prefix_ok(mpath(&m, "dst"), 8 << 20, 61, 0));
+	CU_ASSERT(mnt_down(&m));
+	char out[64];
+	CU_ASSERT(sh_out(out, sizeof(out), "grep -c 'opcode: WRITE' '%s'", m.err) == 0);
+	long writes = strtol(out, NULL, 10);
+	printf("\n  8 MiB cp: %ld WRITE requests", writes);
+	/* 1 MiB each (max_write); 4 KiB pages would be 2048 of them. */
+	CU_ASSERT(writes >= 8 && writes <= 16);
+out:
+	mnt_done(&m);
+}
+
+/* ---- crash: kill -9 in the middle of a cp ------------------------------ */
+
+#define KILL_FILES 150
+
+/* Mostly small files, and every 25th one 6 MiB so that the kill has a fair
+ * chance to land in the middle of a file. */
+static size_t kill_file_size(int i)
+{
+	if (i % 25 == 12)
+		return (6u << 20) + (size_t)i;
+	return 1000 + (size_t)i * 2731 % 400000;
+}
+
+/* The file holds the first `size` bytes of the source's pattern: a state
+ * the copy passed through (never zeros or foreign bytes). */
+static bool is_prefix_of_source(const char *path, int i)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (h_read_file(path, &buf, &len) < 0)
+		return false;
+	bool ok = len <= kill_file_size(i) && h_pattern_ok(buf, len, 500 + (uint64_t)i, 0);
+	free(buf);
+	return ok;
+}
+
+static void kill_during_cp_leaves_files_complete_or_absent(void)
+{
+	struct mnt m;
+	char p[700];
+
+	test_dir(&m);
+	CU_ASSERT(mkdir(dpath(&m, "src"), 0755) == 0);
+	for (int i = 0; i < KILL_FILES; i++) {
+		snprintf(p, sizeof(p), "%s/src/f%03d", m.dir, i);
+		CU_ASSERT(write_pattern_file(p, kill_file_size(i), 500 + (uint64_t)i) == 0);
+	}
+	if (!mnt_up_fg(&m, NULL, NULL)) {
+		CU_FAIL("foreground mount");
+		goto out;
+	}
+	/* An older version of a few files, complete before the crash. */
+	CU_ASSERT(mkdir(mpath(&m, "dst"), 0755) == 0);
+	for (int i = 0; i < 5; i++) {
+		snprintf(p, sizeof(p), "dst/f%03d", i);
+		CU_ASSERT(write_pattern_file(mpath(&m, p), 777, 900 + (uint64_t)i) == 0);
+	}
+	pid_t cp = fork();
+	if (cp == 0) {
+		int nul = open("/dev/null", O_RDWR);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		execlp("sh", "sh", "-c", "cp \"$0\"/src/* \"$1\"/dst/", m.dir, m.mnt,
+		       (char *)NULL);
+		_exit(127);
+	}
+	CU_ASSERT(cp > 0);
+	/* Kill somewhere in the copy, at a seeded random file. */
+	int victim = 5 + (int)h_rand_below(KILL_FILES / 2);
+	for (int t = 0; t < 400; t++) {
+		snprintf(p, sizeof(p), "%s/dst/f%03d", m.mnt, victim);
+		if (access(p, F_OK) == 0)
+			break;
+		sleep_ms(10);
+	}
+	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
+	int st;
+	waitpid(m.pid, &st, 0);
+	m.pid = 0;
+	if (cp > 0) {
+		kill(cp, SIGKILL);
+		waitpid(cp, &st, 0);
+	}
+	CU_ASSERT(mnt_down(&m));
+
+	CU_ASSERT(mnt_up(&m, NULL));
+	int64_t leaked = ctl_value(&m, "leaked_bytes_reclaimed");
+	CU_ASSERT(leaked >= 0);
+	printf("\n  kill -9: leaked_bytes_reclaimed %lld at the first remount",
+	       (long long)leaked);
+	int complete = 0, absent = 0, older = 0, bad = 0;
+	for (int i = 0; i < KILL_FILES; i++) {
+		snprintf(p, sizeof(p), "dst/f%03d", i);
+		int64_t size = file_size(mpath(&m, p));
+		if (size == -ENOENT) {
+			absent++;
+		} else if (prefix_ok(mpath(&m, p), kill_file_size(i), 500 + (uint64_t)i, 0)) {
+			complete++;
+		} else if (i < 5 && prefix_ok(mpath(&m, p), 777, 900 + (uint64_t)i, 0)) {
+			older++;
+		} else if (is_prefix_of_source(mpath(&m, p), i)) {
+			/* Created, its data not (all) written or synced yet:
+			 * empty, or a prefix the writes had reached. */
+			older++;
+			if (size > 0)
+				printf(", f%03d holds a %lld-byte prefix", i, (long long)size);
+		} else {
+			bad++;
+			fprintf(stderr, "kill -9: %s has size %lld and is neither complete, "
+				"absent nor older\n", p, (long long)size);
+		}
+	}
+	printf(", %d complete, %d absent, %d older", complete, absent, older);
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(complete > 0);
+	/* Nothing left to reclaim the second time. */
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(ctl_value(&m, "leaked_bytes_reclaimed") == 0);
+	/* And the volume is fully usable. */
+	CU_ASSERT(sh("rm -r '%s'", mpath(&m, "dst")) == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 0);
+out:
+	mnt_done(&m);
+}
+
+static const struct h_test tests[] = {
+	H_TEST(big_file_copies_in_and_out_byte_identical),
+	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
+	H_TEST(rm_removes_one_file_and_a_thousand),
+	H_TEST(mv_renames_and_replaces_files),
+	H_TEST(touch_chmod_and_chown_set_attributes),
+	H_TEST(directory_trees_copy_in_and_out_identically),
+	H_TEST(df_and_the_control_file_report_sane_figures),
+	H_TEST(files_persist_across_remount_with_ghost),
+	H_TEST(files_persist_across_remount_with_firstfit),
+	H_TEST(files_persist_across_remount_with_slab),
+	H_TEST(files_persist_across_remount_with_linear),
+	H_TEST(parallel_writers_keep_their_data),
+	H_TEST(mounting_an_image_already_mounted_is_refused),
+	H_TEST(non_bstack_files_are_refused_untouched),
+	H_TEST(a_wrong_allocator_option_is_refused_untouched),
+	H_TEST(a_missing_mount_point_is_refused_untouched),
+	H_TEST(a_machine_without_dev_fuse_is_refused_untouched),
+	H_TEST(fstab_style_options_and_help_work),
+	H_TEST(sigterm_and_sigint_unmount_and_close_cleanly),
+	H_TEST(the_kernel_enforces_modes_and_owners),
+	H_TEST(cp_writes_reach_the_volume_in_large_requests),
+	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
+};
+
+/* Without /dev/fuse or fusermount3 nothing here can run: say so and let
+ * meson count the suite as skipped (77) rather than failed. */
+/* meson's timeout (SIGTERM) or ^C: leave no mount behind.  Not
+ * async-signal-safe, but the process is going away anyway. */
+static void on_fatal_signal(int sig)
+{
+	/* A tool may still be busy in a mount: detach at once. */
+	for (int i = 0; i < MAX_MOUNTS; i++)
+		if (g_mounted[i])
+			sh("fusermount3 -uz '%s' 2>/dev/null", g_mounted[i]);
+	exit(128 + sig);   /* atexit: unmount_all, then the temp tree */
+}
+
+int main(int argc, char **argv)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_fatal_signal);
+	signal(SIGINT, on_fatal_signal);
+	signal(SIGHUP, on_fatal_signal);
+
+	if (fd < 0 || sh("command -v fusermount3 >/dev/null") != 0) {
+		printf("suite mount: skipped (needs /dev/fuse and fusermount3: %s)\n",
+		       fd < 0 ? strerror(errno) : "fusermount3 missing");
+		return 77;
+	}
+	close(fd);
+	return h_run_suite("mount", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
