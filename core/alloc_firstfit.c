@@ -34,8 +34,8 @@
  * pointers are not trusted: open runs recovery, a linear scan that
  * truncates a partial tail block, repairs a split whose header was not yet
  * shrunk, and rebuilds the free list from the is_free flags.  Single-call
- * operations (push of a whole block, the pre-zero before a merge) need no
- * flag.
+ * operations (push of a whole block or of a bulk's blocks, the pre-zero
+ * before a merge) need no flag.
  *
  * Beyond the seed (each on-disk compatible: an image at rest is byte for
  * byte what the seed writes, and the seed can open every image we leave):
@@ -59,6 +59,9 @@
  *    slice length rounded up; they are the same except for a block that
  *    was shrunk in place before it became the tail, where the seed would
  *    put a free block at the tail;
+ *  - alloc_bulk (the seed has none) pushes all its blocks in one call,
+ *    so a cut leaves none or all of them (ff_alloc_bulk says why it does
+ *    not take from the free list);
  *  - every offset and size read from disk is validated and every walk is
  *    bounded, so a corrupt image gives -EUCLEAN, never a loop or a stray
  *    write;
@@ -800,6 +803,118 @@ static int ff_alloc(struct bs_alloc *a, uint64_t len, struct bs_slice *out)
 	return r;
 }
 
+/*
+ * Bulk alloc (beyond the seed, which has none; alloc.h's generic one
+ * allocates slice by slice, so a cut between two allocs orphans the ones
+ * already taken).  All requested blocks are built in one buffer
+ * [header | zeroed payload | footer]... and appended with ONE push: a
+ * BStack call is atomic (the header's length is its commit point), so a
+ * cut leaves none of them or all of them, never an orphan, and the last
+ * pushed block is allocated, so the tail invariant holds.  Each block is
+ * exactly what ff_alloc would push, so the image stays the seed's format.
+ *
+ * Why not the free list: taking k > 1 blocks from it is k flagged
+ * ff_take steps, and the intent slot (header 40..48, the only bytes the
+ * seed leaves unused) names one block.  A cut after the first take leaves
+ * that block allocated and unnamed: recovery cannot tell it from a live
+ * one, so reclaim() would find it: a leak.  Recording every taken block
+ * would need room the seed's header does not have.  So only a request
+ * with one non-zero length uses the free list: that is a plain ff_alloc,
+ * already leak-free through its intent.  The cost is that a bulk of two
+ * or more grows the image even when free blocks would fit.
+ */
+static int ff_bulk_size(const uint64_t *lens, size_t n, uint64_t *total, size_t *nz,
+			size_t *last)
+{
+	uint64_t an, blk;
+	*total = 0;
+	*nz = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!lens[i])
+			continue;
+		if (!ff_align(lens[i], &an) || !add_ok(an, FF_OVH, &blk) ||
+		    !add_ok(*total, blk, total))
+			return -EFBIG;
+		(*nz)++;
+		*last = i;
+	}
+	/* the whole run must be addressable in memory, one buffer */
+	return *total > SIZE_MAX ? -EFBIG : 0;
+}
+
+static int ff_bulk_push(struct ff *ff, const uint64_t *lens, size_t n, uint64_t total,
+			struct bs_slice *out)
+{
+	/* every ff_align below succeeds: ff_bulk_size checked each length */
+	uint64_t base, pos = 0, an = 0;
+	uint8_t *buf = calloc(1, (size_t)total);
+	if (!buf)
+		return -ENOMEM;
+	/* headers (flags 0: allocated) and footers; payloads stay zero */
+	for (size_t i = 0; i < n; i++) {
+		if (!lens[i])
+			continue;
+		ff_align(lens[i], &an);
+		le64_put(buf + pos, an);
+		le64_put(buf + pos + FF_BH + an, an);
+		pos += an + FF_OVH;
+	}
+	int r = bstack_push(ff->base.bs, buf, total, &base);
+	free(buf);
+	if (r)
+		return r;
+	/* only now hand out the slices: on error out[] was not promised */
+	pos = base;
+	for (size_t i = 0; i < n; i++) {
+		if (!lens[i]) {
+			out[i] = (struct bs_slice){ 0, 0 };
+			continue;
+		}
+		ff_align(lens[i], &an);
+		out[i] = (struct bs_slice){ pos + FF_BH, lens[i] };
+		pos += an + FF_OVH;
+	}
+	return 0;
+}
+
+static int ff_alloc_bulk_locked(struct ff *ff, const uint64_t *lens, size_t n,
+				struct bs_slice *out)
+{
+	uint64_t total;
+	size_t nz, last = 0;
+	int r = ff_bulk_size(lens, n, &total, &nz, &last);
+	if (r)
+		return r;
+	if (nz == 1) {
+		/* one block: the ordinary first-fit alloc (one intent) */
+		struct bs_slice s;
+		if ((r = ff_alloc_locked(ff, lens[last], &s)))
+			return r;
+		for (size_t i = 0; i < n; i++)
+			out[i] = i == last ? s : (struct bs_slice){ 0, 0 };
+		return 0;
+	}
+	if (nz == 0) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = (struct bs_slice){ 0, 0 };
+		return 0;
+	}
+	return ff_bulk_push(ff, lens, n, total, out);
+}
+
+static int ff_alloc_bulk(struct bs_alloc *a, const uint64_t *lens, size_t n,
+			 struct bs_slice *out)
+{
+	struct ff *ff = to_ff(a);
+	pthread_mutex_lock(&ff->lock);
+	int r = ff_alloc_bulk_locked(ff, lens, n, out);
+	pthread_mutex_unlock(&ff->lock);
+	for (size_t i = 0; i < n && !r; i++)
+		if (lens[i])
+			BS_COUNT(a, n_allocs, 1);
+	return r;
+}
+
 static int ff_dealloc_locked(struct ff *ff, struct bs_slice s)
 {
 	uint64_t size;
@@ -1305,7 +1420,7 @@ static const struct bs_alloc_ops firstfit_ops = {
 	.alloc = ff_alloc,
 	.realloc = ff_realloc,
 	.dealloc = ff_dealloc,
-	.alloc_bulk = bs_alloc_bulk_generic,
+	.alloc_bulk = ff_alloc_bulk,
 	.dealloc_bulk = bs_dealloc_bulk_generic,
 	.stats = ff_stats,
 	.check = ff_check,

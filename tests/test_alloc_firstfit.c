@@ -1303,6 +1303,107 @@ static void eight_threads_never_share_a_block(void)
 	fx_free(&f);
 }
 
+
+/* ---- bulk alloc ----------------------------------------------------------- */
+
+/*
+ * {5, 0, 17, 24} on an empty arena: 16-, 24- and 24-byte payloads laid end
+ * to end from 48 in one push.  Arena bytes (payload offsets):
+ *   48  hdr 16 | 64  payload 16 | 80  ftr 16
+ *   88  hdr 24 | 104 payload 24 | 128 ftr 24
+ *   136 hdr 24 | 152 payload 24 | 176 ftr 24    -> length 184
+ */
+static void alloc_bulk_pushes_contiguous_tail_blocks_in_one_write(void)
+{
+	static const uint64_t lens[4] = { 5, 0, 17, 24 };
+	struct bs_slice out[4];
+	struct bs_alloc_stats st;
+	uint8_t want[136] = { 0 }, got[136];
+	struct fx f;
+	fx_new(&f);
+	want[0] = 16;           /* 48: size 16, flags 0 */
+	want[80 - 48] = 16;     /* footer */
+	want[88 - 48] = 24;
+	want[128 - 48] = 24;
+	want[136 - 48] = 24;
+	want[176 - 48] = 24;
+	bs_memdev_reset_counts(f.dev);
+	CU_ASSERT_FATAL(bs_alloc_bulk(f.a, lens, 4, out) == 0);
+	CU_ASSERT(bs_memdev_syncs(f.dev) == 1);
+	CU_ASSERT(out[0].off == 64 && out[0].len == 5);
+	CU_ASSERT(out[1].off == 0 && out[1].len == 0);
+	CU_ASSERT(out[2].off == 104 && out[2].len == 17);
+	CU_ASSERT(out[3].off == 152 && out[3].len == 24);
+	CU_ASSERT(image_len(&f) == 184);
+	CU_ASSERT_FATAL(bstack_get(f.bs, 48, got, sizeof got) == 0);
+	CU_ASSERT(memcmp(got, want, sizeof want) == 0);
+	CU_ASSERT(rd32(&f, FLAGS) == 0 && rd64(&f, HEAD) == 0);
+	get_stats(&f, &st);
+	CU_ASSERT(st.allocs == 3);
+	CU_ASSERT(violations(&f) == 0);
+	/* the seed's own view: each is an ordinary block it can free */
+	CU_ASSERT(fx_reopen(&f) == 0);
+	CU_ASSERT(bs_dealloc(f.a, out[2]) == 0);
+	CU_ASSERT(rd64(&f, HEAD) == 104);
+	CU_ASSERT(violations(&f) == 0);
+	fx_free(&f);
+}
+
+static void alloc_bulk_of_only_zero_lengths_gives_null_slices_and_no_io(void)
+{
+	static const uint64_t lens[3] = { 0, 0, 0 };
+	struct bs_slice out[3] = { { 1, 1 }, { 1, 1 }, { 1, 1 } };
+	struct fx f;
+	fx_new(&f);
+	bs_memdev_reset_counts(f.dev);
+	CU_ASSERT(bs_alloc_bulk(f.a, lens, 3, out) == 0);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT(out[i].off == 0 && out[i].len == 0);
+	CU_ASSERT(bs_memdev_writes(f.dev) == 0 && bs_memdev_syncs(f.dev) == 0);
+	CU_ASSERT(image_len(&f) == ARENA);
+	fx_free(&f);
+}
+
+/* Two or more blocks never come from the free list (see ff_alloc_bulk: a
+ * cut between two takes would orphan one); a single one does. */
+static void alloc_bulk_of_several_leaves_the_free_list_and_of_one_uses_it(void)
+{
+	static const uint64_t two[3] = { 40, 0, 40 }, one[3] = { 0, 40, 0 };
+	struct bs_slice out[3];
+	struct fx f;
+	fx_new(&f);
+	al(&f, 16);
+	struct bs_slice hole = al(&f, 200);
+	al(&f, 16);
+	CU_ASSERT_FATAL(bs_dealloc(f.a, hole) == 0);
+	uint64_t len = image_len(&f);
+	CU_ASSERT_FATAL(bs_alloc_bulk(f.a, two, 3, out) == 0);
+	CU_ASSERT(out[0].off == len + 16 && out[2].off == len + 16 + 40 + 8 + 16);
+	CU_ASSERT(image_len(&f) == len + 2 * (40 + 24));
+	CU_ASSERT(rd64(&f, HEAD) == hole.off && rd64(&f, hole.off - 16) == 200);
+	CU_ASSERT_FATAL(bs_alloc_bulk(f.a, one, 3, out) == 0);
+	/* first fit, split from the back of the 200 hole */
+	CU_ASSERT(out[1].off == hole.off + 200 - 40 && out[1].len == 40);
+	CU_ASSERT(out[0].len == 0 && out[2].len == 0);
+	CU_ASSERT(image_len(&f) == len + 2 * (40 + 24));
+	CU_ASSERT(violations(&f) == 0);
+	fx_free(&f);
+}
+
+static void alloc_bulk_too_large_fails_and_changes_nothing(void)
+{
+	static const uint64_t lens[2] = { 16, UINT64_MAX - 4 };
+	struct bs_slice out[2];
+	struct fx f;
+	fx_new(&f);
+	al(&f, 30);
+	uint64_t len = image_len(&f);
+	CU_ASSERT(bs_alloc_bulk(f.a, lens, 2, out) == -EFBIG);
+	CU_ASSERT(image_len(&f) == len);
+	CU_ASSERT(violations(&f) == 0);
+	fx_free(&f);
+}
+
 /* ---- power loss ----------------------------------------------------------- */
 
 /*
@@ -1511,6 +1612,90 @@ static void power_loss_in_a_moving_and_a_merging_realloc_never_loses_data(void)
 
 /* Crash at every cut point of open's own recovery (of the state a crash
  * inside coalescing leaves): the next open finishes it. */
+
+/*
+ * A bulk of four (one of them empty) on an image with free blocks, cut at
+ * every device operation with every prefix of the unsynced writes kept:
+ * after reopening, check is clean, the old data is intact, the image holds
+ * none or all of the new blocks (all zero), and reclaim finds no byte that
+ * nothing holds.
+ */
+static void power_loss_in_a_bulk_alloc_leaves_none_or_all_and_leaks_nothing(void)
+{
+	static const uint64_t lens[4] = { 100, 0, 300, 7 };
+	struct bs_slice live[4], hole, x, all[5 + 4], want[4], out[4];
+	uint64_t tags[4], before, after;
+	uint8_t *img;
+	size_t n;
+	int cuts = 0, n_after = 0;
+	struct fx f;
+	make_base(&f, live, tags, &hole, &x);
+	/* sorted by offset, as reclaim wants */
+	all[0] = live[0];
+	all[1] = live[1];
+	all[2] = live[2];
+	all[3] = x;
+	all[4] = live[3];
+	fill(&f, x, 0);
+	before = image_len(&f);
+	CU_ASSERT_FATAL(bs_memdev_snapshot(f.dev, &img, &n) == 0);
+	CU_ASSERT_FATAL(bs_alloc_bulk(f.a, lens, 4, want) == 0);
+	after = image_len(&f);
+	CU_ASSERT(after == before + (104 + 24) + (304 + 24) + (16 + 24));
+	fx_free(&f);
+	for (uint64_t cut = 1;; cut++) {
+		uint64_t pending = 0;
+		for (uint64_t keep = 0; keep <= pending; keep++) {
+			struct fx g = { 0 };
+			g.dev = bs_memdev_new();
+			CU_ASSERT_FATAL(bs_memdev_load(g.dev, img, n) == 0);
+			fx_open_bstack(&g);
+			CU_ASSERT_FATAL(bs_firstfit_open(g.bs, &g.a) == 0);
+			bs_memdev_fail_at(g.dev, cut);
+			int r = bs_alloc_bulk(g.a, lens, 4, out);
+			if (!bs_memdev_dead(g.dev)) {
+				CU_ASSERT(r == 0 && keep == 0);
+				CU_ASSERT(memcmp(out, want, sizeof out) == 0);
+				fx_free(&g);
+				goto done;
+			}
+			CU_ASSERT(r < 0);
+			pending = bs_memdev_pending(g.dev);
+			cuts++;
+			fx_close_handles(&g);
+			bs_memdev_power_cycle(g.dev, keep);
+			fx_open_bstack(&g);
+			CU_ASSERT_FATAL(bs_firstfit_open(g.bs, &g.a) == 0);
+			CU_ASSERT(violations(&g) == 0);
+			for (size_t i = 0; i < 4; i++)
+				CU_ASSERT(holds(&g, live[i], tags[i], live[i].len));
+			size_t nl = 5;
+			uint64_t len = image_len(&g), rec = 1;
+			CU_ASSERT(len == before || len == after);
+			if (len == after) {
+				n_after++;
+				for (size_t i = 0; i < 4; i++) {
+					if (!want[i].len)
+						continue;
+					CU_ASSERT(zero_at(&g, want[i].off, want[i].len));
+					all[nl++] = want[i];
+				}
+			}
+			/* reclaim's live list is sorted: the new blocks are above
+			 * all the old ones, in order */
+			CU_ASSERT(bs_alloc_reclaim(g.a, all, nl, &rec) == 0);
+			CU_ASSERT(rec == 0);
+			CU_ASSERT(accounted(&g, all, nl));
+			CU_ASSERT(violations(&g) == 0);
+			fx_free(&g);
+		}
+	}
+done:
+	/* both outcomes were reached: cut before and after the commit */
+	CU_ASSERT(cuts >= 2 && n_after >= 1 && n_after < cuts);
+	free(img);
+}
+
 static void power_loss_during_recovery_is_finished_by_the_next_open(void)
 {
 	struct fx f;
@@ -1631,6 +1816,10 @@ static const struct h_test tests[] = {
 	H_TEST(alloc_of_zero_bytes_is_the_null_slice_and_costs_no_io),
 	H_TEST(alloc_rounds_up_to_8_with_a_16_byte_minimum),
 	H_TEST(alloc_with_no_free_block_pushes_one_block_in_one_write),
+	H_TEST(alloc_bulk_pushes_contiguous_tail_blocks_in_one_write),
+	H_TEST(alloc_bulk_of_only_zero_lengths_gives_null_slices_and_no_io),
+	H_TEST(alloc_bulk_of_several_leaves_the_free_list_and_of_one_uses_it),
+	H_TEST(alloc_bulk_too_large_fails_and_changes_nothing),
 	H_TEST(dealloc_at_tail_shrinks_the_image),
 	H_TEST(dealloc_in_the_middle_pushes_the_block_at_the_list_head),
 	H_TEST(freed_slot_is_reused_by_the_next_alloc),
@@ -1676,6 +1865,7 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_in_a_coalescing_dealloc_never_loses_or_leaks),
 	H_TEST(power_loss_in_a_cascading_tail_dealloc_never_loses_or_leaks),
 	H_TEST(power_loss_in_a_moving_and_a_merging_realloc_never_loses_data),
+	H_TEST(power_loss_in_a_bulk_alloc_leaves_none_or_all_and_leaks_nothing),
 	H_TEST(power_loss_during_recovery_is_finished_by_the_next_open),
 	H_TEST(random_operations_keep_data_invariants_and_accounting),
 };
