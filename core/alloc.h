@@ -55,6 +55,14 @@ struct bs_alloc_stats {
 	uint64_t free_blocks;
 	uint64_t free_bytes;
 	uint64_t largest_free;
+	/* Bytes the allocator holds as allocated (payload bytes, rounding
+	 * included, per-block headers excluded; leaked space counts as live),
+	 * and the number of allocated blocks where the allocator keeps a
+	 * record of them (FirstFit, Slab: live_blocks_known).  GhostTree and
+	 * Linear keep none: live allocations carry zero overhead. */
+	uint64_t live_blocks;
+	uint64_t live_bytes;
+	bool live_blocks_known;
 	uint64_t overhead_bytes;  /* allocator header + per-block headers/footers */
 	/* counters since open */
 	uint64_t allocs, reallocs, reallocs_in_place, reallocs_moved, deallocs;

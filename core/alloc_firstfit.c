@@ -1197,9 +1197,13 @@ static void ff_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 	st->arena_bytes = len > FF_ARENA ? len - FF_ARENA : 0;
 	if (!ff_scan(ff, &bl, &bad)) {
 		st->overhead_bytes = FF_ARENA + FF_OVH * bl.n;
+		st->live_blocks_known = true;
 		for (size_t i = 0; i < bl.n; i++) {
-			if (!bl.v[i].free)
+			if (!bl.v[i].free) {
+				st->live_blocks++;
+				st->live_bytes += bl.v[i].size;
 				continue;
+			}
 			st->free_bytes += bl.v[i].size;
 			if (bl.v[i].size > st->largest_free)
 				st->largest_free = bl.v[i].size;

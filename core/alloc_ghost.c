@@ -1090,6 +1090,8 @@ static void gt_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 		if (w.v[i].size > st->largest_free)
 			st->largest_free = w.v[i].size;
 	}
+	/* no headers: whatever is not in the tree is allocated */
+	st->live_bytes = st->arena_bytes > st->free_bytes ? st->arena_bytes - st->free_bytes : 0;
 	if (st->n_extra + 2 <= BS_ALLOC_MAX_EXTRA) {
 		st->extra[st->n_extra++] = (struct bs_alloc_extra){ "tree_height", w.depth };
 		st->extra[st->n_extra++] = (struct bs_alloc_extra){ "tree_nodes", w.n };

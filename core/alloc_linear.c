@@ -197,6 +197,7 @@ static void lin_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 	st->arena_start = LINEAR_RESERVED;
 	st->arena_bytes = len > LINEAR_RESERVED ? len - LINEAR_RESERVED : 0;
 	st->overhead_bytes = LINEAR_RESERVED;
+	st->live_bytes = st->arena_bytes;   /* holes below the tail included */
 }
 
 static int lin_check(struct bs_alloc *a, bs_report_fn report, void *ctx)

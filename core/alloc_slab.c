@@ -725,6 +725,11 @@ static void slab_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 	st->free_bytes = n * sl->bsize;
 	st->largest_free = n ? sl->bsize : 0;
 	st->overhead_bytes = SLAB_ARENA;
+	/* every arena block is free or part of an allocation (blocks, not
+	 * allocations: an oversized allocation spans several) */
+	st->live_blocks_known = true;
+	st->live_blocks = st->arena_bytes / sl->bsize - (n <= st->arena_bytes / sl->bsize ? n : 0);
+	st->live_bytes = st->live_blocks * sl->bsize;
 	if (st->n_extra + 2 <= BS_ALLOC_MAX_EXTRA) {
 		st->extra[st->n_extra++] = (struct bs_alloc_extra){ "block_size", sl->bsize };
 		st->extra[st->n_extra++] = (struct bs_alloc_extra){ "free_list_length", n };

@@ -1742,6 +1742,49 @@ static void iface_stats(enum bs_alloc_kind kind)
 }
 KIND_TEST(iface, stats_counters_move_with_the_operations, iface_stats)
 
+/* live + free (+ per-block headers) account for the whole arena, and live
+ * covers at least what the caller holds. */
+static void iface_live(enum bs_alloc_kind kind)
+{
+	struct fx f;
+	struct bs_alloc_stats st;
+	struct bs_slice s[6];
+	uint64_t held = 0;
+	if (!fx_start(&f, kind, 256))
+		return;
+	for (int i = 0; i < 6; i++) {
+		OK(bs_alloc(f.a, 100 + 300 * (uint64_t)i, &s[i]));
+		held += s[i].len;
+	}
+	OK(bs_dealloc(f.a, s[1]));
+	OK(bs_dealloc(f.a, s[3]));
+	held -= s[1].len + s[3].len;
+	bs_alloc_stats(f.a, &st);
+	CU_ASSERT(st.live_bytes >= held);
+	if (kind == BS_ALLOC_LINEAR) {
+		/* no free list: the holes of s[1], s[3] stay live */
+		CU_ASSERT_EQUAL(st.live_bytes, st.arena_bytes);
+		CU_ASSERT(!st.live_blocks_known);
+	} else if (kind == BS_ALLOC_FIRSTFIT) {
+		/* four live blocks, each with a 24-byte header and footer */
+		CU_ASSERT(st.live_blocks_known);
+		CU_ASSERT_EQUAL(st.live_blocks, 4);
+		CU_ASSERT_EQUAL(st.live_bytes + st.free_bytes + 24 * (4 + st.free_blocks),
+				st.arena_bytes);
+	} else {
+		CU_ASSERT_EQUAL(st.live_bytes + st.free_bytes, st.arena_bytes);
+		CU_ASSERT(st.free_bytes > 0);
+		if (kind == BS_ALLOC_SLAB) {
+			CU_ASSERT(st.live_blocks_known);
+			CU_ASSERT_EQUAL(st.live_blocks * 256, st.live_bytes);
+		} else {
+			CU_ASSERT(!st.live_blocks_known);
+		}
+	}
+	fx_free(&f);
+}
+KIND_TEST(iface, live_and_free_figures_account_for_the_arena, iface_live)
+
 /* Slices the allocator could not have handed out get an error and leave
  * the image byte for byte as it was. */
 static void iface_bad_slices(enum bs_alloc_kind kind)
@@ -1796,6 +1839,7 @@ static const struct h_test tests[] = {
 	KIND_ENTRIES(iface, reserved_bytes_round_trip_and_survive_reopen),
 	KIND_ENTRIES(iface, detect_names_the_kind_after_create),
 	KIND_ENTRIES(iface, stats_counters_move_with_the_operations),
+	KIND_ENTRIES(iface, live_and_free_figures_account_for_the_arena),
 	KIND_ENTRIES(iface, impossible_slices_are_refused_and_change_nothing),
 	KIND_ENTRIES(model, 20000_ops_match_the_model),
 	KIND_ENTRIES(crash, every_cut_point_keeps_live_data_and_leaks_only_where_documented),
