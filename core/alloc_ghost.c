@@ -179,12 +179,29 @@ static int gt_read(struct ghost *g, uint64_t ptr, struct gnode *n)
 	return gt_size_ok(g, ptr, n->size) ? 0 : -EUCLEAN;
 }
 
+/*
+ * Durable write of n bytes at off, skipped when the disk already holds
+ * exactly those bytes.  The seed writes every node on an AVL path twice
+ * (update, then rebalance) whether or not it changed; skipping an identical
+ * write leaves every intermediate disk state, and so every crash outcome
+ * and the final bytes, exactly the seed's, while an insert or remove costs
+ * a sync per node that really changes instead of two per level.
+ */
+static int gt_set_if_changed(struct ghost *g, uint64_t off, const uint8_t *b, size_t n)
+{
+	uint8_t cur[GT_NODE];
+	if (n <= sizeof cur && bstack_get(g->base.bs, off, cur, n) == 0 &&
+	    memcmp(cur, b, n) == 0)
+		return 0;
+	return bstack_set(g->base.bs, off, b, n);
+}
+
 static int gt_write(struct ghost *g, uint64_t ptr, uint64_t size, int8_t bf,
 		    uint8_t h, uint64_t left, uint64_t right)
 {
 	uint8_t b[GT_NODE];
 	gt_encode(b, size, bf, h, left, right);
-	return bstack_set(g->base.bs, ptr, b, GT_NODE);
+	return gt_set_if_changed(g, ptr, b, GT_NODE);
 }
 
 static int gt_read_root(struct ghost *g, uint64_t *root)
@@ -200,7 +217,7 @@ static int gt_write_root(struct ghost *g, uint64_t root)
 {
 	uint8_t b[8];
 	le64_put(b, root);
-	return bstack_set(g->base.bs, GT_ROOT_OFF, b, 8);
+	return gt_set_if_changed(g, GT_ROOT_OFF, b, 8);
 }
 
 /* ---- AVL primitives (the seed's, one for one) ------------------------------- */
