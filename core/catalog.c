@@ -44,6 +44,13 @@
  * (parent, name): mount keeps the newer, tombstones the older and frees
  * its space (cat_repair) before anything else can change either.
  *
+ * Orphans (cat_orphan): a file removed while still open is tombstoned
+ * exactly like a removal, its pair freed for reuse, and the node kept in
+ * memory outside every index until the volume's last close.  It is never
+ * written again (cat_store refuses it, and its pair index is invalid), and
+ * no durable record names its allocation: after a crash mount's reclaim
+ * returns that space.
+ *
  * Format: the root reference is first set to a "formatting" mark
  * (UINT64_MAX, 0), then the catalog is written, then the root reference
  * points at it.  A crash in between leaves the mark: mount returns every
@@ -470,6 +477,8 @@ void cat_free(struct catalog *c)
 		c->losers = n->next;
 		free(n);
 	}
+	while (c->orphans)
+		cat_orphan_free(c, c->orphans);
 	free(c->by_ino.b);
 	free(c->by_name.b);
 	free(c->by_cookie.b);
@@ -919,7 +928,7 @@ int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen)
 
 int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 {
-	uint64_t total = c->n_files + c->n_dirs + 2;
+	uint64_t total = c->n_files + c->n_dirs + c->n_orphans + 2;
 	struct ext_ctx e = { c, NULL, 0, err, errlen, 0 };
 	struct bs_alloc *a = c->a;
 	uint64_t start, len;
@@ -935,6 +944,8 @@ int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 	cat_foreach(c, ext_cb, &e);
 	if (!e.r && c->losers)
 		ext_one(&e, c->losers);
+	for (struct cat_node *o = c->orphans; o && !e.r; o = o->next)
+		ext_one(&e, o);
 	if (!e.r) {
 		qsort(e.v, e.n, sizeof *e.v, cmp_ext);
 		for (size_t i = 1; i < e.n; i++) {
@@ -974,7 +985,7 @@ static int cmp_slice(const void *x, const void *y)
 
 int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 {
-	struct live_ctx l = { malloc((c->n_files + 2) * sizeof *l.v), 0 };
+	struct live_ctx l = { malloc((c->n_files + c->n_orphans + 2) * sizeof *l.v), 0 };
 	if (!l.v)
 		return -ENOMEM;
 	if (c->root.len)
@@ -982,6 +993,9 @@ int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 	cat_foreach(c, live_one, &l);
 	if (c->losers)
 		live_one(&l, c->losers);
+	/* an orphan's space is live until its last close */
+	for (struct cat_node *o = c->orphans; o; o = o->next)
+		live_one(&l, o);
 	qsort(l.v, l.n, sizeof *l.v, cmp_slice);
 	*out = l.v;
 	*n = l.n;
@@ -1069,6 +1083,8 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 	bool moved = nr.parent != n->r.parent || nr.name_len != n->r.name_len ||
 		     memcmp(nr.name, n->r.name, nr.name_len) != 0;
 	int e;
+	if (n->orphan)
+		return -ESTALE;   /* its pair may belong to another inode now */
 	nr.ino = n->r.ino;
 	nr.kind = n->r.kind;
 	if (moved) {
@@ -1091,12 +1107,14 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 	return 0;
 }
 
-int cat_remove(struct catalog *c, struct cat_node *n)
+/* Durably tombstone n and take it out of every index and count; its pair
+ * is free for reuse from here on. */
+static int tombstone(struct catalog *c, struct cat_node *n)
 {
 	struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
 	struct cat_node *dir = cat_get(c, n->r.parent);
 	int e;
-	if (n->r.ino == 1 || (n->r.kind == CAT_DIR && n->first))
+	if (n->orphan || n->r.ino == 1 || (n->r.kind == CAT_DIR && n->first))
 		return -EBUSY;
 	if ((e = write_rec(c, n->pair, &t)))
 		return e;
@@ -1105,13 +1123,71 @@ int cat_remove(struct catalog *c, struct cat_node *n)
 	tab_remove(c, T_INO, n);
 	count_kind(c, n, -1);
 	c->free_pairs[c->n_free++] = n->pair;
-	free(n);
-	/* Give space back when three quarters of the catalog are unused; not on
-	 * Linear, which cannot reuse the old allocation.  Failure only costs
-	 * space. */
+	return 0;
+}
+
+/* Give space back when three quarters of the catalog are unused; not on
+ * Linear, which cannot reuse the old allocation.  Failure only costs
+ * space. */
+static void maybe_shrink(struct catalog *c)
+{
 	uint64_t live = c->n_files + c->n_dirs;
 	if (c->a && c->a->kind != BS_ALLOC_LINEAR && c->n_pairs > CAT_MIN_PAIRS &&
 	    live * 4 < c->n_pairs)
 		cat_rewrite(c, c->n_pairs / 2 > CAT_MIN_PAIRS ? c->n_pairs / 2 : CAT_MIN_PAIRS);
+}
+
+int cat_remove(struct catalog *c, struct cat_node *n)
+{
+	int e = tombstone(c, n);
+	if (e)
+		return e;
+	free(n);
+	maybe_shrink(c);
 	return 0;
+}
+
+/* The orphan's pair may be handed to a new inode at once: pair is set to
+ * an impossible index so that nothing can write through it (cat_store
+ * refuses orphans before it looks). */
+int cat_orphan(struct catalog *c, struct cat_node *n)
+{
+	if (n->r.kind != CAT_FILE)
+		return -EISDIR;
+	int e = tombstone(c, n);
+	if (e)
+		return e;
+	n->pair = UINT64_MAX;
+	n->orphan = true;
+	n->rec_dirty = false;
+	n->prev = NULL;
+	n->next = c->orphans;
+	if (c->orphans)
+		c->orphans->prev = n;
+	c->orphans = n;
+	c->n_orphans++;
+	maybe_shrink(c);   /* rewrites walk by_ino: the orphan is not written */
+	return 0;
+}
+
+struct cat_node *cat_orphan_get(struct catalog *c, uint64_t ino)
+{
+	/* bounded by the count: the list is only ever built by cat_orphan */
+	struct cat_node *n = c->orphans;
+	for (uint64_t i = 0; n && i < c->n_orphans; i++, n = n->next)
+		if (n->r.ino == ino)
+			return n;
+	return NULL;
+}
+
+void cat_orphan_free(struct catalog *c, struct cat_node *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		c->orphans = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	c->n_orphans--;
+	free(n);
 }

@@ -58,6 +58,10 @@ struct cat_node {
 	/* volume state: in-memory record differs from the durable one /
 	 * file data written without a sync */
 	bool rec_dirty, data_dirty;
+	/* volume state: open descriptors (vol_open_file/vol_release); an
+	 * orphan was removed from the disk while open (cat_orphan) */
+	uint64_t opens;
+	bool orphan;
 	struct cat_node *h_ino, *h_name, *h_cookie;   /* hash chains */
 	struct cat_node *first, *last;                /* children, by cookie */
 	struct cat_node *prev, *next;                 /* siblings */
@@ -87,6 +91,10 @@ struct catalog {
 	uint8_t torn_slot;
 	struct cat_node *losers;  /* rename-over crash leftovers (chained by next) */
 	uint64_t rewrites;        /* CoW rewrites of the catalog */
+	/* removed while open (cat_orphan): in no index and on no disk record,
+	 * chained by prev/next; found by cat_orphan_get */
+	struct cat_node *orphans;
+	uint64_t n_orphans;
 };
 
 /* CRC32C (Castagnoli), as in iSCSI/ext4: crc32c(0, "123456789", 9) ==
@@ -156,6 +164,17 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);
 /* Durably remove n (a tombstone), then drop it from memory.  The caller
  * frees n's allocation afterwards (unlink order, DESIGN §4). */
 int cat_remove(struct catalog *c, struct cat_node *n);
+/* Like cat_remove, but n (a file) is kept in memory as an orphan: gone
+ * from every name index, readdir, by-inode index and count, its pair free
+ * for reuse (n->pair becomes UINT64_MAX), found only by cat_orphan_get.
+ * No record is ever written for it again (cat_store refuses it); its
+ * allocation is referenced by no durable record, so the caller frees it
+ * later (cat_orphan_free) or a crash leaves it to mount's reclaim. */
+int cat_orphan(struct catalog *c, struct cat_node *n);
+struct cat_node *cat_orphan_get(struct catalog *c, uint64_t ino);
+/* Forget orphan n (the caller has freed its allocation). */
+void cat_orphan_free(struct catalog *c, struct cat_node *n);
+
 /* Drop n from memory without writing anything and without freeing its
  * pair: after a failed write the disk may still hold n, and the next mount
  * resolves it (e.g. a rename-over victim whose tombstone failed). */

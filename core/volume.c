@@ -23,6 +23,21 @@
  * record naming less than the allocator holds); mount returns it to the
  * allocator (bs_alloc_reclaim) and counts it in leaked_bytes_reclaimed.
  *
+ * Open files (POSIX unlink semantics): vol_open_file counts one open,
+ * vol_release one close.  Unlinking (or renaming over) a file that is
+ * still open tombstones its record durably exactly as above, but the
+ * dealloc waits for the last close: the node lives on in memory as an
+ * orphan (cat_orphan) — in no name index, not in readdir or the file
+ * count, found only by inode, nlink 0.  Its pair may go to a new inode at
+ * once, so an orphan never writes a record again; its in-memory allocation
+ * is the only reference to its space, and it still grows without the
+ * allocator moving it (grow_in_place, else alloc -> copy -> dealloc, with
+ * no record to repoint and nothing to sync for).  The last vol_release
+ * deallocs it, vol_close deallocs every remaining one.  A crash while
+ * orphans exist leaves their space referenced by no durable record, so
+ * mount reclaims it (leaked_bytes_reclaimed) — the role of ext4's orphan
+ * list, with the reclaim pass in its place.
+ *
  * Durability (§5): metadata changes are one durable record write.  File
  * data goes out with bstack_set_nosync and is made durable by fsync,
  * release, sync_all and close: first a sync (the data), then the record
@@ -376,6 +391,13 @@ static uint64_t backing_of(struct vol *v, const struct cat_node *n)
 	return len;
 }
 
+/* A node by inode: a named one, else an orphan (removed while open). */
+static struct cat_node *node_get(struct vol *v, uint64_t ino)
+{
+	struct cat_node *n = cat_get(v->c, ino);
+	return n ? n : cat_orphan_get(v->c, ino);
+}
+
 static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *a)
 {
 	memset(a, 0, sizeof *a);
@@ -384,7 +406,7 @@ static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *
 	a->mode = n->r.mode;
 	a->uid = n->r.uid;
 	a->gid = n->r.gid;
-	a->nlink = n->r.kind == CAT_DIR ? (uint32_t)(2 + n->nsubdirs) : 1;
+	a->nlink = n->r.kind == CAT_DIR ? (uint32_t)(2 + n->nsubdirs) : n->orphan ? 0 : 1;
 	a->size = n->r.size;
 	a->alloc_bytes = backing_of(v, n);
 	a->atime_ns = n->r.atime;
@@ -417,7 +439,7 @@ int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr
 int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out)
 {
 	pthread_rwlock_rdlock(&v->lock);
-	struct cat_node *n = cat_get(v->c, ino);
+	struct cat_node *n = node_get(v, ino);
 	if (n)
 		fill_attr(v, n, out);
 	pthread_rwlock_unlock(&v->lock);
@@ -426,12 +448,27 @@ int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out)
 
 /* ---- record writes with the data barrier --------------------------------- */
 
+/* An orphan has no record: its state lives in memory only. */
+static void store_orphan(struct cat_node *n, const struct cat_rec *r)
+{
+	uint64_t ino = n->r.ino;
+	uint8_t kind = n->r.kind;
+	n->r = *r;
+	n->r.ino = ino;
+	n->r.kind = kind;
+	n->rec_dirty = false;
+}
+
 /* Durably store r as n's record.  When the file has unsynced data the sync
  * comes first, so the record (its size) never reaches the disk before the
  * bytes it covers. */
 static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
 {
 	int e;
+	if (n->orphan) {
+		store_orphan(n, r);
+		return 0;
+	}
 	if (n->data_dirty) {
 		if ((e = bstack_sync(v->bs)))
 			return e;
@@ -497,13 +534,17 @@ int vol_mkdir(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 }
 
 /* Remove n: the record goes durably first, its space second (unlink order,
- * guarantee 2); a failed dealloc only leaks until the next mount. */
+ * guarantee 2); a failed dealloc only leaks until the next mount.  A file
+ * still open becomes an orphan instead: record gone, space kept until its
+ * last close (vol_release). */
 static int drop(struct vol *v, struct cat_node *n)
 {
 	struct bs_slice s = n->r.alloc;
 	bool file = n->r.kind == CAT_FILE;
-	int r = cat_remove(v->c, n);
-	if (r)
+	int r;
+	if (file && n->opens)
+		return cat_orphan(v->c, n);
+	if ((r = cat_remove(v->c, n)))
 		return r;
 	if (s.len)
 		bs_dealloc(v->a, s);
@@ -654,7 +695,7 @@ int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, voi
 
 static struct cat_node *get_file(struct vol *v, uint64_t ino, int *r)
 {
-	struct cat_node *n = cat_get(v->c, ino);
+	struct cat_node *n = node_get(v, ino);
 	*r = !n ? -ENOENT : n->r.kind != CAT_FILE ? -EISDIR : 0;
 	return *r ? NULL : n;
 }
@@ -727,7 +768,7 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		if ((r = bs_grow_in_place(v->a, old, new_cap, &ns, &done)))
 			return r;
 		if (done) {
-			/* Not recorded yet: until the record says so, a crash
+			/* Not recorded yet (an orphan: never): until the record says so, a crash
 			 * leaves the extra space unreferenced (reclaimed). */
 			n->r.alloc = ns;
 			n->rec_dirty = true;
@@ -750,20 +791,25 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		*stale_end = 0;
 		return 0;
 	}
-	/* 2. copy and sync: the copy is durable before anything names it */
+	/* 2. copy and sync: the copy is durable before anything names it (an
+	 *    orphan has no record to name it: no sync) */
 	r = copy_range(v, old.off, ns.off, n->r.size);
-	if (!r)
+	if (!r && !n->orphan)
 		r = bstack_sync(v->bs);
 	if (r) {
 		bs_dealloc(v->a, ns);
 		return r;
 	}
-	n->data_dirty = false;
+	if (!n->orphan)
+		n->data_dirty = false;
 	/* 3. durably repoint the record (crash before: old state, new leaks;
-	 *    after: new state, old leaks until step 4) */
+	 *    after: new state, old leaks until step 4); an orphan's in-memory
+	 *    allocation is the only reference, repointed in place */
 	struct cat_rec nr = n->r;
 	nr.alloc = ns;
-	if ((r = cat_store(v->c, n, &nr))) {
+	if (n->orphan) {
+		store_orphan(n, &nr);
+	} else if ((r = cat_store(v->c, n, &nr))) {
 		bs_dealloc(v->a, ns);
 		return r;
 	}
@@ -912,7 +958,7 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 {
 	int r = 0;
 	pthread_rwlock_wrlock(&v->lock);
-	struct cat_node *n = cat_get(v->c, ino);
+	struct cat_node *n = node_get(v, ino);
 	if (!n) {
 		r = -ENOENT;
 		goto out;
@@ -959,14 +1005,13 @@ static int commit(struct vol *v, struct cat_node *n, bool trim)
 	return 0;
 }
 
-static int sync_file(struct vol *v, uint64_t ino, bool trim)
+/* The last close of an orphan: nothing names its space any more. */
+static void free_orphan(struct vol *v, struct cat_node *n)
 {
-	int r;
-	pthread_rwlock_wrlock(&v->lock);
-	struct cat_node *n = cat_get(v->c, ino);
-	r = n ? commit(v, n, trim) : -ENOENT;
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	if (n->r.alloc.len)
+		bs_dealloc(v->a, n->r.alloc);
+	v->ctr.deallocs++;
+	cat_orphan_free(v->c, n);
 }
 
 /* fsync keeps the spare capacity (the record states it): a file written
@@ -975,12 +1020,47 @@ static int sync_file(struct vol *v, uint64_t ino, bool trim)
  * (DESIGN §4: "at close the allocation is trimmed back"). */
 int vol_fsync(struct vol *v, uint64_t ino)
 {
-	return sync_file(v, ino, false);
+	int r;
+	pthread_rwlock_wrlock(&v->lock);
+	struct cat_node *n = node_get(v, ino);
+	r = n ? commit(v, n, false) : -ENOENT;
+	pthread_rwlock_unlock(&v->lock);
+	return r;
 }
 
+int vol_open_file(struct vol *v, uint64_t ino)
+{
+	int r;
+	pthread_rwlock_wrlock(&v->lock);
+	struct cat_node *n = get_file(v, ino, &r);
+	if (n)
+		n->opens++;
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
+/* Every close syncs; the last one also trims the capacity to the size (an
+ * earlier one would make the writers still open shrink and regrow).  A
+ * release without a counted open (callers that never open) counts as the
+ * last. */
 int vol_release(struct vol *v, uint64_t ino)
 {
-	return sync_file(v, ino, true);
+	int r = 0;
+	pthread_rwlock_wrlock(&v->lock);
+	struct cat_node *n = node_get(v, ino);
+	if (!n) {
+		r = -ENOENT;
+	} else {
+		bool last = n->opens <= 1;
+		if (n->opens)
+			n->opens--;
+		if (n->orphan && last)
+			free_orphan(v, n);
+		else
+			r = commit(v, n, last);
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return r;
 }
 
 struct sync_ctx {
@@ -1039,6 +1119,9 @@ int vol_close(struct vol *v)
 	if (!v)
 		return 0;
 	int r = sync_all_locked(v);
+	/* orphans still open at unmount: their last close is now */
+	while (v->c->orphans)
+		free_orphan(v, v->c->orphans);
 	if (!r)
 		r = linear_tidy(v);
 	vol_free(v);

@@ -128,7 +128,14 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 
 /* Make the file's data durable. */
 int vol_fsync(struct vol *v, uint64_t ino);
-/* Last close of an open file: trim the allocation to the size, sync. */
+/* Count one open of regular file ino (-ENOENT, -EISDIR).  A file unlinked
+ * or renamed over while open loses its name at once (durably) but stays
+ * readable and writable by inode (getattr: nlink 0) until its last
+ * release, which frees its space (DESIGN §4; volume.c). */
+int vol_open_file(struct vol *v, uint64_t ino);
+/* Count one close (a release without a counted open counts as the last):
+ * sync the file's data and record; the last close also trims the
+ * allocation to the size, or for a file unlinked while open, frees it. */
 int vol_release(struct vol *v, uint64_t ino);
 int vol_sync_all(struct vol *v);
 

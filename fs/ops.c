@@ -8,9 +8,11 @@
  *
  * Durability (§5): metadata calls are durable when the volume returns.
  * Data is made durable at close: FLUSH (sent synchronously by close(2))
- * runs vol_fsync for a handle opened for writing, and the last RELEASE of
- * an inode that was written runs vol_release, which trims the allocation
- * back to the file size.
+ * runs vol_fsync for a handle opened for writing, and every RELEASE runs
+ * vol_release.  Open counting is the volume's: every successful OPEN or
+ * CREATE of a regular file is one vol_open_file, every RELEASE one
+ * vol_release, so a file unlinked while open keeps working until its last
+ * close (the volume frees it then, or trims a named file to its size).
  */
 #include "ops.h"
 
@@ -32,13 +34,6 @@
 /* fi->fh of a regular file: set when the handle may write. */
 #define BSFS_FH_WRITE 1u
 
-struct bsfs_open {
-	uint64_t ino;
-	unsigned count;
-	bool written;             /* some handle since the first open could write */
-	struct bsfs_open *next;
-};
-
 static struct bsfs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -49,67 +44,12 @@ int bsfs_ctx_init(struct bsfs *fs, struct vol *v)
 	memset(fs, 0, sizeof(*fs));
 	fs->v = v;
 	fs->timeout = 1.0;
-	return -pthread_mutex_init(&fs->lock, NULL);
+	return 0;
 }
 
 void bsfs_ctx_destroy(struct bsfs *fs)
 {
-	for (size_t i = 0; i < BSFS_OPEN_BUCKETS; i++) {
-		while (fs->open[i]) {
-			struct bsfs_open *o = fs->open[i];
-			fs->open[i] = o->next;
-			free(o);
-		}
-	}
-	pthread_mutex_destroy(&fs->lock);
-}
-
-static struct bsfs_open **open_slot(struct bsfs *fs, uint64_t ino)
-{
-	struct bsfs_open **p = &fs->open[ino % BSFS_OPEN_BUCKETS];
-
-	while (*p && (*p)->ino != ino)
-		p = &(*p)->next;
-	return p;
-}
-
-static int open_get(struct bsfs *fs, uint64_t ino, bool write)
-{
-	int rc = 0;
-
-	pthread_mutex_lock(&fs->lock);
-	struct bsfs_open **p = open_slot(fs, ino);
-	if (!*p) {
-		*p = calloc(1, sizeof(**p));
-		if (*p)
-			(*p)->ino = ino;
-	}
-	if (*p) {
-		(*p)->count++;
-		(*p)->written |= write;
-	} else {
-		rc = -ENOMEM;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return rc;
-}
-
-/* Drop one open; true when it was the last one of a file that was open for
- * writing, i.e. the volume should trim and sync it. */
-static bool open_put(struct bsfs *fs, uint64_t ino)
-{
-	bool last_writer = false;
-
-	pthread_mutex_lock(&fs->lock);
-	struct bsfs_open **p = open_slot(fs, ino);
-	struct bsfs_open *o = *p;
-	if (o && --o->count == 0) {
-		last_writer = o->written;
-		*p = o->next;
-		free(o);
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return last_writer;
+	(void)fs;
 }
 
 static void ns_to_ts(int64_t ns, struct timespec *ts)
@@ -470,39 +410,40 @@ static void open_control(fuse_req_t req, struct fuse_file_info *fi)
 		bsfs_control_release(s);
 }
 
-/* The open is registered; if the reply fails (interrupted) no release will
+/* The open is counted; if the reply fails (interrupted) no release will
  * come, so undo it here. */
 static void reply_open_counted(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct bsfs *fs = fs_of(req);
-
-	if (fuse_reply_open(req, fi) < 0 && open_put(fs, ino))
-		vol_release(fs->v, ino);
+	if (fuse_reply_open(req, fi) < 0)
+		vol_release(fs_of(req)->v, ino);
 }
 
 static void bsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct bsfs *fs = fs_of(req);
 	bool write = wants_write(fi->flags);
-	struct vol_attr a;
 	int rc;
 
 	if (ino == BSFS_CONTROL_INO) {
 		open_control(req, fi);
 		return;
 	}
-	rc = vol_getattr(fs->v, ino, &a);
-	if (rc == 0 && S_ISDIR(a.mode))
-		rc = -EISDIR;
-	/* The kernel checked write permission for O_TRUNC (even with
-	 * O_RDONLY, which Linux truncates too). */
-	if (rc == 0 && (fi->flags & O_TRUNC))
-		rc = vol_truncate(fs->v, ino, 0);
-	if (rc == 0)
-		rc = open_get(fs, ino, write);
+	/* Counted first (-ENOENT, -EISDIR): a concurrent unlink then leaves
+	 * the file open as an orphan rather than gone under the truncate. */
+	rc = vol_open_file(fs->v, ino);
 	if (rc < 0) {
 		reply_rc(req, rc);
 		return;
+	}
+	/* The kernel checked write permission for O_TRUNC (even with
+	 * O_RDONLY, which Linux truncates too). */
+	if (fi->flags & O_TRUNC) {
+		rc = vol_truncate(fs->v, ino, 0);
+		if (rc < 0) {
+			vol_release(fs->v, ino);
+			reply_rc(req, rc);
+			return;
+		}
 	}
 	fi->fh = write ? BSFS_FH_WRITE : 0;
 	reply_open_counted(req, ino, fi);
@@ -532,7 +473,7 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	}
 	rc = vol_create(fs->v, parent, name, create_mode(req, mode), ctx->uid, ctx->gid, &a);
 	if (rc == 0)
-		rc = open_get(fs, a.ino, true);
+		rc = vol_open_file(fs->v, a.ino);
 	if (rc < 0) {
 		reply_rc(req, rc);
 		return;
@@ -542,9 +483,8 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	e.attr_timeout = fs->timeout;
 	e.entry_timeout = fs->timeout;
 	attr_to_stat(&a, &e.attr);
-	/* A new file counts as written: the last close syncs it (§5). */
 	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
-	if (fuse_reply_create(req, &e, fi) < 0 && open_put(fs, a.ino))
+	if (fuse_reply_create(req, &e, fi) < 0)
 		vol_release(fs->v, a.ino);
 }
 
@@ -720,7 +660,8 @@ static void bsfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 	reply_rc(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
 }
 
-/* A file may be unlinked while open: nothing left to make durable. */
+/* An unlinked open file stays known to the volume until its last release;
+ * only a failed device write can make it vanish earlier (vol_rename). */
 static int ignore_gone(int rc)
 {
 	return rc == -ENOENT ? 0 : rc;
@@ -742,7 +683,7 @@ static void bsfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 
 	if (ino == BSFS_CONTROL_INO)
 		bsfs_control_release((struct bsfs_snapshot *)(uintptr_t)fi->fh);
-	else if (open_put(fs, ino))
+	else
 		rc = ignore_gone(vol_release(fs->v, ino));
 	reply_rc(req, rc);
 }

@@ -14,18 +14,11 @@
 
 #include "volume.h"
 
-#define BSFS_OPEN_BUCKETS 256
-
-struct bsfs_open;
-
 /* The session's userdata. */
 struct bsfs {
 	struct vol *v;
 	double timeout;           /* entry and attribute cache, seconds */
-	/* Open files per inode: vol_release() runs at the last close of a
-	 * file that was opened for writing (DESIGN.md §4: trim at close). */
-	pthread_mutex_t lock;
-	struct bsfs_open *open[BSFS_OPEN_BUCKETS];
+	/* Open files are counted by the volume (vol_open_file/vol_release). */
 };
 
 int bsfs_ctx_init(struct bsfs *fs, struct vol *v);

@@ -410,6 +410,23 @@ static int64_t ctl_value(const struct mnt *m, const char *key)
 	return v;
 }
 
+/*
+ * Value of `key` once it equals `want` (or whatever it is after 3 s).  The
+ * kernel sends RELEASE after close(2) has returned: a file just closed may
+ * still be open to the volume for a moment, and a file removed while open
+ * is freed only at its last release (POSIX unlink semantics).
+ */
+static int64_t ctl_wait(const struct mnt *m, const char *key, int64_t want)
+{
+	int64_t v = ctl_value(m, key);
+
+	for (int i = 0; i < 300 && v != want; i++) {
+		sleep_ms(10);
+		v = ctl_value(m, key);
+	}
+	return v;
+}
+
 static bool same_bytes(const char *path, const uint8_t *before, size_t n)
 {
 	uint8_t *now = NULL;
@@ -603,7 +620,7 @@ static void rm_removes_one_file_and_a_thousand(void)
 	int64_t d0 = ctl_value(&m, "deallocs");
 	CU_ASSERT(sh("rm '%s'", mpath(&m, "one")) == 0);
 	CU_ASSERT(access(mpath(&m, "one"), F_OK) < 0 && errno == ENOENT);
-	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1) == d0 + 1);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 
 	/* At the root, so that listing resumes across the control file. */
@@ -627,7 +644,7 @@ static void rm_removes_one_file_and_a_thousand(void)
 	CU_ASSERT(sh("rm '%s'/f*", m.mnt) == 0);
 	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
-	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1000);
+	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1000) == d0 + 1000);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
 out:
@@ -653,7 +670,7 @@ static void mv_renames_and_replaces_files(void)
 	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "c"), mpath(&m, "b")) == 0);
 	CU_ASSERT(access(mpath(&m, "c"), F_OK) < 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "b"), 30000, 5, 0));
-	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1) == d0 + 1);
 	CU_ASSERT(ctl_value(&m, "files") == 1);
 	/* Across directories, and a directory itself. */
 	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "b"), mpath(&m, "d/b")) == 0);
@@ -842,6 +859,9 @@ static void df_and_the_control_file_report_sane_figures(void)
 		goto out;
 	}
 	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 3 << 20, 7) == 0);
+	/* RELEASE reaches the daemon after close(2) returns, and it trims the
+	 * allocation (and so maybe the image): wait for it before stat-ing. */
+	CU_ASSERT(ctl_wait(&m, "capacity_bytes", 3 << 20) == 3 << 20);
 	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
 	struct stat img;
 	CU_ASSERT(stat(m.img, &img) == 0);
@@ -1524,6 +1544,97 @@ out:
 	mnt_done(&m);
 }
 
+
+/* Bytes the allocator holds: payload minus free space. */
+static int64_t ctl_used(const struct mnt *m)
+{
+	return ctl_value(m, "payload_bytes") - ctl_value(m, "free_bytes");
+}
+
+static bool fd_pattern_ok(int fd, size_t n, uint64_t tag, uint64_t off)
+{
+	uint8_t *b = malloc(n ? n : 1);
+	bool ok = b && pread(fd, b, n, (off_t)off) == (ssize_t)n &&
+		  h_pattern_ok(b, n, tag, off);
+
+	free(b);
+	return ok;
+}
+
+/* POSIX unlink semantics: rm takes the name at once, the data stays
+ * readable and writable through descriptors already open, and the space
+ * is freed at the last close. */
+static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
+{
+	struct mnt m;
+	const size_t n = 3 << 20, more = 1 << 20;
+	struct stat st;
+	int fd = -1;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "victim"), n, 7) == 0);
+	CU_ASSERT(write_pattern_file(dpath(&m, "ref"), n, 7) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "shell"), n, 7) == 0);
+	/* closed above: its release may still be on its way */
+	int64_t d0 = ctl_wait(&m, "deallocs", 0);
+	CU_ASSERT(d0 == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 2);
+
+	/* real tools: a shell descriptor outlives rm, cmp reads through it */
+	CU_ASSERT(sh("exec 3<'%s' && rm '%s' && test ! -e '%s' && cmp - '%s' <&3",
+		     mpath(&m, "shell"), mpath(&m, "shell"), mpath(&m, "shell"),
+		     dpath(&m, "ref")) == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 1);
+	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1) == d0 + 1);
+
+	fd = open(mpath(&m, "victim"), O_RDWR);
+	CU_ASSERT(fd >= 0);
+	if (fd < 0)
+		goto out;
+	CU_ASSERT(sh("rm '%s'", mpath(&m, "victim")) == 0);
+	CU_ASSERT(access(mpath(&m, "victim"), F_OK) < 0 && errno == ENOENT);
+	char out[64];
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
+	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(ctl_value(&m, "files") == 0);
+	/* the name can be taken again by another file */
+	CU_ASSERT(write_pattern_file(mpath(&m, "victim"), 1000, 9) == 0);
+
+	CU_ASSERT(fd_pattern_ok(fd, n, 7, 0));
+	uint8_t *b = malloc(more);
+	if (b) {
+		h_pattern(b, more, 8, n);
+		CU_ASSERT(pwrite(fd, b, more, (off_t)n) == (ssize_t)more);
+		free(b);
+	}
+	CU_ASSERT(fsync(fd) == 0);
+	CU_ASSERT(fstat(fd, &st) == 0);
+	CU_ASSERT(st.st_size == (off_t)(n + more));
+	CU_ASSERT(st.st_nlink == 0);
+	CU_ASSERT(fd_pattern_ok(fd, n, 7, 0));
+	CU_ASSERT(fd_pattern_ok(fd, more, 8, n));
+	CU_ASSERT(file_size(mpath(&m, "victim")) == 1000);
+	CU_ASSERT(prefix_ok(mpath(&m, "victim"), 1000, 9, 0));
+
+	/* still open: nothing freed yet */
+	int64_t used = ctl_used(&m);
+	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	CU_ASSERT(close(fd) == 0);
+	fd = -1;
+	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 2) == d0 + 2);
+	CU_ASSERT(ctl_used(&m) <= used - (int64_t)(n + more));
+	CU_ASSERT(ctl_value(&m, "files") == 1);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 1000);
+out:
+	if (fd >= 0)
+		close(fd);
+	mnt_done(&m);
+	CU_ASSERT(!is_mounted(m.mnt));
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -1547,6 +1658,7 @@ static const struct h_test tests[] = {
 	H_TEST(the_kernel_enforces_modes_and_owners),
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),
 	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
+	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let

@@ -1778,6 +1778,260 @@ static void random_operations_cut_at_random_points_always_remount_clean(void)
 	}
 }
 
+/* ---- files unlinked or renamed over while open ---------------------------- */
+
+/* Bytes the allocator's arena holds for something: payload minus free
+ * (on the memory device statfs adds no host figures). */
+static uint64_t used_bytes(struct vol *v)
+{
+	struct vol_statfs s;
+	CU_ASSERT_EQUAL(vol_statfs(v, &s), 0);
+	return s.total_bytes - BSTACK_HEADER_SIZE - s.free_bytes;
+}
+
+static uint64_t files_of(struct vol *v)
+{
+	struct vol_statfs s;
+	CU_ASSERT_EQUAL(vol_statfs(v, &s), 0);
+	return s.files;
+}
+
+static uint64_t deallocs_of(struct vol *v)
+{
+	struct vol_counters c;
+	vol_get_counters(v, &c);
+	return c.deallocs;
+}
+
+static uint64_t reclaimed_of(struct vol *v)
+{
+	struct vol_counters c;
+	vol_get_counters(v, &c);
+	return c.leaked_bytes_reclaimed;
+}
+
+static int count_fill(void *ctx, const char *name, const struct vol_attr *a, uint64_t pos)
+{
+	(void)name;
+	(void)a;
+	(void)pos;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int entries_of(struct vol *v, uint64_t dir)
+{
+	int n = 0;
+	CU_ASSERT_EQUAL(vol_readdir(v, dir, 0, count_fill, &n), 0);
+	return n;
+}
+
+static void an_unlinked_open_file_keeps_working_until_its_last_close(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr a, in = { .mode = 0600 };
+		uint64_t f = mkfile(v, ROOT, "f");
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		put(v, f, 1, 0, 20000);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		/* the name is gone at once */
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "f", &a), -ENOENT);
+		CU_ASSERT_EQUAL(entries_of(v, ROOT), 0);
+		CU_ASSERT_EQUAL(files_of(v), 1);   /* the root only */
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), -ENOENT);
+		/* the inode is not */
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 0);
+		CU_ASSERT_EQUAL(a.size, 20000);
+		CU_ASSERT(has(v, f, 1, 0, 20000));
+		/* a new file of the same name is another file */
+		uint64_t g = mkfile(v, ROOT, "f");
+		CU_ASSERT(g != 0 && g != f);
+		put(v, g, 5, 0, 3000);
+		CU_ASSERT_EQUAL(vol_release(v, g), 0);
+		CU_ASSERT_EQUAL(entries_of(v, ROOT), 1);
+		/* the orphan grows (past g: it has to move on Linear), shrinks,
+		 * changes attributes and syncs */
+		put(v, f, 2, 20000, 30000);
+		CU_ASSERT(has(v, f, 1, 0, 20000) && has(v, f, 2, 20000, 30000));
+		CU_ASSERT_EQUAL(vol_truncate(v, f, 40000), 0);
+		CU_ASSERT_EQUAL(vol_truncate(v, f, 60000), 0);
+		CU_ASSERT(zeros_at(v, f, 40000, 20000));
+		CU_ASSERT_EQUAL(vol_fallocate(v, f, 0, 70000), 0);
+		CU_ASSERT_EQUAL(size_of(v, f), 70000);
+		CU_ASSERT_EQUAL(vol_setattr(v, f, VOL_SET_MODE, &in, &a), 0);
+		CU_ASSERT_EQUAL(a.mode, S_IFREG | 0600);
+		CU_ASSERT_EQUAL(a.nlink, 0);
+		CU_ASSERT_EQUAL(vol_fsync(v, f), 0);
+		CU_ASSERT(has(v, f, 1, 0, 20000) && has(v, f, 2, 20000, 20000));
+		/* g was not touched by any of it */
+		CU_ASSERT(has(v, g, 5, 0, 3000));
+		CU_ASSERT_EQUAL(size_of(v, g), 3000);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		/* a second open and close of the orphan frees nothing */
+		uint64_t used = used_bytes(v), deallocs = deallocs_of(v);
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(deallocs_of(v), deallocs);
+		/* the last close frees the space */
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_read(v, f, &a, 1, 0), -ENOENT);
+		CU_ASSERT_EQUAL(vol_release(v, f), -ENOENT);
+		CU_ASSERT_EQUAL(deallocs_of(v), deallocs + 1);
+		CU_ASSERT(used_bytes(v) + 70000 <= used);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "f"), g);
+		CU_ASSERT(has(v, g, 5, 0, 3000));
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), -ENOENT);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void opening_counts_only_files_that_exist(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t d = mkdir_(v, ROOT, "d");
+		CU_ASSERT_EQUAL(vol_open_file(v, d), -EISDIR);
+		CU_ASSERT_EQUAL(vol_open_file(v, ROOT), -EISDIR);
+		CU_ASSERT_EQUAL(vol_open_file(v, 9999), -ENOENT);
+		/* a file closed as often as it was opened is removed at once */
+		uint64_t f = mkfile(v, d, "f");
+		put(v, f, 1, 0, 5000);
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		uint64_t deallocs = deallocs_of(v);
+		CU_ASSERT_EQUAL(vol_unlink(v, d, "f"), 0);
+		CU_ASSERT_EQUAL(deallocs_of(v), deallocs + 1);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &(struct vol_attr){ 0 }), -ENOENT);
+		/* directories are unaffected by open files elsewhere */
+		CU_ASSERT_EQUAL(vol_rmdir(v, ROOT, "d"), 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void a_file_renamed_over_while_open_keeps_working_until_its_last_close(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr at;
+		uint64_t a = mkfile(v, ROOT, "a"), b = mkfile(v, ROOT, "b");
+		put(v, a, 1, 0, 3000);
+		put(v, b, 2, 0, 5000);
+		CU_ASSERT_EQUAL(vol_release(v, a), 0);
+		CU_ASSERT_EQUAL(vol_release(v, b), 0);
+		CU_ASSERT_EQUAL(vol_open_file(v, b), 0);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "a", ROOT, "b", 0), 0);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "b"), a);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "a"), 0);
+		CU_ASSERT_EQUAL(entries_of(v, ROOT), 1);
+		CU_ASSERT_EQUAL(files_of(v), 2);   /* the root and a */
+		CU_ASSERT_EQUAL(vol_getattr(v, b, &at), 0);
+		CU_ASSERT_EQUAL(at.nlink, 0);
+		CU_ASSERT(has(v, b, 2, 0, 5000));
+		/* the victim grows (it has to move on Linear) */
+		put(v, b, 3, 5000, 4000);
+		CU_ASSERT(has(v, b, 2, 0, 5000) && has(v, b, 3, 5000, 4000));
+		CU_ASSERT(has(v, a, 1, 0, 3000));
+		CU_ASSERT_EQUAL(size_of(v, a), 3000);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		uint64_t used = used_bytes(v), deallocs = deallocs_of(v);
+		CU_ASSERT_EQUAL(vol_release(v, b), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, b, &at), -ENOENT);
+		CU_ASSERT_EQUAL(deallocs_of(v), deallocs + 1);
+		CU_ASSERT(used_bytes(v) + 9000 <= used);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "b"), a);
+		CU_ASSERT(has(v, a, 1, 0, 3000));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void closing_the_volume_frees_orphans_still_open(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t keep = mkfile(v, ROOT, "keep");
+		put(v, keep, 4, 0, 2000);
+		CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+		uint64_t baseline = used_bytes(v);
+		uint64_t f = mkfile(v, ROOT, "f"), g = mkfile(v, ROOT, "g");
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		CU_ASSERT_EQUAL(vol_open_file(v, g), 0);
+		put(v, f, 1, 0, 8000);
+		put(v, g, 2, 0, 6000);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "g"), 0);
+		CU_ASSERT(has(v, f, 1, 0, 8000) && has(v, g, 2, 0, 6000));
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(files_of(v), 2);
+		CU_ASSERT_EQUAL(used_bytes(v), baseline);
+		CU_ASSERT(has(v, keep, 4, 0, 2000));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void power_loss_after_unlinking_an_open_file_reclaims_its_space(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t keep = mkfile(v, ROOT, "keep");
+		put(v, keep, 4, 0, 2000);
+		CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+		uint64_t f = mkfile(v, ROOT, "f");
+		put(v, f, 1, 0, 20000);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);   /* durable, trimmed */
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		put(v, f, 2, 20000, 5000);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		put(v, f, 3, 25000, 5000);
+		CU_ASSERT(has(v, f, 1, 0, 20000));
+		/* the power goes before the last close */
+		bs_memdev_fail_at(dev, 1);
+		vol_close(v);
+		bs_memdev_power_cycle(dev, 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "f"), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &(struct vol_attr){ 0 }), -ENOENT);
+		CU_ASSERT(reclaimed_of(v) >= 20000);
+		CU_ASSERT_EQUAL(files_of(v), 2);
+		CU_ASSERT(has(v, keep, 4, 0, 2000));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
 static const struct h_test tests[] = {
 	H_TEST(empty_and_one_byte_files_read_back_after_reopen),
 	H_TEST(a_write_past_the_end_leaves_a_hole_that_reads_as_zeros),
@@ -1827,6 +2081,11 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_while_the_catalog_grows_loses_no_file),
 	H_TEST(power_loss_during_format_leaves_an_image_that_opens),
 	H_TEST(random_operations_cut_at_random_points_always_remount_clean),
+	H_TEST(an_unlinked_open_file_keeps_working_until_its_last_close),
+	H_TEST(opening_counts_only_files_that_exist),
+	H_TEST(a_file_renamed_over_while_open_keeps_working_until_its_last_close),
+	H_TEST(closing_the_volume_frees_orphans_still_open),
+	H_TEST(power_loss_after_unlinking_an_open_file_reclaims_its_space),
 };
 
 H_MAIN("volume", tests)
