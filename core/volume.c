@@ -1191,6 +1191,8 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   bytes_copied            bytes copied by copy-on-write moves of files
  *   syncs                   device syncs since mount
  *   leaked_bytes_reclaimed  space returned to the allocator at mount
+ *   orphan_files            files removed while open, alive until last close
+ *   orphan_bytes            bytes the allocator holds for them
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -1232,6 +1234,13 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("bytes_copied", v->ctr.bytes_copied);
 	KV("syncs", st.syncs);
 	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
+	/* files removed while still open: their space is freed at the last
+	 * close, and until then it is neither free nor any named file's */
+	uint64_t orphan_bytes = 0;
+	for (struct cat_node *o = v->c->orphans; o; o = o->next)
+		orphan_bytes += backing_of(v, o);
+	KV("orphan_files", v->c->n_orphans);
+	KV("orphan_bytes", orphan_bytes);
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

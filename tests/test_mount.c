@@ -1622,12 +1622,16 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	/* still open: nothing freed yet */
 	int64_t used = ctl_used(&m);
 	CU_ASSERT(ctl_value(&m, "deallocs") == d0 + 1);
+	/* the control file accounts for the orphan while it lives */
+	CU_ASSERT(ctl_value(&m, "orphan_files") == 1);
+	CU_ASSERT(ctl_value(&m, "orphan_bytes") >= (int64_t)(n + more));
 	CU_ASSERT(close(fd) == 0);
 	fd = -1;
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 2) == d0 + 2);
 	CU_ASSERT(ctl_used(&m) <= used - (int64_t)(n + more));
 	CU_ASSERT(ctl_value(&m, "files") == 1);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 1000);
+	CU_ASSERT(ctl_value(&m, "orphan_files") == 0 && ctl_value(&m, "orphan_bytes") == 0);
 out:
 	if (fd >= 0)
 		close(fd);
