@@ -183,3 +183,23 @@ int h_write_file(const char *path, const void *buf, size_t len)
 	close(fd);
 	return w == (ssize_t)len ? 0 : -EIO;
 }
+
+struct bstack *h_stack_create(struct bs_memdev *dev)
+{
+	struct bs_io *io = NULL;
+	struct bstack *bs = NULL;
+	CU_ASSERT_FATAL(dev != NULL);
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT_FATAL(bstack_create(io, &bs) == 0);
+	return bs;
+}
+
+struct bstack *h_stack_open(struct bs_memdev *dev)
+{
+	struct bs_io *io = NULL;
+	struct bstack *bs = NULL;
+	CU_ASSERT_FATAL(dev != NULL);
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT_FATAL(bstack_open(io, &bs) == 0);
+	return bs;
+}

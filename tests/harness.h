@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bstack.h"
+#include "io.h"
+
 /* A test table entry: name (reads as a sentence) and function. */
 struct h_test {
 	const char *name;
@@ -49,6 +52,12 @@ bool h_all_zero(const void *buf, size_t n);
 /* A fresh path in a per-process temp directory (removed at exit). */
 const char *h_tmp_dir(void);
 char *h_tmp_path(const char *stem);   /* malloc'd; the file does not exist */
+
+/* A BStack on a memory device, for the core suites: a fresh empty image
+ * (bstack_create) or the one the device holds (bstack_open).  Any failure
+ * fails the test at once (CU_ASSERT_FATAL). */
+struct bstack *h_stack_create(struct bs_memdev *dev);
+struct bstack *h_stack_open(struct bs_memdev *dev);
 
 /* Read / write a whole host file (tests crafting images). */
 int h_read_file(const char *path, uint8_t **buf, size_t *len);

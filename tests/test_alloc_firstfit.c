@@ -32,19 +32,15 @@ struct fx {
 
 static void fx_open_bstack(struct fx *f)
 {
-	struct bs_io *io = NULL;
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 }
 
 static void fx_new(struct fx *f)
 {
-	struct bs_io *io = NULL;
 	memset(f, 0, sizeof *f);
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(f->dev != NULL);
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f->bs) == 0);
+	f->bs = h_stack_create(f->dev);
 	CU_ASSERT_FATAL(bs_firstfit_create(f->bs, &f->a) == 0);
 }
 
@@ -240,12 +236,10 @@ static void create_refuses_a_stack_that_is_not_empty(void)
 static void open_of_an_empty_stack_formats_it_as_the_seed_does(void)
 {
 	struct bs_memdev *dev = bs_memdev_new();
-	struct bs_io *io;
 	struct bstack *bs;
 	struct bs_alloc *a = NULL;
 	uint8_t m[8];
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &bs) == 0);
+	bs = h_stack_create(dev);
 	CU_ASSERT(bs_firstfit_open(bs, &a) == 0);
 	CU_ASSERT(bstack_len(bs) == 48);
 	CU_ASSERT(bstack_get(bs, 16, m, 8) == 0 && memcmp(m, "ALFF\x00\x01\x01\x00", 8) == 0);
@@ -955,13 +949,11 @@ static void open_refuses_a_payload_of_1_to_47_bytes(void)
 {
 	for (uint64_t n = 1; n < 48; n++) {
 		struct bs_memdev *dev = bs_memdev_new();
-		struct bs_io *io;
 		struct bstack *bs;
 		struct bs_alloc *a = NULL;
 		uint8_t buf[48] = { 0 };
 		memcpy(buf + 16, "ALFF\x00\x01\x01\x00", 8);
-		CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-		CU_ASSERT_FATAL(bstack_create(io, &bs) == 0);
+		bs = h_stack_create(dev);
 		CU_ASSERT_FATAL(bstack_push(bs, buf, n, NULL) == 0);
 		CU_ASSERT(bs_firstfit_open(bs, &a) == -EUCLEAN);
 		CU_ASSERT(a == NULL && bstack_len(bs) == n);

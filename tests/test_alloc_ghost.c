@@ -24,12 +24,10 @@ struct fx {
 
 static void fx_fresh(struct fx *f)
 {
-	struct bs_io *io;
 	memset(f, 0, sizeof *f);
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(f->dev != NULL);
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f->bs) == 0);
+	f->bs = h_stack_create(f->dev);
 	CU_ASSERT_FATAL(bs_ghost_create(f->bs, &f->a) == 0);
 }
 
@@ -47,10 +45,8 @@ static void fx_shut(struct fx *f)
  * (the bstack must open). */
 static int fx_reopen(struct fx *f)
 {
-	struct bs_io *io;
 	fx_shut(f);
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 	return bs_ghost_open(f->bs, &f->a);
 }
 
@@ -441,11 +437,9 @@ static void data_survives_reopen(void)
 static void new_rejects_partial_header(void)
 {
 	struct fx f;
-	struct bs_io *io;
 	memset(&f, 0, sizeof f);
 	f.dev = bs_memdev_new();
-	CU_ASSERT_FATAL(bs_io_mem_open(f.dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f.bs) == 0);
+	f.bs = h_stack_create(f.dev);
 	CU_ASSERT(bstack_extend(f.bs, 4, NULL) == 0);
 	CU_ASSERT_EQUAL(bs_ghost_open(f.bs, &f.a), -EUCLEAN);
 	f.a = NULL;
@@ -722,10 +716,8 @@ static void fresh_image_is_the_48_byte_header(void)
 	CU_ASSERT_EQUAL(f.a->reserved_len, 32);
 	/* an empty stack opened (not created) is initialised the same way */
 	fx_free(&f);
-	struct bs_io *io;
 	f.dev = bs_memdev_new();
-	CU_ASSERT_FATAL(bs_io_mem_open(f.dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f.bs) == 0);
+	f.bs = h_stack_create(f.dev);
 	CU_ASSERT_FATAL(bs_ghost_open(f.bs, &f.a) == 0);
 	expect_file(&f, want, sizeof want);
 	fx_free(&f);
@@ -751,9 +743,7 @@ static int open_img(struct fx *f, const uint8_t *p, size_t n)
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(bs_memdev_load(f->dev, img, 16 + n) == 0);
 	free(img);
-	struct bs_io *io;
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 	int r = bs_ghost_open(f->bs, &f->a);
 	if (r)
 		f->a = NULL;
@@ -1429,9 +1419,7 @@ typedef void (*act_fn)(struct fx *f, struct mslice *live, int n);
 
 static int reopen_raw(struct fx *f)
 {
-	struct bs_io *io;
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 	int r = bs_ghost_open(f->bs, &f->a);
 	if (r)
 		f->a = NULL;

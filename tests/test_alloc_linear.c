@@ -234,11 +234,9 @@ static void reserved_bytes_and_data_survive_reopen(void)
 static void open_refuses_a_payload_shorter_than_the_reserved_bytes(void)
 {
 	struct bs_memdev *dev = bs_memdev_new();
-	struct bs_io *io;
 	struct bstack *bs;
 	struct bs_alloc *a = NULL;
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &bs) == 0);
+	bs = h_stack_create(dev);
 	CU_ASSERT(bstack_extend(bs, 15, NULL) == 0);
 	CU_ASSERT(bs_alloc_open(bs, BS_ALLOC_LINEAR, &a) == -EUCLEAN);
 	CU_ASSERT(a == NULL);

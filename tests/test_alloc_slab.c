@@ -26,20 +26,16 @@ struct fx {
 
 static void fx_open_stack(struct fx *f)
 {
-	struct bs_io *io = NULL;
 
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 }
 
 static struct fx fx_new(uint64_t bsize)
 {
 	struct fx f = { .dev = bs_memdev_new() };
-	struct bs_io *io = NULL;
 
 	CU_ASSERT_FATAL(f.dev != NULL);
-	CU_ASSERT_FATAL(bs_io_mem_open(f.dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f.bs) == 0);
+	f.bs = h_stack_create(f.dev);
 	CU_ASSERT_FATAL(bs_slab_create(f.bs, bsize, &f.a) == 0);
 	return f;
 }
@@ -191,12 +187,10 @@ static void new_initialises_header_and_reports_block_size(void)
 static void new_rejects_block_size_below_minimum(void)
 {
 	struct bstack *bs;
-	struct bs_io *io;
 	struct bs_memdev *dev = bs_memdev_new();
 	struct bs_alloc *a = NULL;
 
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &bs) == 0);
+	bs = h_stack_create(dev);
 	CU_ASSERT(bs_slab_create(bs, 7, &a) == -EINVAL);
 	CU_ASSERT(bs_slab_create(bs, 1, &a) == -EINVAL);
 	CU_ASSERT(bstack_len(bs) == 0);

@@ -24,12 +24,10 @@ struct fix {
 
 static void fix_new(struct fix *f)
 {
-	struct bs_io *io;
 	memset(f, 0, sizeof *f);
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(f->dev != NULL);
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_create(io, &f->bs) == 0);
+	f->bs = h_stack_create(f->dev);
 	CU_ASSERT_FATAL(bs_alloc_create(f->bs, BS_ALLOC_LINEAR, NULL, &f->a) == 0);
 	CU_ASSERT_FATAL(cat_format(f->a, 10, 20, 1234, &f->c) == 0);
 }
@@ -48,11 +46,9 @@ static void fix_close(struct fix *f)
  * cat_attach's result, err gets the message. */
 static int fix_reload(struct fix *f, char *err, size_t errlen)
 {
-	struct bs_io *io;
 	uint8_t ref[CAT_ROOT_REF_SIZE];
 	fix_close(f);
-	CU_ASSERT_FATAL(bs_io_mem_open(f->dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &f->bs) == 0);
+	f->bs = h_stack_open(f->dev);
 	CU_ASSERT_FATAL(bstack_get(f->bs, 0, ref, sizeof ref) == 0);
 	int r = cat_load(f->bs, cat_root_decode(ref), &f->c, err, errlen);
 	if (r)
