@@ -1,0 +1,639 @@
+/*
+ * test_fsck.c — bstackfs-fsck as users meet it: the real binary, run with
+ * fork/exec on images made with the library, checked by exit status,
+ * stdout, stderr and the image's bytes.
+ *
+ * Environment: BSTACKFS_FSCK (the executable).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bstack.h"
+#include "catalog.h"
+#include "volume.h"
+
+static const enum bs_alloc_kind kinds[] = {
+	BS_ALLOC_GHOST, BS_ALLOC_FIRSTFIT, BS_ALLOC_SLAB, BS_ALLOC_LINEAR,
+};
+#define FOR_EACH_KIND(k) \
+	for (size_t ki_ = 0; ki_ < sizeof(kinds) / sizeof(kinds[0]); ki_++) \
+		for (enum bs_alloc_kind k = kinds[ki_], *once_ = &k; once_; once_ = NULL)
+
+/* ---- running the binary -------------------------------------------------- */
+
+struct run {
+	int status;               /* exit status, -1 when it did not exit */
+	char out[16384];
+	char err[4096];
+};
+
+static const char *fsck_bin(void)
+{
+	const char *b = getenv("BSTACKFS_FSCK");
+	return b ? b : "bstackfs-fsck";
+}
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	size_t got = f ? fread(buf, 1, n - 1, f) : 0;
+	buf[got] = '\0';
+	if (f)
+		fclose(f);
+	unlink(path);
+}
+
+static void show(const struct run *r, const char *what)
+{
+	printf("\n%s: status %d\n--- stdout\n%s--- stderr\n%s---\n", what, r->status,
+	       r->out, r->err);
+}
+
+/* Run bstackfs-fsck with the given arguments (NULL-terminated). */
+static void run_fsck(struct run *r, ...)
+{
+	char *argv[16];
+	int argc = 0;
+	va_list ap;
+	char *outp = h_tmp_path("out"), *errp = h_tmp_path("err");
+
+	argv[argc++] = (char *)fsck_bin();
+	va_start(ap, r);
+	for (char *a; argc < 15 && (a = va_arg(ap, char *)); )
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	fflush(stdout);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+			_exit(127);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	slurp(outp, r->out, sizeof(r->out));
+	slurp(errp, r->err, sizeof(r->err));
+	/* under -Db_sanitize the child reports here, maybe without failing */
+	if (strstr(r->err, "runtime error") || strstr(r->err, "Sanitizer"))
+		show(r, "sanitizer report");
+	CU_ASSERT(!strstr(r->err, "runtime error") && !strstr(r->err, "Sanitizer"));
+	free(outp);
+	free(errp);
+}
+
+/* stdout has this line, exactly. */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+		if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+static bool has_linef(const char *text, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	return has_line(text, line);
+}
+
+/* stderr is one line "bstackfs-fsck: IMAGE: ..." containing `why`. */
+static bool one_refusal(const struct run *r, const char *image, const char *why)
+{
+	char prefix[600];
+	size_t len = strlen(r->err);
+	snprintf(prefix, sizeof(prefix), "bstackfs-fsck: %s: ", image);
+	return len > 0 && r->err[len - 1] == '\n' && strchr(r->err, '\n') == r->err + len - 1 &&
+	       strncmp(r->err, prefix, strlen(prefix)) == 0 && strstr(r->err, why) != NULL;
+}
+
+/* ---- images -------------------------------------------------------------- */
+
+static struct vol *vopen_path(const char *path, enum bs_alloc_kind k, bool create)
+{
+	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
+	struct vol_error err = { "" };
+	struct vol *v = NULL;
+	int r = vol_open(path, &o, &v, &err);
+	if (r)
+		printf("\nvol_open %s: %d %s\n", path, r, err.msg);
+	CU_ASSERT_FATAL(r == 0);
+	return v;
+}
+
+static uint64_t mk(struct vol *v, uint64_t parent, const char *name, bool dir)
+{
+	struct vol_attr a;
+	int r = dir ? vol_mkdir(v, parent, name, 0755, 1, 2, &a) :
+		      vol_create(v, parent, name, 0644, 1, 2, &a);
+	CU_ASSERT_FATAL(r == 0);
+	return a.ino;
+}
+
+static void fill(struct vol *v, uint64_t ino, uint64_t tag, size_t n)
+{
+	uint8_t *b = malloc(n);
+	h_pattern(b, n, tag, 0);
+	CU_ASSERT(vol_write(v, ino, b, n, 0) == (ssize_t)n);
+	CU_ASSERT(vol_release(v, ino) == 0);
+	free(b);
+}
+
+/* Two directories under the root, files a (5000 bytes) and d1/b (100). */
+static char *clean_image(enum bs_alloc_kind k)
+{
+	char *path = h_tmp_path("img");
+	struct vol *v = vopen_path(path, k, true);
+	uint64_t d1 = mk(v, VOL_ROOT_INO, "d1", true);
+	mk(v, VOL_ROOT_INO, "d2", true);
+	fill(v, mk(v, VOL_ROOT_INO, "a", false), 1, 5000);
+	fill(v, mk(v, d1, "b", false), 2, 100);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+	return path;
+}
+
+/* Allocate `len` bytes no catalog record names; the bytes the allocator
+ * holds for them (its extent). */
+static uint64_t leak(const char *path, uint64_t len)
+{
+	struct bstack *bs;
+	struct bs_alloc *a;
+	enum bs_alloc_kind k;
+	struct bs_slice s;
+	uint64_t start, ext;
+
+	CU_ASSERT_FATAL(bstack_open_path(path, false, &bs) == 0);
+	CU_ASSERT_FATAL(bs_alloc_detect(bs, &k) == 0);
+	CU_ASSERT_FATAL(bs_alloc_open(bs, k == BS_ALLOC_NONE ? BS_ALLOC_LINEAR : k, &a) == 0);
+	CU_ASSERT_FATAL(bs_alloc(a, len, &s) == 0);
+	CU_ASSERT_FATAL(bs_alloc_extent(a, s, &start, &ext) == 0);
+	bs_alloc_close(a);
+	bstack_close(bs);
+	return ext;
+}
+
+struct image_bytes {
+	uint8_t *buf;
+	size_t len;
+	bool present;
+};
+
+static struct image_bytes grab(const char *path)
+{
+	struct image_bytes b = { NULL, 0, false };
+	b.present = h_read_file(path, &b.buf, &b.len) == 0;
+	return b;
+}
+
+static bool unchanged(const char *path, struct image_bytes *before)
+{
+	struct image_bytes now = grab(path);
+	bool same = now.present == before->present && now.len == before->len &&
+		    (!now.len || memcmp(now.buf, before->buf, now.len) == 0);
+	free(now.buf);
+	free(before->buf);
+	before->buf = NULL;
+	return same;
+}
+
+static const char *kname(enum bs_alloc_kind k)
+{
+	return bs_alloc_kind_name(k);
+}
+
+/* ---- clean images -------------------------------------------------------- */
+
+static void a_clean_image_exits_0_and_reports_its_allocator_and_counts(void)
+{
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		struct image_bytes before = grab(img);
+		struct run r;
+
+		run_fsck(&r, img, NULL);
+		if (r.status != 0)
+			show(&r, kname(k));
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT(r.err[0] == '\0');
+		char al[64];
+		snprintf(al, sizeof(al), "allocator: %s (", kname(k));
+		CU_ASSERT(strstr(r.out, al) != NULL);
+		CU_ASSERT(has_line(r.out, "files: 2"));
+		CU_ASSERT(has_line(r.out, "directories: 3"));   /* root, d1, d2 */
+		CU_ASSERT(has_line(r.out, "live bytes: 5100"));
+		CU_ASSERT(strstr(r.out, "\nfree bytes: ") != NULL);
+		CU_ASSERT(has_line(r.out, "leaked bytes reclaimed: 0"));
+		CU_ASSERT(has_line(r.out, "violations: 0"));
+		CU_ASSERT(has_line(r.out, "result: clean"));
+		/* a clean image is not written to */
+		CU_ASSERT(unchanged(img, &before));
+		free(img);
+	}
+}
+
+static void a_dry_run_on_a_clean_image_exits_0_and_writes_nothing(void)
+{
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		struct image_bytes before = grab(img);
+		struct run r;
+
+		run_fsck(&r, "-n", img, NULL);
+		if (r.status != 0)
+			show(&r, kname(k));
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT(has_line(r.out, "would reclaim 0 bytes"));
+		CU_ASSERT(has_line(r.out, "files: 2"));
+		CU_ASSERT(has_line(r.out, "result: clean"));
+		CU_ASSERT(unchanged(img, &before));
+		free(img);
+	}
+}
+
+static void verbose_adds_the_control_file_figures(void)
+{
+	char *img = clean_image(BS_ALLOC_GHOST);
+	struct run r;
+
+	run_fsck(&r, "-v", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(has_line(r.out, "allocator ghost"));
+	CU_ASSERT(has_line(r.out, "live_bytes 5100"));
+	CU_ASSERT(has_line(r.out, "leaked_bytes_reclaimed 0"));
+	run_fsck(&r, img, NULL);
+	CU_ASSERT(!has_line(r.out, "live_bytes 5100"));
+	free(img);
+}
+
+/* ---- leaks --------------------------------------------------------------- */
+
+static void leaked_space_is_reported_by_a_dry_run_and_reclaimed_by_a_repair(void)
+{
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		uint64_t n = leak(img, 3000);
+		struct image_bytes before = grab(img);
+		struct run r;
+
+		CU_ASSERT(n >= 3000);
+		run_fsck(&r, "-n", img, NULL);
+		if (r.status != 4)
+			show(&r, kname(k));
+		CU_ASSERT_EQUAL(r.status, 4);
+		CU_ASSERT(has_linef(r.out, "would reclaim %llu bytes", (unsigned long long)n));
+		CU_ASSERT(has_line(r.out, "result: repairs needed"));
+		CU_ASSERT(unchanged(img, &before));
+
+		run_fsck(&r, img, NULL);
+		if (r.status != 1)
+			show(&r, kname(k));
+		CU_ASSERT_EQUAL(r.status, 1);
+		CU_ASSERT(has_linef(r.out, "leaked bytes reclaimed: %llu", (unsigned long long)n));
+		CU_ASSERT(has_line(r.out, "files: 2"));
+		CU_ASSERT(has_line(r.out, "violations: 0"));
+		CU_ASSERT(has_line(r.out, "result: errors corrected"));
+
+		run_fsck(&r, img, NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT(has_line(r.out, "leaked bytes reclaimed: 0"));
+		run_fsck(&r, "-n", img, NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		free(img);
+	}
+}
+
+static void a_torn_tail_is_cut_by_open_time_recovery(void)
+{
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		struct stat st0, st;
+		CU_ASSERT_FATAL(stat(img, &st0) == 0);
+		/* bytes past 16 + clen: a push whose header never made it */
+		int fd = open(img, O_WRONLY | O_APPEND);
+		CU_ASSERT_FATAL(fd >= 0);
+		CU_ASSERT_FATAL(write(fd, "torn tail bytes!", 16) == 16);
+		close(fd);
+		struct image_bytes before = grab(img);
+		struct run r;
+
+		run_fsck(&r, "-n", img, NULL);
+		CU_ASSERT_EQUAL(r.status, 4);
+		CU_ASSERT(has_line(r.out, "would reclaim 0 bytes"));
+		CU_ASSERT(has_line(r.out, "open-time repairs: would be written"));
+		CU_ASSERT(unchanged(img, &before));
+
+		run_fsck(&r, img, NULL);
+		if (r.status != 1)
+			show(&r, kname(k));
+		CU_ASSERT_EQUAL(r.status, 1);
+		CU_ASSERT(has_line(r.out, "open-time repairs: written"));
+		CU_ASSERT(has_line(r.out, "result: errors corrected"));
+		CU_ASSERT(stat(img, &st) == 0 && st.st_size == st0.st_size);
+
+		run_fsck(&r, img, NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT(has_line(r.out, "open-time repairs: none"));
+		free(img);
+	}
+}
+
+/* The newest live record of inode ino (its allocation). */
+static struct cat_rec find_rec(const char *img, uint64_t ino)
+{
+	struct bstack *bs;
+	uint8_t ref[CAT_ROOT_REF_SIZE], s[CAT_SLOT_SIZE];
+	struct cat_rec rec, best = { 0 };
+
+	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
+	CU_ASSERT_FATAL(bstack_get(bs, 0, ref, sizeof(ref)) == 0);
+	struct bs_slice root = cat_root_decode(ref);
+	uint64_t n = (root.len - CAT_HDR_SIZE) / CAT_SLOT_SIZE;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t off = root.off + CAT_HDR_SIZE + i * CAT_SLOT_SIZE;
+		CU_ASSERT_FATAL(bstack_get(bs, off, s, sizeof(s)) == 0);
+		if (cat_rec_decode(s, &rec) == 0 && rec.ino == ino && rec.seq > best.seq &&
+		    rec.kind != CAT_TOMB)
+			best = rec;
+	}
+	bstack_close(bs);
+	CU_ASSERT_FATAL(best.seq != 0);
+	return best;
+}
+
+static void a_check_violation_exits_4_and_is_listed(void)
+{
+	char *img = h_tmp_path("viol");
+	struct vol *v = vopen_path(img, BS_ALLOC_GHOST, true);
+	uint64_t a = mk(v, VOL_ROOT_INO, "a", false);
+	fill(v, a, 1, 8000);
+	fill(v, mk(v, VOL_ROOT_INO, "b", false), 2, 8000);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+	struct bs_slice gone = find_rec(img, a).alloc;
+	CU_ASSERT_FATAL(gone.len >= 8000);
+	v = vopen_path(img, BS_ALLOC_GHOST, false);
+	CU_ASSERT_FATAL(vol_unlink(v, VOL_ROOT_INO, "a") == 0);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+
+	/* GhostTree keeps free space zeroed: dirty a byte deep inside a's
+	 * freed block, which neither open nor reclaim looks at */
+	struct bstack *bs;
+	uint8_t x = 0xA5;
+	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
+	CU_ASSERT_FATAL(bstack_set(bs, gone.off + 4000, &x, 1) == 0);
+	bstack_close(bs);
+
+	struct image_bytes before = grab(img);
+	struct run r;
+	run_fsck(&r, "-n", img, NULL);
+	if (r.status != 4)
+		show(&r, "violation -n");
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(strstr(r.out, "\nviolation: ") != NULL);
+	CU_ASSERT(has_line(r.out, "violations: 1"));
+	CU_ASSERT(has_line(r.out, "result: errors left uncorrected"));
+	CU_ASSERT(unchanged(img, &before));
+
+	run_fsck(&r, img, NULL);
+	if (r.status != 4)
+		show(&r, "violation");
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(strstr(r.out, "\nviolation: ") != NULL);
+	CU_ASSERT(has_line(r.out, "violations: 1"));
+	unlink(img);
+	free(img);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+/* Both modes refuse with 8, one line naming the image, file unchanged. */
+static void expect_refusal(const char *img, const char *why)
+{
+	static const char *modes[] = { NULL, "-n" };
+	for (int m = 0; m < 2; m++) {
+		struct image_bytes before = grab(img);
+		struct run r;
+		if (modes[m])
+			run_fsck(&r, modes[m], img, NULL);
+		else
+			run_fsck(&r, img, NULL);
+		bool ok = r.status == 8 && one_refusal(&r, img, why);
+		if (!ok)
+			show(&r, why);
+		CU_ASSERT_EQUAL(r.status, 8);
+		CU_ASSERT(one_refusal(&r, img, why));
+		CU_ASSERT(r.out[0] == '\0');
+		CU_ASSERT(unchanged(img, &before));
+	}
+}
+
+static void a_missing_image_is_refused_and_not_created(void)
+{
+	char *img = h_tmp_path("missing");
+	expect_refusal(img, "No such file");
+	CU_ASSERT(access(img, F_OK) < 0);
+	free(img);
+}
+
+static void a_file_that_is_not_a_bstack_image_is_refused(void)
+{
+	char *img = h_tmp_path("text");
+	char text[200];
+	memset(text, 'x', sizeof(text));
+	memcpy(text, "just some text, no image", 24);
+	CU_ASSERT_FATAL(h_write_file(img, text, sizeof(text)) == 0);
+	expect_refusal(img, "not a bstack image");
+	unlink(img);
+
+	/* an empty file, too */
+	CU_ASSERT_FATAL(h_write_file(img, "", 0) == 0);
+	expect_refusal(img, "not a bstack image");
+	unlink(img);
+	free(img);
+}
+
+/* Flip a byte inside two live records of the catalog: a torn write can
+ * explain one, not two. */
+static void corrupt_two_records(const char *img)
+{
+	struct bstack *bs;
+	uint8_t ref[CAT_ROOT_REF_SIZE], s[CAT_SLOT_SIZE], x = 0x5A;
+	struct cat_rec rec;
+	int flipped = 0;
+
+	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
+	CU_ASSERT_FATAL(bstack_get(bs, 0, ref, sizeof(ref)) == 0);
+	struct bs_slice root = cat_root_decode(ref);
+	uint64_t n = (root.len - CAT_HDR_SIZE) / CAT_SLOT_SIZE;
+	for (uint64_t i = 0; i < n && flipped < 2; i++) {
+		uint64_t off = root.off + CAT_HDR_SIZE + i * CAT_SLOT_SIZE;
+		CU_ASSERT_FATAL(bstack_get(bs, off, s, sizeof(s)) == 0);
+		if (cat_rec_decode(s, &rec) == 0 && rec.kind == CAT_FILE) {
+			CU_ASSERT_FATAL(bstack_set(bs, off + 50, &x, 1) == 0);
+			flipped++;
+		}
+	}
+	CU_ASSERT_FATAL(flipped == 2);
+	bstack_close(bs);
+}
+
+static void an_image_with_a_corrupt_catalog_is_refused(void)
+{
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		corrupt_two_records(img);
+		expect_refusal(img, "checksum");
+		free(img);
+	}
+}
+
+static void an_image_in_use_is_refused_until_released(void)
+{
+	char *img = clean_image(BS_ALLOC_FIRSTFIT);
+	struct bstack *bs;
+	struct run r;
+
+	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
+	expect_refusal(img, "in use");
+	bstack_close(bs);
+	run_fsck(&r, "-n", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	run_fsck(&r, img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	free(img);
+}
+
+static void an_image_of_another_program_is_refused(void)
+{
+	char *img = h_tmp_path("other");
+	struct bstack *bs;
+	struct bs_alloc *a;
+	struct bs_slice s;
+
+	CU_ASSERT_FATAL(bstack_open_path(img, true, &bs) == 0);
+	CU_ASSERT_FATAL(bs_alloc_create(bs, BS_ALLOC_GHOST, NULL, &a) == 0);
+	CU_ASSERT_FATAL(bs_alloc(a, 1000, &s) == 0);
+	bs_alloc_close(a);
+	bstack_close(bs);
+	expect_refusal(img, "another program");
+	unlink(img);
+	free(img);
+}
+
+static void a_dry_run_refuses_images_larger_than_1_gib(void)
+{
+	char *img = clean_image(BS_ALLOC_GHOST);
+	struct run r;
+
+	/* sparse: costs no disk */
+	CU_ASSERT_FATAL(truncate(img, (1LL << 30) + 4096) == 0);
+	struct stat st;
+	CU_ASSERT_FATAL(stat(img, &st) == 0);
+	run_fsck(&r, "-n", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(one_refusal(&r, img, "1 GiB"));
+	struct stat after;
+	CU_ASSERT(stat(img, &after) == 0 && after.st_size == st.st_size &&
+		  after.st_mtime == st.st_mtime);
+	unlink(img);
+	free(img);
+}
+
+/* ---- the command line ---------------------------------------------------- */
+
+static void usage_errors_exit_16(void)
+{
+	char *img = clean_image(BS_ALLOC_GHOST);
+	struct image_bytes before = grab(img);
+	struct run r;
+
+	run_fsck(&r, NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	CU_ASSERT(strstr(r.err, "usage:") != NULL);
+	run_fsck(&r, img, img, NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	run_fsck(&r, "-x", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	CU_ASSERT(strstr(r.err, "unknown option -x") != NULL);
+	run_fsck(&r, "--frobnicate", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	CU_ASSERT(strstr(r.err, "--frobnicate") != NULL);
+	CU_ASSERT(r.out[0] == '\0');
+	CU_ASSERT(unchanged(img, &before));
+	free(img);
+}
+
+static void help_and_version_exit_0(void)
+{
+	struct run r;
+
+	run_fsck(&r, "--help", NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(strncmp(r.out, "usage: bstackfs-fsck [-n] [-v] IMAGE", 36) == 0);
+	CU_ASSERT(strstr(r.out, "1 GiB") != NULL);
+	run_fsck(&r, "-h", NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(strstr(r.out, "usage:") != NULL);
+	run_fsck(&r, "--version", NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(has_line(r.out, "bstackfs-fsck version " BSTACKFS_VERSION));
+	run_fsck(&r, "-V", NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(strstr(r.out, BSTACKFS_VERSION) != NULL);
+}
+
+static void options_may_follow_the_image(void)
+{
+	char *img = clean_image(BS_ALLOC_SLAB);
+	uint64_t n = leak(img, 100);
+	struct image_bytes before = grab(img);
+	struct run r;
+
+	run_fsck(&r, img, "-n", NULL);
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(has_linef(r.out, "would reclaim %llu bytes", (unsigned long long)n));
+	CU_ASSERT(unchanged(img, &before));
+	run_fsck(&r, img, "-v", NULL);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(has_linef(r.out, "leaked_bytes_reclaimed %llu", (unsigned long long)n));
+	free(img);
+}
+
+static const struct h_test tests[] = {
+	H_TEST(a_clean_image_exits_0_and_reports_its_allocator_and_counts),
+	H_TEST(a_dry_run_on_a_clean_image_exits_0_and_writes_nothing),
+	H_TEST(verbose_adds_the_control_file_figures),
+	H_TEST(leaked_space_is_reported_by_a_dry_run_and_reclaimed_by_a_repair),
+	H_TEST(a_torn_tail_is_cut_by_open_time_recovery),
+	H_TEST(a_check_violation_exits_4_and_is_listed),
+	H_TEST(a_missing_image_is_refused_and_not_created),
+	H_TEST(a_file_that_is_not_a_bstack_image_is_refused),
+	H_TEST(an_image_with_a_corrupt_catalog_is_refused),
+	H_TEST(an_image_in_use_is_refused_until_released),
+	H_TEST(an_image_of_another_program_is_refused),
+	H_TEST(a_dry_run_refuses_images_larger_than_1_gib),
+	H_TEST(usage_errors_exit_16),
+	H_TEST(help_and_version_exit_0),
+	H_TEST(options_may_follow_the_image),
+};
+
+H_MAIN("fsck", tests)
