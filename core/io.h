@@ -102,4 +102,14 @@ uint64_t bs_memdev_pending(const struct bs_memdev *dev);
 int bs_memdev_snapshot(const struct bs_memdev *dev, uint8_t **buf, size_t *len);
 int bs_memdev_load(struct bs_memdev *dev, const void *buf, size_t len);
 
+/* A full disk: a pwrite or truncate that would make the volatile image
+ * larger than `bytes` fails with -ENOSPC, is not applied and not logged,
+ * and does NOT cut the power (the device stays usable, unlike fail_at).
+ * The refused operation still counts as an issued write (writes counter and
+ * fail_at both see it: a real disk sees the syscall too).  Shrinking
+ * truncates, zero and writes inside the current size always succeed.
+ * 0 = unlimited (the default).  Lowering it below the current size only
+ * refuses further growth. */
+void bs_memdev_set_capacity(struct bs_memdev *dev, uint64_t bytes);
+
 #endif

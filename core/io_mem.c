@@ -8,6 +8,10 @@
  * in order: with keep = 0 everything not yet synced is lost (the default
  * model of DESIGN §2); other values test that an operation does not rely on
  * unsynced writes reaching the disk in any order but issue order.
+ *
+ * A full disk (bs_memdev_set_capacity): a write or truncate that would make
+ * `vol` larger than the capacity is counted, then refused with -ENOSPC
+ * before it is logged or applied; the power stays on.
  */
 #include "io.h"
 
@@ -37,6 +41,7 @@ struct bs_memdev {
 	size_t nlog, caplog;
 	uint64_t writes, syncs, ops;   /* ops: counted since fail_at was armed */
 	uint64_t fail_at;              /* 0 = disarmed */
+	uint64_t capacity;             /* 0 = unlimited; else -ENOSPC past it */
 	int dead;
 	int locked;
 	uint64_t lock_gen;   /* bumped at power cycle / load: old holders lose it */
@@ -163,6 +168,16 @@ static int mem_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
 	return r;
 }
 
+/* A full disk refuses an operation that would leave the volatile image
+ * larger than the capacity: checked after tick() (the write was issued and
+ * counted) and before log_push() (nothing is applied or logged). */
+static int room_for(const struct bs_memdev *d, uint64_t end)
+{
+	if (d->capacity && end > d->vol.len && end > d->capacity)
+		return -ENOSPC;
+	return 0;
+}
+
 static int mem_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
 {
 	struct bs_memdev *d = ((struct io_mem *)io)->dev;
@@ -170,6 +185,12 @@ static int mem_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
 	int r = tick(d);
 	if (!r) {
 		d->writes++;
+		if (n && (off > UINT64_MAX - n))
+			r = -EFBIG;
+		else if (n)
+			r = room_for(d, off + n);
+	}
+	if (!r) {
 		r = log_push(d, P_WRITE, off, buf, n);
 		if (!r)
 			r = buf_write(&d->vol, buf, n, off);
@@ -201,7 +222,9 @@ static int mem_truncate(struct bs_io *io, uint64_t size)
 	int r = tick(d);
 	if (!r) {
 		d->writes++;
-		r = size > SIZE_MAX ? -EFBIG : log_push(d, P_TRUNC, size, NULL, 0);
+		r = size > SIZE_MAX ? -EFBIG : room_for(d, size);
+		if (!r)
+			r = log_push(d, P_TRUNC, size, NULL, 0);
 		if (!r)
 			r = buf_resize(&d->vol, (size_t)size);
 	}
@@ -339,6 +362,13 @@ void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
 	d->ops = 0;
 	d->locked = 0;
 	d->lock_gen++;
+	pthread_mutex_unlock(&d->mu);
+}
+
+void bs_memdev_set_capacity(struct bs_memdev *d, uint64_t bytes)
+{
+	pthread_mutex_lock(&d->mu);
+	d->capacity = bytes;
 	pthread_mutex_unlock(&d->mu);
 }
 

@@ -1344,6 +1344,107 @@ static void a_push_whose_sync_fails_keeps_the_old_length(void)
 	bs_memdev_free(dev);
 }
 
+/* ---- a full disk (ENOSPC) ---------------------------------------------- */
+
+/* An image holding `len` pattern bytes (tag) on a device whose capacity is
+ * `room` bytes above the image. */
+static struct bstack *full_disk(struct bs_memdev **devp, uint8_t *p, uint64_t len,
+				uint64_t room)
+{
+	struct bstack *bs = mem_create(devp);
+	h_pattern(p, len, 41, 0);
+	CU_ASSERT_FATAL(bstack_push(bs, p, len, NULL) == 0);
+	bs_memdev_set_capacity(*devp, HDR + len + room);
+	return bs;
+}
+
+static void a_push_past_the_capacity_fails_with_enospc_and_keeps_the_bytes(void)
+{
+	struct bs_memdev *dev;
+	uint8_t p[300], big[100];
+	struct bstack *bs = full_disk(&dev, p, 200, 50);
+	h_pattern(big, sizeof big, 42, 0);
+	uint64_t off = 12345;
+	CU_ASSERT(bstack_push(bs, big, 51, &off) == -ENOSPC);
+	CU_ASSERT(shows(bs, p, 200));
+	CU_ASSERT(durable_is(dev, p, 200));
+	CU_ASSERT(!bs_memdev_dead(dev));
+	/* the handle stays usable: a push that fits succeeds */
+	CU_ASSERT(bstack_push(bs, big, 50, &off) == 0);
+	CU_ASSERT(off == 200);
+	memcpy(p + 200, big, 50);
+	CU_ASSERT(shows(bs, p, 250));
+	CU_ASSERT(bstack_push(bs, big, 1, NULL) == -ENOSPC);
+	CU_ASSERT(shows(bs, p, 250));
+	bstack_close(bs);
+	bs = mem_reopen(dev);
+	CU_ASSERT(shows(bs, p, 250));
+	CU_ASSERT(durable_is(dev, p, 250));
+	bstack_close(bs);
+	bs_memdev_free(dev);
+}
+
+static void an_extend_past_the_capacity_fails_with_enospc_and_keeps_the_bytes(void)
+{
+	struct bs_memdev *dev;
+	uint8_t p[300];
+	struct bstack *bs = full_disk(&dev, p, 100, 64);
+	CU_ASSERT(bstack_extend(bs, 65, NULL) == -ENOSPC);
+	CU_ASSERT(shows(bs, p, 100));
+	bool done = true;
+	CU_ASSERT(bstack_try_extend_zeros(bs, 100, 1000, &done) == -ENOSPC);
+	CU_ASSERT(!done);
+	CU_ASSERT(shows(bs, p, 100));
+	CU_ASSERT(durable_is(dev, p, 100));
+	uint64_t off = 0;
+	CU_ASSERT(bstack_extend(bs, 64, &off) == 0);
+	CU_ASSERT(off == 100);
+	memset(p + 100, 0, 64);
+	CU_ASSERT(shows(bs, p, 164));
+	bstack_close(bs);
+	bs = mem_reopen(dev);
+	CU_ASSERT(shows(bs, p, 164));
+	bstack_close(bs);
+	bs_memdev_free(dev);
+}
+
+static void after_enospc_pop_frees_room_and_the_push_then_fits(void)
+{
+	struct bs_memdev *dev;
+	uint8_t p[300], big[80];
+	struct bstack *bs = full_disk(&dev, p, 200, 0);
+	h_pattern(big, sizeof big, 43, 0);
+	CU_ASSERT(bstack_push(bs, big, sizeof big, NULL) == -ENOSPC);
+	CU_ASSERT(shows(bs, p, 200));
+	CU_ASSERT(bstack_discard(bs, 80) == 0);
+	CU_ASSERT(bstack_push(bs, big, sizeof big, NULL) == 0);
+	memcpy(p + 120, big, sizeof big);
+	CU_ASSERT(shows(bs, p, 200));
+	bstack_close(bs);
+	bs = mem_reopen(dev);
+	CU_ASSERT(shows(bs, p, 200));
+	bstack_close(bs);
+	bs_memdev_free(dev);
+}
+
+static void a_full_disk_never_leaves_a_tail_past_the_length(void)
+{
+	struct bs_memdev *dev;
+	uint8_t p[64], big[64];
+	struct bstack *bs = full_disk(&dev, p, 32, 16);
+	h_pattern(big, sizeof big, 44, 0);
+	for (uint64_t n = 17; n <= sizeof big; n++) {
+		CU_ASSERT(bstack_push(bs, big, n, NULL) == -ENOSPC);
+		CU_ASSERT(bstack_extend(bs, n, NULL) == -ENOSPC);
+	}
+	/* the device holds exactly header + 32 bytes, durably, nothing logged */
+	CU_ASSERT(durable_is(dev, p, 32));
+	CU_ASSERT(bs_memdev_pending(dev) == 0);
+	CU_ASSERT(shows(bs, p, 32));
+	bstack_close(bs);
+	bs_memdev_free(dev);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(pushing_hello_makes_the_documented_bytes),
 	H_TEST(a_new_image_is_the_bare_header),
@@ -1394,6 +1495,10 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_during_recovery_is_recovered_again),
 	H_TEST(a_push_whose_write_fails_keeps_the_old_length),
 	H_TEST(a_push_whose_sync_fails_keeps_the_old_length),
+	H_TEST(a_push_past_the_capacity_fails_with_enospc_and_keeps_the_bytes),
+	H_TEST(an_extend_past_the_capacity_fails_with_enospc_and_keeps_the_bytes),
+	H_TEST(after_enospc_pop_frees_room_and_the_push_then_fits),
+	H_TEST(a_full_disk_never_leaves_a_tail_past_the_length),
 };
 
 H_MAIN("bstack", tests)

@@ -689,6 +689,115 @@ static void file_lock_is_exclusive_between_two_handles_on_one_path(void)
 	free(path);
 }
 
+/* ---- memory device: a full disk (capacity) ------------------------------ */
+
+static void mem_write_past_the_capacity_fails_with_enospc_and_changes_nothing(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_io *io = mem_open(dev);
+	uint8_t in[100], big[200];
+	h_pattern(in, sizeof in, 3, 0);
+	h_pattern(big, sizeof big, 4, 0);
+	bs_memdev_set_capacity(dev, 150);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == 0);
+	CU_ASSERT(bs_io_sync(io) == 0);
+	uint64_t pending = bs_memdev_pending(dev);
+	/* straddling the capacity: refused whole, not applied, not logged */
+	CU_ASSERT(bs_io_pwrite(io, big, 60, 95) == -ENOSPC);
+	CU_ASSERT(bs_io_pwrite(io, big, sizeof big, 0) == -ENOSPC);
+	CU_ASSERT(mem_reads(io, in, sizeof in));
+	CU_ASSERT(bs_memdev_pending(dev) == pending);
+	/* the power is still on: the device stays usable */
+	CU_ASSERT(!bs_memdev_dead(dev));
+	CU_ASSERT(bs_io_pwrite(io, big, 10, 0) == 0);
+	memcpy(in, big, 10);
+	CU_ASSERT(mem_reads(io, in, sizeof in));
+	CU_ASSERT(bs_io_sync(io) == 0);
+	CU_ASSERT(mem_durable_is(dev, in, sizeof in));
+	bs_io_close(io);
+	bs_memdev_free(dev);
+}
+
+static void mem_write_up_to_the_capacity_exactly_succeeds(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_io *io = mem_open(dev);
+	uint8_t in[64];
+	h_pattern(in, sizeof in, 5, 0);
+	bs_memdev_set_capacity(dev, sizeof in);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == 0);
+	CU_ASSERT(mem_reads(io, in, sizeof in));
+	CU_ASSERT(bs_io_pwrite(io, in, 1, sizeof in) == -ENOSPC);
+	/* overwriting inside the image and zeroing never need space */
+	CU_ASSERT(bs_io_pwrite(io, in + 1, 10, 30) == 0);
+	CU_ASSERT(bs_io_zero(io, 0, 8) == 0);
+	bs_io_close(io);
+	bs_memdev_free(dev);
+}
+
+static void mem_truncate_past_the_capacity_fails_but_shrinking_works(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_io *io = mem_open(dev);
+	uint8_t in[100];
+	h_pattern(in, sizeof in, 6, 0);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == 0);
+	CU_ASSERT(bs_io_sync(io) == 0);
+	/* a capacity below the current size only refuses growth */
+	bs_memdev_set_capacity(dev, 50);
+	CU_ASSERT(bs_io_truncate(io, 101) == -ENOSPC);
+	CU_ASSERT(bs_memdev_pending(dev) == 0);
+	CU_ASSERT(mem_reads(io, in, sizeof in));
+	CU_ASSERT(bs_io_truncate(io, 60) == 0);
+	CU_ASSERT(mem_reads(io, in, 60));
+	CU_ASSERT(bs_io_truncate(io, 61) == -ENOSPC);
+	CU_ASSERT(bs_io_truncate(io, 50) == 0);
+	CU_ASSERT(bs_io_sync(io) == 0);
+	CU_ASSERT(mem_durable_is(dev, in, 50));
+	CU_ASSERT(!bs_memdev_dead(dev));
+	bs_io_close(io);
+	bs_memdev_free(dev);
+}
+
+static void mem_raising_or_clearing_the_capacity_lets_the_write_through(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_io *io = mem_open(dev);
+	uint8_t in[256];
+	h_pattern(in, sizeof in, 7, 0);
+	bs_memdev_set_capacity(dev, 100);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == -ENOSPC);
+	CU_ASSERT(mem_reads(io, NULL, 0));
+	bs_memdev_set_capacity(dev, 256);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == 0);
+	CU_ASSERT(bs_io_truncate(io, 1000) == -ENOSPC);
+	bs_memdev_set_capacity(dev, 0);
+	CU_ASSERT(bs_io_truncate(io, 1000) == 0);
+	uint64_t size = 0;
+	CU_ASSERT(bs_io_size(io, &size) == 0 && size == 1000);
+	bs_io_close(io);
+	bs_memdev_free(dev);
+}
+
+static void mem_a_refused_write_counts_as_an_issued_write(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_io *io = mem_open(dev);
+	uint8_t in[32] = { 1 };
+	bs_memdev_set_capacity(dev, 16);
+	bs_memdev_reset_counts(dev);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == -ENOSPC);
+	CU_ASSERT(bs_io_truncate(io, 17) == -ENOSPC);
+	CU_ASSERT(bs_memdev_writes(dev) == 2);
+	/* and fail_at sees it: the 1st operation from now cuts the power
+	 * (-EIO wins over -ENOSPC, as a dead disk answers nothing else) */
+	bs_memdev_fail_at(dev, 1);
+	CU_ASSERT(bs_io_pwrite(io, in, sizeof in, 0) == -EIO);
+	CU_ASSERT(bs_memdev_dead(dev));
+	bs_io_close(io);
+	bs_memdev_free(dev);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(mem_write_then_read_returns_the_bytes),
 	H_TEST(mem_write_past_the_end_extends_with_zeros),
@@ -720,6 +829,11 @@ static const struct h_test tests[] = {
 	H_TEST(file_lock_is_exclusive_between_two_handles_on_one_path),
 	H_TEST(mem_zero_is_one_write_kept_or_lost_whole),
 	H_TEST(file_zero_reads_back_as_zeros_and_keeps_the_size),
+	H_TEST(mem_write_past_the_capacity_fails_with_enospc_and_changes_nothing),
+	H_TEST(mem_write_up_to_the_capacity_exactly_succeeds),
+	H_TEST(mem_truncate_past_the_capacity_fails_but_shrinking_works),
+	H_TEST(mem_raising_or_clearing_the_capacity_lets_the_write_through),
+	H_TEST(mem_a_refused_write_counts_as_an_issued_write),
 };
 
 H_MAIN("io", tests)
