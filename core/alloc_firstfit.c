@@ -1155,6 +1155,8 @@ static int ff_grow_in_place(struct bs_alloc *a, struct bs_slice s, uint64_t new_
 	if (!r)
 		r = ff_in_place(ff, s, size, new_len, done);
 	pthread_mutex_unlock(&ff->lock);
+	if (r)
+		*done = false;   /* e.g. -ENOSPC from the tail extend: nothing grew */
 	if (!r && *done) {
 		*out = (struct bs_slice){ s.off, new_len };
 		BS_COUNT(a, n_reallocs, 1);

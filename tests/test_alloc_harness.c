@@ -1833,6 +1833,267 @@ static void iface_bad_slices(enum bs_alloc_kind kind)
 }
 KIND_TEST(iface, impossible_slices_are_refused_and_change_nothing, iface_bad_slices)
 
+/* ===================================================================== */
+/* 5. a full disk (ENOSPC)                                                */
+/* ===================================================================== */
+
+/*
+ * The device gets a capacity `slack` bytes above the image; an operation
+ * that must extend the image past it fails with -ENOSPC.  Afterwards
+ * check() is clean, every live allocation keeps its bytes, reclaim() finds
+ * nothing (a clean failure leaks nothing: no seed documents a leak outside
+ * a crash), the same holds after reopen, and with the capacity lifted the
+ * same request succeeds.  Every slack from 0 up to what the request needs
+ * is tried (each on a fresh image), so a failure at every step of a
+ * multi-step path (header write, then extend, then ...) is reached.
+ */
+enum nospc_op { NOSPC_ALLOC, NOSPC_REALLOC_MID, NOSPC_REALLOC_TAIL, NOSPC_BULK,
+	NOSPC_GROW_IN_PLACE };
+static const char *const nospc_name[] = { "alloc", "realloc-grow (middle)",
+					  "realloc-grow (tail)", "alloc_bulk",
+					  "grow_in_place (tail)" };
+
+#define NOSPC_BIG 6000
+
+struct nospc {
+	struct fx f;
+	struct bs_slice s[8];
+	uint64_t tag[8];
+	int n;
+};
+
+static void nospc_add(struct nospc *z, struct bs_slice s, uint64_t tag)
+{
+	z->s[z->n] = s;
+	z->tag[z->n] = tag;
+	z->n++;
+}
+
+/* Live allocations a (300), b (2000), a freed hole (100), d (700, tail). */
+static bool nospc_build(struct nospc *z, enum bs_alloc_kind kind)
+{
+	struct bs_slice a, b, c, d;
+	memset(z, 0, sizeof *z);
+	if (!fx_start(&z->f, kind, CRASH_SLAB_BLOCK))
+		return false;
+	OK(bs_alloc(z->f.a, 300, &a));
+	OK(write_tag(z->f.bs, a, 1));
+	OK(bs_alloc(z->f.a, 2000, &b));
+	OK(write_tag(z->f.bs, b, 2));
+	OK(bs_alloc(z->f.a, 100, &c));
+	OK(write_tag(z->f.bs, c, 3));
+	OK(bs_alloc(z->f.a, 700, &d));
+	OK(write_tag(z->f.bs, d, 4));
+	if (kind != BS_ALLOC_LINEAR) {   /* Linear cannot free a middle slice */
+		OK(bs_dealloc(z->f.a, c));
+	} else {
+		nospc_add(z, c, 3);
+	}
+	nospc_add(z, a, 1);
+	nospc_add(z, b, 2);
+	nospc_add(z, d, 4);
+	return true;
+}
+
+/* Every live slice holds its tag, check() is clean and reclaim() finds
+ * exactly `leak` bytes. */
+static int nospc_verify(struct nospc *z, uint64_t leak)
+{
+	struct bs_slice live[8];
+	uint64_t got = UINT64_MAX;
+	for (int i = 0; i < z->n; i++) {
+		int rc = verify_tag(z->f.bs, z->s[i], z->tag[i], z->s[i].len, false);
+		if (rc)
+			return rc;
+	}
+	int rc = check_clean(z->f.a);
+	if (!rc)
+		rc = check_extents(z->f.a, z->s, (size_t)z->n);
+	if (!rc)
+		rc = bs_alloc_reclaim(z->f.a, live, sorted_live(z->s, (size_t)z->n, live), &got);
+	if (!rc && got != leak) {
+		fprintf(stderr, "\n  [%s] reclaim found %" PRIu64 " bytes, want %" PRIu64 "\n",
+			g_ctx, got, leak);
+		rc = -ENOTRECOVERABLE;
+	}
+	return rc;
+}
+
+/* Run op; on success record (and tag) the new slices. */
+static int nospc_do(struct nospc *z, enum nospc_op op)
+{
+	static const uint64_t lens[3] = { 40, NOSPC_BIG, 90 };
+	struct bs_slice out[3];
+	int i = op == NOSPC_REALLOC_MID ? 1 : 2;   /* b, or the tail d */
+	bool done = false;
+	int rc;
+	if (z->f.kind == BS_ALLOC_LINEAR)
+		i = op == NOSPC_REALLOC_MID ? 2 : 3;
+	switch (op) {
+	case NOSPC_ALLOC:
+		rc = bs_alloc(z->f.a, NOSPC_BIG, &out[0]);
+		if (!rc)
+			nospc_add(z, out[0], 5);
+		break;
+	case NOSPC_GROW_IN_PLACE:
+		/* the tail grows in place or the disk is full: never "done"
+		 * with a move, never a half-grown tail */
+		rc = bs_grow_in_place(z->f.a, z->s[i], NOSPC_BIG, &out[0], &done);
+		if (!rc && !done)
+			rc = -ENOTRECOVERABLE;
+		if (rc == -ENOSPC && done)
+			rc = -ENOTRECOVERABLE;
+		if (!rc && out[0].off != z->s[i].off)
+			rc = -ENOTRECOVERABLE;
+		if (!rc) {
+			rc = verify_tag(z->f.bs, out[0], z->tag[i], z->s[i].len, false);
+			z->s[i] = out[0];
+			if (!rc)
+				rc = write_tag(z->f.bs, out[0], z->tag[i]);
+		}
+		break;
+	case NOSPC_REALLOC_MID:
+	case NOSPC_REALLOC_TAIL:
+		rc = bs_realloc(z->f.a, z->s[i], NOSPC_BIG, &out[0]);
+		if (!rc) {
+			/* the old bytes moved along; the rest is zero */
+			rc = verify_tag(z->f.bs, out[0], z->tag[i], z->s[i].len, false);
+			z->s[i] = out[0];
+			if (!rc)
+				rc = write_tag(z->f.bs, out[0], z->tag[i]);
+		}
+		break;
+	default:
+		rc = bs_alloc_bulk(z->f.a, lens, 3, out);
+		for (int k = 0; !rc && k < 3; k++)
+			nospc_add(z, out[k], 6 + (uint64_t)k);
+		break;
+	}
+	for (int k = 0; !rc && k < z->n; k++)
+		if (z->tag[k] >= 5)
+			rc = write_tag(z->f.bs, z->s[k], z->tag[k]);
+	return rc;
+}
+
+static void nospc_case(enum bs_alloc_kind kind, enum nospc_op op, uint64_t slack,
+		       bool *succeeded)
+{
+	struct nospc z;
+	if (!nospc_build(&z, kind))
+		return;
+	uint64_t img = BSTACK_HEADER_SIZE + bstack_len(z.f.bs);
+	ctx_set("%s %s slack %" PRIu64, bs_alloc_kind_name(kind), nospc_name[op], slack);
+	bs_memdev_set_capacity(z.f.dev, img + slack);
+	int rc = nospc_do(&z, op);
+	if (rc == 0) {
+		*succeeded = true;
+	} else {
+		EXPECT(expect_rc(rc, -ENOSPC, "the op on a full disk", __LINE__));
+		EXPECT(!bs_memdev_dead(z.f.dev));
+		OK(nospc_verify(&z, 0));
+		/* the image was not left longer than the limit allows */
+		EXPECT(BSTACK_HEADER_SIZE + bstack_len(z.f.bs) <= img + slack);
+		OK(fx_reopen(&z.f));
+		OK(nospc_verify(&z, 0));
+		/* with room again, the same request succeeds */
+		bs_memdev_set_capacity(z.f.dev, 0);
+		OK(nospc_do(&z, op));
+	}
+	OK(nospc_verify(&z, 0));
+	OK(fx_reopen(&z.f));
+	OK(nospc_verify(&z, 0));
+	fx_free(&z.f);
+}
+
+static void nospc_test(enum bs_alloc_kind kind)
+{
+	if (!kind_built(kind)) {
+		printf("skipped: not built ");
+		return;
+	}
+	for (int op = NOSPC_ALLOC; op <= NOSPC_GROW_IN_PLACE; op++) {
+		if (op == NOSPC_REALLOC_MID && kind == BS_ALLOC_LINEAR)
+			continue;   /* -ENOTSUP: Linear grows its tail only */
+		bool succeeded = false;
+		int refused = 0;
+		/* fine steps near 0 (headers, footers), coarser further out */
+		for (uint64_t slack = 0; !succeeded && slack < 4 * NOSPC_BIG;
+		     slack += slack < 128 ? 1 : slack < 1024 ? 8 : 64) {
+			nospc_case(kind, (enum nospc_op)op, slack, &succeeded);
+			refused += !succeeded;
+		}
+		ctx_set("%s %s", bs_alloc_kind_name(kind), nospc_name[op]);
+		/* the request really needed the disk to grow */
+		EXPECT(refused > 0);
+		/* some slack is enough: the limit is the only obstacle */
+		EXPECT(succeeded);
+	}
+}
+KIND_TEST(nospc, growth_past_a_full_disk_fails_cleanly_and_leaks_nothing, nospc_test)
+
+/* Allocate until the disk is full, then free half and allocate again: the
+ * ENOSPC path of every size class (Slab's small blocks too) leaves every
+ * live allocation intact and nothing leaked. */
+static void nospc_fill(enum bs_alloc_kind kind)
+{
+	struct fx f;
+	enum { MAXN = 400 };
+	struct bs_slice s[MAXN], live[MAXN];
+	uint64_t tag[MAXN], got;
+	int n = 0, fails = 0;
+	if (!fx_start(&f, kind, CRASH_SLAB_BLOCK))
+		return;
+	bs_memdev_set_capacity(f.dev, BSTACK_HEADER_SIZE + bstack_len(f.bs) + 48 * 1024);
+	for (int round = 0; round < 2; round++) {
+		while (n < MAXN && fails < 20) {
+			uint64_t len = 1 + h_rand_below(h_rand_below(4) ? 200 : 3000);
+			struct bs_slice x;
+			int rc = bs_alloc(f.a, len, &x);
+			if (rc == -ENOSPC) {
+				fails++;
+				continue;
+			}
+			OK(rc);
+			tag[n] = 1000 + (uint64_t)n + 10000 * (uint64_t)round;
+			s[n] = x;
+			OK(write_tag(f.bs, x, tag[n]));
+			n++;
+		}
+		ctx_set("%s fill round %d (%d live)", bs_alloc_kind_name(kind), round, n);
+		EXPECT(fails > 0);
+		for (int i = 0; i < n; i++)
+			OK(verify_tag(f.bs, s[i], tag[i], s[i].len, false));
+		OK(check_clean(f.a));
+		OK(check_extents(f.a, s, (size_t)n));
+		OK(bs_alloc_reclaim(f.a, live, sorted_live(s, (size_t)n, live), &got));
+		EXPECT(got == 0);
+		/* free every other one (Linear: from the tail, all it can free) */
+		int k = 0;
+		for (int i = 0; i < n; i++) {
+			bool drop = kind == BS_ALLOC_LINEAR ? i >= n / 2 : (i & 1);
+			if (drop && kind == BS_ALLOC_LINEAR)
+				continue;
+			if (drop) {
+				OK(bs_dealloc(f.a, s[i]));
+			} else {
+				s[k] = s[i];
+				tag[k++] = tag[i];
+			}
+		}
+		if (kind == BS_ALLOC_LINEAR)
+			for (int i = n - 1; i >= n / 2; i--)
+				OK(bs_dealloc(f.a, s[i]));
+		n = k;
+		fails = 0;
+		OK(fx_reopen(&f));
+		OK(check_clean(f.a));
+		for (int i = 0; i < n; i++)
+			OK(verify_tag(f.bs, s[i], tag[i], s[i].len, false));
+	}
+	fx_free(&f);
+}
+KIND_TEST(nospc, filling_the_disk_then_freeing_keeps_every_allocation, nospc_fill)
+
 static const struct h_test tests[] = {
 	KIND_ENTRIES(iface, zero_length_alloc_is_the_null_slice_and_does_no_io),
 	KIND_ENTRIES(iface, new_bytes_read_as_zero),
@@ -1846,6 +2107,8 @@ static const struct h_test tests[] = {
 	KIND_ENTRIES(crash, every_prefix_of_unsynced_writes_is_a_consistent_state),
 	KIND_ENTRIES(crash, random_cuts_in_random_histories_keep_live_data),
 	KIND_ENTRIES(threads, eight_threads_never_share_an_offset_or_lose_bytes),
+	KIND_ENTRIES(nospc, growth_past_a_full_disk_fails_cleanly_and_leaks_nothing),
+	KIND_ENTRIES(nospc, filling_the_disk_then_freeing_keeps_every_allocation),
 };
 
 H_MAIN("alloc_harness", tests)
