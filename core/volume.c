@@ -52,6 +52,12 @@
  * (Linear can only shrink its tail allocation; elsewhere it keeps the
  * capacity, which the record states).
  *
+ * A full disk (-ENOSPC from below): a grow that fails changes nothing (the
+ * steps above undo or never start), so the file keeps its size, bytes and
+ * record.  A tail that cannot grow in place still moves into free space
+ * elsewhere, and a write whose amortised headroom does not fit retries
+ * with exactly the capacity it needs.
+ *
  * Thread safety: one rwlock; reads, lookups and listings share it,
  * everything that changes the volume holds it exclusively.
  */
@@ -765,9 +771,14 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 	int r;
 	*stale_end = old.len;
 	if (old.len) {
-		if ((r = bs_grow_in_place(v->a, old, new_cap, &ns, &done)))
+		/* A full disk can refuse the in-place growth of the tail
+		 * allocation while free space elsewhere still fits the new
+		 * capacity: fall through to copy-on-write (the allocator
+		 * changed nothing, tested in test_alloc_harness nospc_*). */
+		r = bs_grow_in_place(v->a, old, new_cap, &ns, &done);
+		if (r && r != -ENOSPC)
 			return r;
-		if (done) {
+		if (!r && done) {
 			/* Not recorded yet (an orphan: never): until the record says so, a crash
 			 * leaves the extra space unreferenced (reclaimed). */
 			n->r.alloc = ns;
@@ -845,9 +856,16 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 	if (!f || n == 0)
 		goto out;
 	stale_end = f->r.alloc.len;
-	if (end > f->r.alloc.len &&
-	    (r = grow(v, f, amortised_cap(f->r.alloc.len, end), &stale_end)))
-		goto out;
+	if (end > f->r.alloc.len) {
+		uint64_t cap = amortised_cap(f->r.alloc.len, end);
+		r = grow(v, f, cap, &stale_end);
+		/* on a nearly full disk the amortised headroom may not fit
+		 * where the write itself does: ask for exactly what it needs */
+		if (r == -ENOSPC && cap > end)
+			r = grow(v, f, end, &stale_end);
+		if (r)
+			goto out;
+	}
 	/* a hole past the old size reads as zeros */
 	if (off > f->r.size && stale_end > f->r.size) {
 		uint64_t ze = off < stale_end ? off : stale_end;

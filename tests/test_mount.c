@@ -154,6 +154,35 @@ static bool force_unmount(const char *path)
 	return !is_mounted(path);
 }
 
+/* Small host filesystems (tmpfs) the ENOSPC test mounts images on; they
+ * are unmounted after every FUSE mount is gone (one may hold an image). */
+static char *g_tmpfs[4];
+
+static void tmpfs_del(const char *path)
+{
+	for (int i = 0; i < 4; i++)
+		if (g_tmpfs[i] && strcmp(g_tmpfs[i], path) == 0) {
+			free(g_tmpfs[i]);
+			g_tmpfs[i] = NULL;
+		}
+}
+
+/* umount, retried while busy, lazy as the last resort. */
+static bool tmpfs_unmount(const char *path)
+{
+	for (int i = 0; i < 50 && is_mounted(path); i++) {
+		if (sh("umount '%s' 2>/dev/null", path) == 0)
+			break;
+		sleep_ms(100);
+	}
+	if (is_mounted(path)) {
+		fprintf(stderr, "test_mount: lazy unmount of tmpfs %s\n", path);
+		sh("umount -l '%s' 2>/dev/null", path);
+	}
+	tmpfs_del(path);
+	return !is_mounted(path);
+}
+
 static void unmount_all(void)
 {
 	for (int i = 0; i < MAX_MOUNTS; i++)
@@ -162,6 +191,9 @@ static void unmount_all(void)
 			free(g_mounted[i]);
 			g_mounted[i] = NULL;
 		}
+	for (int i = 0; i < 4; i++)
+		if (g_tmpfs[i])
+			tmpfs_unmount(g_tmpfs[i]);
 }
 
 /* The daemon holds the image's flock until vol_close is done. */
@@ -1639,6 +1671,132 @@ out:
 	CU_ASSERT(!is_mounted(m.mnt));
 }
 
+/* ---- a full host filesystem (ENOSPC) ----------------------------------- */
+
+/* Mount a tmpfs of `size` on path (root only); false when that is not
+ * possible here. */
+static bool tmpfs_up(const char *path, const char *size)
+{
+	mkdir(path, 0755);
+	if (geteuid() != 0 ||
+	    sh("mount -t tmpfs -o size=%s tmpfs '%s' 2>/dev/null", size, path) != 0)
+		return false;
+	for (int i = 0; i < 4; i++)
+		if (!g_tmpfs[i]) {
+			g_tmpfs[i] = strdup(path);
+			return true;
+		}
+	tmpfs_unmount(path);
+	return false;
+}
+
+static bool file_is_pattern(const char *path, size_t n, uint64_t tag)
+{
+	uint8_t *b = NULL;
+	size_t len = 0;
+	bool ok = h_read_file(path, &b, &len) == 0 && len == n && h_pattern_ok(b, n, tag, 0);
+	free(b);
+	return ok;
+}
+
+/*
+ * The image lives on a 16 MiB tmpfs.  cp of a 32 MiB file fails with "No
+ * space left on device"; the mount stays usable (ls, earlier files
+ * byte-identical, rm of the partial file frees room, a smaller cp then
+ * works); df stays sane; after a remount the files are intact and the
+ * control file's figures agree with them.
+ */
+static void a_full_host_filesystem_gives_enospc_and_loses_nothing(void)
+{
+	struct mnt m;
+	char small[400], out[8192];
+	const size_t na = 1 << 20, nb = 100 * 1024, nbig = 32 << 20, nsmall = 3 << 20;
+	struct statvfs sv;
+
+	test_dir(&m);
+	if (snprintf(small, sizeof(small), "%s/s", m.dir) >= (int)sizeof(small)) {
+		CU_FAIL("temp path too long");
+		return;
+	}
+	if (!tmpfs_up(small, "16m")) {
+		printf("skipped: needs root to mount a tmpfs ");
+		sh("rm -rf '%s'", m.dir);
+		return;
+	}
+	snprintf(m.img, sizeof(m.img), "%.*s/image.bst", 300, small);
+	if (!mnt_up(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "a"), na, 1) == 0);
+	CU_ASSERT(mkdir(mpath(&m, "d"), 0755) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "d/b"), nb, 2) == 0);
+	/* the sources live outside the small filesystem */
+	CU_ASSERT(write_pattern_file(dpath(&m, "big.src"), nbig, 3) == 0);
+	CU_ASSERT(write_pattern_file(dpath(&m, "small.src"), nsmall, 4) == 0);
+
+	/* the disk fills: cp says so and fails */
+	int rc = sh("cp '%s' '%s' 2>'%s'", dpath(&m, "big.src"), mpath(&m, "big"),
+		    dpath(&m, "cp.err"));
+	CU_ASSERT(rc != 0 && rc != -1);
+	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0);
+	if (!strstr(out, "No space left on device"))
+		fprintf(stderr, "cp said (exit %d): %s\n", rc, out);
+	CU_ASSERT(strstr(out, "No space left on device") != NULL);
+
+	/* the mount is still usable and nothing earlier was touched */
+	CU_ASSERT(is_mounted(m.mnt));
+	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
+	CU_ASSERT(strstr(out, "a\n") != NULL && strstr(out, "d\n") != NULL);
+	CU_ASSERT(file_is_pattern(mpath(&m, "a"), na, 1));
+	CU_ASSERT(file_is_pattern(mpath(&m, "d/b"), nb, 2));
+	int64_t partial = file_size(mpath(&m, "big"));
+	CU_ASSERT(partial >= 0 && partial < (int64_t)nbig);
+	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
+	CU_ASSERT(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_blocks);
+	CU_ASSERT((uint64_t)sv.f_blocks * sv.f_frsize <= (32u << 20));
+	CU_ASSERT(sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
+	CU_ASSERT(strstr(out, m.mnt) != NULL);
+
+	/* rm of the partial file frees room: a smaller cp now fits */
+	CU_ASSERT(sh("rm '%s'", mpath(&m, "big")) == 0);
+	CU_ASSERT(ctl_wait(&m, "files", 2) == 2);
+	rc = sh("cp '%s' '%s' 2>'%s'", dpath(&m, "small.src"), mpath(&m, "s"),
+		dpath(&m, "cp.err"));
+	if (rc != 0 && sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0)
+		fprintf(stderr, "second cp said (exit %d): %s\n", rc, out);
+	CU_ASSERT(rc == 0);
+	CU_ASSERT(file_is_pattern(mpath(&m, "s"), nsmall, 4));
+	CU_ASSERT(file_is_pattern(mpath(&m, "a"), na, 1));
+	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
+	CU_ASSERT(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_blocks);
+
+	/* unmount, remount: intact, figures consistent, nothing leaked */
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	if (!m.up)
+		goto out;
+	CU_ASSERT(file_is_pattern(mpath(&m, "a"), na, 1));
+	CU_ASSERT(file_is_pattern(mpath(&m, "d/b"), nb, 2));
+	CU_ASSERT(file_is_pattern(mpath(&m, "s"), nsmall, 4));
+	CU_ASSERT(file_size(mpath(&m, "big")) == -ENOENT);
+	CU_ASSERT(ctl_value(&m, "files") == 3);
+	CU_ASSERT(ctl_value(&m, "directories") == 2);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == (int64_t)(na + nb + nsmall));
+	CU_ASSERT(ctl_value(&m, "capacity_bytes") == (int64_t)(na + nb + nsmall));
+	CU_ASSERT(ctl_value(&m, "leaked_bytes_reclaimed") == 0);
+	struct stat img;
+	CU_ASSERT(stat(m.img, &img) == 0);
+	CU_ASSERT(ctl_value(&m, "image_bytes") == (int64_t)img.st_size);
+	CU_ASSERT(ctl_value(&m, "free_bytes") <= ctl_value(&m, "payload_bytes"));
+out:
+	/* the FUSE mount first (it holds the image), then the tmpfs, then
+	 * the temp tree (mnt_done's rm -rf would empty a mounted tmpfs) */
+	if (m.up || is_mounted(m.mnt))
+		CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(tmpfs_unmount(small));
+	sh("rm -rf '%s'", m.dir);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -1663,6 +1821,7 @@ static const struct h_test tests[] = {
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),
 	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
+	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let
@@ -1675,6 +1834,9 @@ static void on_fatal_signal(int sig)
 	for (int i = 0; i < MAX_MOUNTS; i++)
 		if (g_mounted[i])
 			sh("fusermount3 -uz '%s' 2>/dev/null", g_mounted[i]);
+	for (int i = 0; i < 4; i++)
+		if (g_tmpfs[i])
+			sh("umount -l '%s' 2>/dev/null", g_tmpfs[i]);
 	exit(128 + sig);   /* atexit: unmount_all, then the temp tree */
 }
 

@@ -2032,6 +2032,233 @@ static void power_loss_after_unlinking_an_open_file_reclaims_its_space(void)
 	}
 }
 
+/* ---- a full disk (ENOSPC) ---------------------------------------------- */
+
+/* The image's size on the device (volatile: what a growth must exceed). */
+static uint64_t image_size(struct bs_memdev *dev)
+{
+	struct bs_io *io;
+	uint64_t n = 0;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT(bs_io_size(io, &n) == 0);
+	bs_io_close(io);
+	return n;
+}
+
+static int list_count(void *ctx, const char *name, const struct vol_attr *a, uint64_t pos)
+{
+	(void)name;
+	(void)a;
+	(void)pos;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int entries(struct vol *v, uint64_t dir)
+{
+	int n = 0;
+	CU_ASSERT_EQUAL(vol_readdir(v, dir, 0, list_count, &n), 0);
+	return n;
+}
+
+/* Reopen and insist: check clean, no leak to reclaim, "keep" intact. */
+static struct vol *nospc_reopen(struct bs_memdev *dev, struct vol *v, enum bs_alloc_kind k,
+				uint64_t keep, uint64_t size, size_t keep_len)
+{
+	struct vol_counters c;
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	v = vopen(dev, k, false);
+	CU_ASSERT_EQUAL(vol_get_counters(v, &c), 0);
+	CU_ASSERT_EQUAL(c.leaked_bytes_reclaimed, 0);
+	CU_ASSERT_EQUAL(check_errors(v), 0);
+	CU_ASSERT_EQUAL(size_of(v, keep), size);
+	CU_ASSERT(has(v, keep, 1, 0, keep_len));
+	return v;
+}
+
+/*
+ * With the device's capacity at the image's size, every operation that
+ * must grow the image fails with -ENOSPC and changes nothing: the file
+ * keeps its size and bytes, no name is half-created, check() is clean, and
+ * a reopen (itself on the full disk) reclaims no leak.  Unlinking another
+ * file frees room and the same operations then succeed.
+ */
+static void a_full_disk_fails_growth_cleanly_and_unlink_makes_room(void)
+{
+	enum { KEEP = 3000, BIG = 4 << 20, GROW = 60000 };
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t dir = mkdir_(v, ROOT, "d");
+		uint64_t keep = mkfile(v, dir, "keep");
+		put(v, keep, 1, 0, KEEP);
+		CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+		uint64_t big = mkfile(v, ROOT, "big");
+		put(v, big, 2, 0, BIG);
+		CU_ASSERT_EQUAL(vol_release(v, big), 0);
+		uint64_t other = mkfile(v, ROOT, "other");
+		put(v, other, 3, 0, 100);
+		CU_ASSERT_EQUAL(vol_release(v, other), 0);
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		bs_memdev_set_capacity(dev, image_size(dev));
+
+		/* a write that needs to grow the file */
+		uint8_t *buf = malloc(GROW);
+		CU_ASSERT_FATAL(buf != NULL);
+		h_pattern(buf, GROW, 9, KEEP);
+		CU_ASSERT_EQUAL(vol_open_file(v, keep), 0);
+		CU_ASSERT_EQUAL(vol_write(v, keep, buf, GROW, KEEP), -ENOSPC);
+		CU_ASSERT_EQUAL(size_of(v, keep), KEEP);
+		CU_ASSERT(has(v, keep, 1, 0, KEEP));
+		CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+		CU_ASSERT_EQUAL(size_of(v, keep), KEEP);
+		/* truncate and fallocate that grow */
+		CU_ASSERT_EQUAL(vol_truncate(v, keep, KEEP + GROW), -ENOSPC);
+		CU_ASSERT_EQUAL(size_of(v, keep), KEEP);
+		CU_ASSERT_EQUAL(vol_fallocate(v, keep, 0, KEEP + GROW), -ENOSPC);
+		CU_ASSERT_EQUAL(size_of(v, keep), KEEP);
+		CU_ASSERT(has(v, keep, 1, 0, KEEP));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT(!bs_memdev_dead(dev));
+
+		/* create until the catalog must grow and cannot */
+		char name[32];
+		int made = 0, r = 0;
+		while (made < 20000) {
+			snprintf(name, sizeof name, "f%d", made);
+			struct vol_attr a;
+			r = vol_create(v, ROOT, name, 0644, 1, 2, &a);
+			if (r)
+				break;
+			made++;
+		}
+		CU_ASSERT_EQUAL(r, -ENOSPC);
+		struct vol_attr a;
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, name, &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "newdir", 0755, 1, 2, &a), -ENOSPC);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "newdir", &a), -ENOENT);
+		CU_ASSERT_EQUAL(entries(v, ROOT), made + 3);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT(has(v, big, 2, 0, BIG));
+
+		/* the state survives a reopen on the still-full disk */
+		v = nospc_reopen(dev, v, k, keep, KEEP, KEEP);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, name, &a), -ENOENT);
+		CU_ASSERT_EQUAL(entries(v, ROOT), made + 3);
+
+		/* unlink frees room.  Linear frees only at its tail (the
+		 * catalog lives there), and Slab reuses freed blocks only one at
+		 * a time (an allocation over one block always takes the tail, as
+		 * in its seed): for them the room comes from raising the limit */
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "big"), 0);
+		if (k == BS_ALLOC_LINEAR || k == BS_ALLOC_SLAB)
+			bs_memdev_set_capacity(dev, image_size(dev) + BIG);
+		CU_ASSERT_EQUAL(vol_create(v, ROOT, name, 0644, 1, 2, &a), 0);
+		r = vol_mkdir(v, ROOT, "newdir", 0755, 1, 2, &a);
+		if (r)
+			printf("\n%s: mkdir after unlink: %d\n", bs_alloc_kind_name(k), r);
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT_EQUAL(vol_open_file(v, keep), 0);
+		CU_ASSERT_EQUAL(vol_write(v, keep, buf, GROW, KEEP), GROW);
+		CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+		CU_ASSERT(has(v, keep, 9, KEEP, GROW));
+		r = vol_truncate(v, other, GROW);
+		if (r)
+			printf("\n%s: truncate after unlink: %d\n", bs_alloc_kind_name(k), r);
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT_EQUAL(size_of(v, other), GROW);
+		CU_ASSERT(has(v, other, 3, 0, 100));
+		CU_ASSERT(zeros_at(v, other, 100, GROW - 100));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		v = nospc_reopen(dev, v, k, keep, KEEP + GROW, KEEP);
+		CU_ASSERT(has(v, keep, 9, KEEP, GROW));
+		CU_ASSERT_EQUAL(entries(v, ROOT), made + 4);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		free(buf);
+		bs_memdev_free(dev);
+	}
+}
+
+/*
+ * Every limit between "no room at all" and "enough": one write that grows
+ * a file (amortised growth may ask for more than it needs), one create,
+ * one truncate.  Each either succeeds whole or fails with -ENOSPC and
+ * leaves the old state; check() stays clean; the reopen reclaims nothing.
+ */
+static void every_limit_leaves_each_growth_whole_or_not_at_all(void)
+{
+	enum { KEEP = 20000, GROW = 5000 };
+	FOR_EACH_KIND(k) {
+		for (int op = 0; op < 3; op++) {
+			bool done = false;
+			uint64_t fit = 0;
+			/* creates: every limit (the catalog's growth needs far
+			 * more than GROW); writes and truncates: until one fits */
+			for (uint64_t slack = 0; !(done && op < 2) && slack < 4 * GROW;
+			     slack += slack < 256 ? 7 : op < 2 ? 97 : 997) {
+				struct bs_memdev *dev = bs_memdev_new();
+				struct vol *v = vopen(dev, k, true);
+				uint64_t keep = mkfile(v, ROOT, "keep");
+				put(v, keep, 1, 0, KEEP);
+				CU_ASSERT_EQUAL(vol_release(v, keep), 0);
+				CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+				bs_memdev_set_capacity(dev, image_size(dev) + slack);
+				struct vol_attr a;
+				uint8_t buf[GROW];
+				int r;
+				h_pattern(buf, GROW, 5, KEEP);
+				if (op == 0) {
+					r = (int)vol_write(v, keep, buf, GROW, KEEP);
+					if (r == GROW)
+						r = vol_release(v, keep);
+				} else if (op == 1) {
+					r = vol_truncate(v, keep, KEEP + GROW);
+				} else {
+					/* fill the catalog's spare room first */
+					char name[32];
+					r = 0;
+					for (int i = 0; !r && i < 400; i++) {
+						snprintf(name, sizeof name, "n%d", i);
+						r = vol_create(v, ROOT, name, 0644, 1, 2, &a);
+					}
+					if (r == -ENOSPC) {
+						CU_ASSERT_EQUAL(vol_lookup(v, ROOT, name, &a), -ENOENT);
+						CU_ASSERT_EQUAL(entries(v, ROOT), 1 + atoi(name + 1));
+					}
+				}
+				if (r != -ENOSPC)
+					CU_ASSERT_EQUAL(r, 0);
+				done = op < 2 ? r == 0 : done || r == -ENOSPC;
+				fit = slack;
+				if (r == -ENOSPC && op < 2)
+					CU_ASSERT_EQUAL(size_of(v, keep), KEEP);
+				if (done && op == 0)
+					CU_ASSERT(has(v, keep, 5, KEEP, GROW));
+				if (done && op == 1)
+					CU_ASSERT(zeros_at(v, keep, KEEP, GROW));
+				CU_ASSERT(!bs_memdev_dead(dev));
+				CU_ASSERT_EQUAL(check_errors(v), 0);
+				v = nospc_reopen(dev, v, k, keep,
+						 done && op < 2 ? KEEP + GROW : KEEP, KEEP);
+				CU_ASSERT_EQUAL(vol_close(v), 0);
+				bs_memdev_free(dev);
+			}
+			/* writes, truncates: some limit fits them; creates:
+			 * some limit refused one */
+			CU_ASSERT(done);
+			/* a write's amortised headroom (here 20000 bytes) is
+			 * not what a nearly full disk must hold: the write fits
+			 * once its own bytes do (+ a Slab block of rounding) */
+			if (op == 0) {
+				if (fit > GROW + 5120)
+					printf("\n%s: the write needed %llu bytes of room\n",
+					       bs_alloc_kind_name(k), (unsigned long long)fit);
+				CU_ASSERT(fit <= GROW + 5120);
+			}
+		}
+	}
+}
+
 static const struct h_test tests[] = {
 	H_TEST(empty_and_one_byte_files_read_back_after_reopen),
 	H_TEST(a_write_past_the_end_leaves_a_hole_that_reads_as_zeros),
@@ -2086,6 +2313,8 @@ static const struct h_test tests[] = {
 	H_TEST(a_file_renamed_over_while_open_keeps_working_until_its_last_close),
 	H_TEST(closing_the_volume_frees_orphans_still_open),
 	H_TEST(power_loss_after_unlinking_an_open_file_reclaims_its_space),
+	H_TEST(a_full_disk_fails_growth_cleanly_and_unlink_makes_room),
+	H_TEST(every_limit_leaves_each_growth_whole_or_not_at_all),
 };
 
 H_MAIN("volume", tests)
