@@ -85,8 +85,25 @@ static int file_zero(struct bs_io *io, uint64_t off, uint64_t n)
 static int file_truncate(struct bs_io *io, uint64_t size)
 {
 	struct io_file *f = (struct io_file *)io;
+	struct stat st;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	/* Growing: reserve the blocks, so that a full host filesystem fails
+	 * here, where the file layer rolls the grow back, and not at a later
+	 * write into a sparse tail.  Where fallocate is unsupported the
+	 * ftruncate below grows the file sparse. */
+	if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < size) {
+		off_t from = st.st_size;
+		if (fallocate(f->fd, 0, from, (off_t)size - from) == 0)
+			return 0;
+		if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT) {
+			int e = -errno;
+			/* give back whatever part it managed to reserve */
+			if (ftruncate(f->fd, from) < 0)
+				return -errno;
+			return e;
+		}
+	}
 	while (ftruncate(f->fd, (off_t)size) < 0) {
 		if (errno != EINTR)
 			return -errno;

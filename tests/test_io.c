@@ -5,10 +5,12 @@
  */
 #include "harness.h"
 #include "io.h"
+#include "bstack.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -619,6 +621,44 @@ static void file_truncate_grows_with_zeros_and_shrinks(void)
 	free(path);
 }
 
+/* Growing a real file reserves its blocks: on a full filesystem the grow
+ * itself fails with ENOSPC and leaves the size as it was. */
+static void file_growth_past_a_full_filesystem_fails_at_the_grow(void)
+{
+	char dir[600];
+	snprintf(dir, sizeof dir, "%s/tiny-fs", h_tmp_dir());
+	CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
+	if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") != 0) {
+		printf("skipped: cannot mount a tmpfs (%s) ", strerror(errno));
+		rmdir(dir);
+		return;
+	}
+	char path[700];
+	snprintf(path, sizeof path, "%s/img", dir);
+	struct bs_io *io = NULL;
+	CU_ASSERT_FATAL(bs_io_file_open(path, BS_IO_CREATE, &io, NULL) == 0);
+	CU_ASSERT(bs_io_truncate(io, 512 << 10) == 0);
+	struct stat st;
+	CU_ASSERT(stat(path, &st) == 0 && (uint64_t)st.st_blocks * 512 >= 512 << 10);
+	CU_ASSERT(bs_io_truncate(io, 4 << 20) == -ENOSPC);
+	uint64_t size = 0;
+	CU_ASSERT(bs_io_size(io, &size) == 0 && size == 512 << 10);
+	CU_ASSERT(bs_io_truncate(io, 600 << 10) == 0);
+	bs_io_close(io);
+	/* and through the file layer: the extend rolls back, the image is whole */
+	struct bstack *bs = NULL;
+	snprintf(path, sizeof path, "%s/img2", dir);
+	CU_ASSERT_FATAL(bstack_open_path(path, true, &bs) == 0);
+	CU_ASSERT(bstack_extend(bs, 8 << 20, NULL) == -ENOSPC);
+	CU_ASSERT(bstack_len(bs) == 0);
+	CU_ASSERT(bstack_push(bs, "ok", 2, NULL) == 0);
+	bstack_close(bs);
+	CU_ASSERT(bstack_open_path(path, false, &bs) == 0 && bstack_len(bs) == 2);
+	bstack_close(bs);
+	CU_ASSERT(umount2(dir, MNT_DETACH) == 0);
+	rmdir(dir);
+}
+
 static void mem_zero_is_one_write_kept_or_lost_whole(void)
 {
 	struct bs_memdev *dev = bs_memdev_new();
@@ -828,6 +868,7 @@ static const struct h_test tests[] = {
 	H_TEST(file_truncate_grows_with_zeros_and_shrinks),
 	H_TEST(file_lock_is_exclusive_between_two_handles_on_one_path),
 	H_TEST(mem_zero_is_one_write_kept_or_lost_whole),
+	H_TEST(file_growth_past_a_full_filesystem_fails_at_the_grow),
 	H_TEST(file_zero_reads_back_as_zeros_and_keeps_the_size),
 	H_TEST(mem_write_past_the_capacity_fails_with_enospc_and_changes_nothing),
 	H_TEST(mem_write_up_to_the_capacity_exactly_succeeds),
