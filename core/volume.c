@@ -1214,31 +1214,62 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
+/* The figures both the control file and vol_summary report.  Read lock
+ * held. */
+static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summary *out)
+{
+	struct sums s = { v, 0, 0, 0 };
+	bs_alloc_stats(v->a, st);
+	cat_foreach(v->c, sum_one, &s);
+	memset(out, 0, sizeof *out);
+	out->allocator = st->name;
+	snprintf(out->magic, sizeof out->magic, "%s", st->magic);
+	out->files = v->c->n_files;
+	out->directories = v->c->n_dirs;
+	out->live_bytes = s.live;
+	out->capacity_bytes = s.capacity;
+	out->backing_bytes = s.backing;
+	out->free_bytes = st->free_bytes;
+	/* files removed while still open: their space is freed at the last
+	 * close, and until then it is neither free nor any named file's */
+	out->orphan_files = v->c->n_orphans;
+	for (struct cat_node *o = v->c->orphans; o; o = o->next)
+		out->orphan_bytes += backing_of(v, o);
+}
+
+int vol_summary(struct vol *v, struct vol_summary *out)
+{
+	struct bs_alloc_stats st;
+	pthread_rwlock_rdlock(&v->lock);
+	summarise(v, &st, out);
+	pthread_rwlock_unlock(&v->lock);
+	return 0;
+}
+
 int vol_stats_text(struct vol *v, char **buf, size_t *len)
 {
 	struct bs_alloc_stats st;
-	struct sums s = { v, 0, 0, 0 };
+	struct vol_summary s;
 	uint64_t cat_start, cat_ext = 0;
 	size_t cap = 2048 + 64 * BS_ALLOC_MAX_EXTRA, n = 0;
 	char *t = malloc(cap);
 	if (!t)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&v->lock);
-	bs_alloc_stats(v->a, &st);
-	cat_foreach(v->c, sum_one, &s);
+	summarise(v, &st, &s);
 	if (bs_alloc_extent(v->a, v->c->root, &cat_start, &cat_ext))
 		cat_ext = v->c->root.len;
 	double frag = st.free_bytes ? 1.0 - (double)st.largest_free / (double)st.free_bytes : 0;
 #define KV(k, val) n += (size_t)snprintf(t + n, cap - n, "%s %llu\n", k, \
 					  (unsigned long long)(val))
-	n += (size_t)snprintf(t + n, cap - n, "allocator %s\nmagic %s\n", st.name, st.magic);
+	n += (size_t)snprintf(t + n, cap - n, "allocator %s\nmagic %s\n", s.allocator, s.magic);
 	KV("image_bytes", BSTACK_HEADER_SIZE + bstack_len(v->bs));
 	KV("payload_bytes", bstack_len(v->bs));
-	KV("files", v->c->n_files);
-	KV("directories", v->c->n_dirs);
-	KV("live_bytes", s.live);
-	KV("capacity_bytes", s.capacity);
-	KV("backing_bytes", s.backing);
+	KV("files", s.files);
+	KV("directories", s.directories);
+	KV("live_bytes", s.live_bytes);
+	KV("capacity_bytes", s.capacity_bytes);
+	KV("backing_bytes", s.backing_bytes);
 	KV("free_blocks", st.free_blocks);
 	KV("free_bytes", st.free_bytes);
 	KV("largest_free_bytes", st.largest_free);
@@ -1252,13 +1283,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("bytes_copied", v->ctr.bytes_copied);
 	KV("syncs", st.syncs);
 	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
-	/* files removed while still open: their space is freed at the last
-	 * close, and until then it is neither free nor any named file's */
-	uint64_t orphan_bytes = 0;
-	for (struct cat_node *o = v->c->orphans; o; o = o->next)
-		orphan_bytes += backing_of(v, o);
-	KV("orphan_files", v->c->n_orphans);
-	KV("orphan_bytes", orphan_bytes);
+	KV("orphan_files", s.orphan_files);
+	KV("orphan_bytes", s.orphan_bytes);
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

@@ -141,6 +141,19 @@ int vol_sync_all(struct vol *v);
 
 int vol_statfs(struct vol *v, struct vol_statfs *out);
 
+/* The headline figures of the control file, as numbers (fsck, tools). */
+struct vol_summary {
+	const char *allocator;      /* "ghost", "firstfit", "slab", "linear" */
+	char magic[24];             /* e.g. "ALGT-0.1.2"; "none" for Linear */
+	uint64_t files, directories, orphan_files;
+	uint64_t live_bytes;        /* sum of file sizes */
+	uint64_t capacity_bytes;    /* bytes allocated to files */
+	uint64_t backing_bytes;     /* bytes the allocator holds for them */
+	uint64_t orphan_bytes;
+	uint64_t free_bytes;
+};
+int vol_summary(struct vol *v, struct vol_summary *out);
+
 /* The control file: a consistent snapshot of the §6 `key value` lines, in
  * a malloc'd buffer the caller frees. */
 int vol_stats_text(struct vol *v, char **buf, size_t *len);

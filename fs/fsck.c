@@ -141,47 +141,19 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 
 /* ---- the report -------------------------------------------------------- */
 
-/* The value of `key` in the control-file text (volume.c's format: one
- * "key value" per line); 0 when absent. */
-static const char *stat_field(const char *text, const char *key, size_t *len)
-{
-	size_t kl = strlen(key);
-
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-		if (strncmp(p, key, kl) == 0 && p[kl] == ' ') {
-			const char *v = p + kl + 1;
-			*len = strcspn(v, "\n");
-			return v;
-		}
-	}
-	*len = 0;
-	return "";
-}
-
-static uint64_t stat_u64(const char *text, const char *key)
-{
-	size_t len;
-	const char *v = stat_field(text, key, &len);
-	return len ? strtoull(v, NULL, 10) : 0;
-}
-
 static void report_violation(void *ctx, const char *msg)
 {
 	(void)ctx;
 	printf("violation: %s\n", msg);
 }
 
-static void print_figures(const char *text)
+static void print_figures(const struct vol_summary *s)
 {
-	size_t al, ml;
-	const char *a = stat_field(text, "allocator", &al);
-	const char *m = stat_field(text, "magic", &ml);
-
-	printf("allocator: %.*s (%.*s)\n", (int)al, a, (int)ml, m);
-	printf("files: %" PRIu64 "\n", stat_u64(text, "files"));
-	printf("directories: %" PRIu64 "\n", stat_u64(text, "directories"));
-	printf("live bytes: %" PRIu64 "\n", stat_u64(text, "live_bytes"));
-	printf("free bytes: %" PRIu64 "\n", stat_u64(text, "free_bytes"));
+	printf("allocator: %s (%s)\n", s->allocator, s->magic);
+	printf("files: %" PRIu64 "\n", s->files);
+	printf("directories: %" PRIu64 "\n", s->directories);
+	printf("live bytes: %" PRIu64 "\n", s->live_bytes);
+	printf("free bytes: %" PRIu64 "\n", s->free_bytes);
 }
 
 /* Figures, the check's violations, the verdict; fills res->violations.
@@ -189,16 +161,19 @@ static void print_figures(const char *text)
 static int check_and_report(struct vol *v, const struct fsck_opts *o,
 			    struct fsck_result *res)
 {
-	char *text;
-	size_t len;
-	int r = vol_stats_text(v, &text, &len);
+	struct vol_summary sum;
+	char *text = NULL;
+	size_t len = 0;
+	int r = vol_summary(v, &sum);
 
+	if (!r && o->verbose)
+		r = vol_stats_text(v, &text, &len);
 	if (r < 0) {
 		refuse(o->image, strerror(-r));
 		return r;
 	}
 	printf("image: %s%s\n", o->image, o->dry ? " (no changes)" : "");
-	print_figures(text);
+	print_figures(&sum);
 	if (o->dry) {
 		printf("would reclaim %" PRIu64 " bytes\n", res->reclaimed);
 		printf("open-time repairs: %s\n", res->wrote ? "would be written" : "none");
