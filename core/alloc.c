@@ -163,6 +163,15 @@ void bs_alloc_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 	a->ops->stats(a, st);
 }
 
+void bs_alloc_init(struct bs_alloc *a, const struct bs_alloc_ops *ops, struct bstack *bs,
+		   enum bs_alloc_kind kind, uint64_t reserved_len)
+{
+	a->ops = ops;
+	a->bs = bs;
+	a->kind = kind;
+	a->reserved_len = reserved_len;
+}
+
 int bs_alloc_reserved_get(struct bs_alloc *a, uint64_t off, void *buf, uint64_t n)
 {
 	if (!range_ok(off, n, a->reserved_len))

@@ -186,6 +186,9 @@ int bs_alloc_reserved_get(struct bs_alloc *a, uint64_t off, void *buf, uint64_t 
 int bs_alloc_reserved_set(struct bs_alloc *a, uint64_t off, const void *buf, uint64_t n);
 
 /* Helpers for implementations (alloc.c). */
+/* Fill the common part of a freshly calloc'ed allocator. */
+void bs_alloc_init(struct bs_alloc *a, const struct bs_alloc_ops *ops, struct bstack *bs,
+		   enum bs_alloc_kind kind, uint64_t reserved_len);
 #define BS_COUNT(a, field, n) __atomic_fetch_add(&(a)->field, (n), __ATOMIC_RELAXED)
 /* Generic bulk in terms of alloc/dealloc, for allocators without a native
  * bulk path: all-or-nothing. */

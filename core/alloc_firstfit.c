@@ -1447,10 +1447,7 @@ static int ff_new(struct bstack *bs, struct ff **out)
 		free(ff);
 		return -ENOMEM;
 	}
-	ff->base.ops = &firstfit_ops;
-	ff->base.bs = bs;
-	ff->base.kind = BS_ALLOC_FIRSTFIT;
-	ff->base.reserved_len = FF_RESERVED;
+	bs_alloc_init(&ff->base, &firstfit_ops, bs, BS_ALLOC_FIRSTFIT, FF_RESERVED);
 	*out = ff;
 	return 0;
 }

@@ -1454,10 +1454,7 @@ static int gt_new(struct bstack *bs, struct ghost **out)
 		free(g);
 		return -ENOMEM;
 	}
-	g->base.ops = &ghost_ops;
-	g->base.bs = bs;
-	g->base.kind = BS_ALLOC_GHOST;
-	g->base.reserved_len = 32;
+	bs_alloc_init(&g->base, &ghost_ops, bs, BS_ALLOC_GHOST, 32);
 	*out = g;
 	return 0;
 }

@@ -270,10 +270,7 @@ static int lin_new(struct bstack *bs, struct bs_alloc **out)
 	struct linear *l = calloc(1, sizeof *l);
 	if (!l)
 		return -ENOMEM;
-	l->base.ops = &linear_ops;
-	l->base.bs = bs;
-	l->base.kind = BS_ALLOC_LINEAR;
-	l->base.reserved_len = LINEAR_RESERVED;
+	bs_alloc_init(&l->base, &linear_ops, bs, BS_ALLOC_LINEAR, LINEAR_RESERVED);
 	*out = &l->base;
 	return 0;
 }

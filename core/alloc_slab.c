@@ -268,10 +268,7 @@ static int slab_new(struct bstack *bs, uint64_t bsize, struct bs_alloc **out)
 		free(sl);
 		return -ENOMEM;
 	}
-	sl->base.ops = &slab_ops;
-	sl->base.bs = bs;
-	sl->base.kind = BS_ALLOC_SLAB;
-	sl->base.reserved_len = SLAB_RESERVED;
+	bs_alloc_init(&sl->base, &slab_ops, bs, BS_ALLOC_SLAB, SLAB_RESERVED);
 	sl->bsize = bsize;
 	*out = &sl->base;
 	return 0;
