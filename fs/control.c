@@ -14,7 +14,7 @@ bool bsfs_is_control(uint64_t parent, const char *name)
 	return parent == VOL_ROOT_INO && strcmp(name, VOL_CONTROL_NAME) == 0;
 }
 
-static void ns_to_ts(int64_t ns, struct timespec *ts)
+void bsfs_ns_to_ts(int64_t ns, struct timespec *ts)
 {
 	ts->tv_sec = ns / 1000000000;
 	ts->tv_nsec = ns % 1000000000;
@@ -41,9 +41,9 @@ int bsfs_control_attr(struct vol *v, const struct vol_attr *owner, struct stat *
 	st->st_gid = owner->gid;
 	st->st_size = (off_t)len;
 	st->st_blksize = 4096;
-	ns_to_ts(owner->atime_ns, &st->st_atim);
-	ns_to_ts(owner->mtime_ns, &st->st_mtim);
-	ns_to_ts(owner->ctime_ns, &st->st_ctim);
+	bsfs_ns_to_ts(owner->atime_ns, &st->st_atim);
+	bsfs_ns_to_ts(owner->mtime_ns, &st->st_mtim);
+	bsfs_ns_to_ts(owner->ctime_ns, &st->st_ctim);
 	return 0;
 }
 

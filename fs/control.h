@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "volume.h"
 
@@ -22,6 +23,9 @@ struct bsfs_snapshot {
 	char *text;
 	size_t len;
 };
+
+/* Nanoseconds since the epoch as a timespec (also for ops.c's attrs). */
+void bsfs_ns_to_ts(int64_t ns, struct timespec *ts);
 
 /* Is (parent, name) the control file's entry? */
 bool bsfs_is_control(uint64_t parent, const char *name);

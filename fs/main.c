@@ -193,7 +193,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bstackfs: %s: bad options (see bstackfs --help)\n",
 			o.image);
 	}
-	bsfs_ctx_destroy(&fs);
 out:
 	bsfs_free_opts(&o);
 	fuse_opt_free_args(&args);

@@ -47,21 +47,6 @@ int bsfs_ctx_init(struct bsfs *fs, struct vol *v)
 	return 0;
 }
 
-void bsfs_ctx_destroy(struct bsfs *fs)
-{
-	(void)fs;
-}
-
-static void ns_to_ts(int64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = ns / 1000000000;
-	ts->tv_nsec = ns % 1000000000;
-	if (ts->tv_nsec < 0) {
-		ts->tv_nsec += 1000000000;
-		ts->tv_sec--;
-	}
-}
-
 static int64_t ts_to_ns(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
@@ -86,9 +71,9 @@ static void attr_to_stat(const struct vol_attr *a, struct stat *st)
 	st->st_size = (off_t)a->size;
 	st->st_blocks = (blkcnt_t)((a->alloc_bytes + 511) / 512);
 	st->st_blksize = BSFS_IO_SIZE;
-	ns_to_ts(a->atime_ns, &st->st_atim);
-	ns_to_ts(a->mtime_ns, &st->st_mtim);
-	ns_to_ts(a->ctime_ns, &st->st_ctim);
+	bsfs_ns_to_ts(a->atime_ns, &st->st_atim);
+	bsfs_ns_to_ts(a->mtime_ns, &st->st_mtim);
+	bsfs_ns_to_ts(a->ctime_ns, &st->st_ctim);
 }
 
 static void reply_entry(fuse_req_t req, const struct vol_attr *a)

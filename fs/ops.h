@@ -22,7 +22,6 @@ struct bsfs {
 };
 
 int bsfs_ctx_init(struct bsfs *fs, struct vol *v);
-void bsfs_ctx_destroy(struct bsfs *fs);
 
 extern const struct fuse_lowlevel_ops bsfs_ll_ops;
 
