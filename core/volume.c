@@ -131,6 +131,21 @@ static void vol_free(struct vol *v)
 	free(v);
 }
 
+/* The options for a new image, checked before anything is written. */
+static int new_image_opts_ok(const struct vol_opts *o, struct vol_error *err)
+{
+	enum bs_alloc_kind kind = o->allocator ? o->allocator : BS_ALLOC_GHOST;
+	if (o->block_size && kind != BS_ALLOC_SLAB) {
+		seterr(err, "block_size is for the slab allocator, not %s", bs_alloc_kind_name(kind));
+		return -EINVAL;
+	}
+	if (o->block_size && o->block_size < 8) {
+		seterr(err, "block_size must be at least 8 bytes");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int format(struct vol *v, struct vol_error *err)
 {
 	enum bs_alloc_kind kind = v->opts.allocator ? v->opts.allocator : BS_ALLOC_GHOST;
@@ -198,6 +213,11 @@ static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_erro
 		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
 		return -EINVAL;
 	}
+	if (v->opts.block_size && kind != BS_ALLOC_SLAB) {
+		seterr(err, "block_size is for slab images, and this image holds %s",
+		       bs_alloc_kind_name(kind));
+		return -EINVAL;
+	}
 	int r = bs_alloc_open(v->bs, kind, &v->a);
 	if (!r)
 		r = bs_alloc_reclaim(v->a, &none, 0, &got);
@@ -254,6 +274,11 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 	if (v->opts.allocator != BS_ALLOC_NONE && v->opts.allocator != kind) {
 		seterr(err, "allocator mismatch: the image holds %s, not %s",
 		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
+		return -EINVAL;
+	}
+	if (v->opts.block_size && kind != BS_ALLOC_SLAB) {
+		seterr(err, "block_size is for slab images, and this image holds %s",
+		       bs_alloc_kind_name(kind));
 		return -EINVAL;
 	}
 	if (have_ref && !v->c &&
@@ -332,6 +357,10 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		bs_io_close(io);
 		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
 		return BSTACK_E_SHORT;
+	}
+	if (size == 0 && (r = new_image_opts_ok(opts, err))) {
+		bs_io_close(io);
+		return r;
 	}
 	if (!(v = calloc(1, sizeof *v)) || pthread_rwlock_init(&v->lock, NULL)) {
 		free(v);

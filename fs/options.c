@@ -62,8 +62,11 @@ static int bsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 			o->mountpoint_seen = 1;
 			if (bsfs_check_mountpoint(o->image, arg) < 0)
 				return -1;   /* fuse_opt's convention */
+			return 1;
 		}
-		return 1;
+		fprintf(stderr, "bstackfs: %s: unexpected argument '%s' (usage: bstackfs "
+			"[options] IMAGE MOUNTPOINT)\n", o->image, arg);
+		return -1;
 	default:
 		return 1;
 	}

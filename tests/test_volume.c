@@ -752,6 +752,47 @@ static void an_allocator_mismatch_is_refused_and_the_image_untouched(void)
 	bs_memdev_free(dev);
 }
 
+/* block_size only means something for Slab: on a new image of another
+ * allocator, on an existing one, or below Slab's minimum it is refused
+ * (nothing formatted, nothing written). */
+static void block_size_is_refused_where_it_means_nothing(void)
+{
+	struct vol_error err = { "" };
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol_opts o = { .allocator = BS_ALLOC_GHOST, .block_size = 512, .create = true };
+	CU_ASSERT_EQUAL(vopen_err(dev, &o, &err), -EINVAL);
+	CU_ASSERT(strstr(err.msg, "block_size") != NULL);
+	o.allocator = BS_ALLOC_NONE;   /* the default, GhostTree */
+	CU_ASSERT_EQUAL(vopen_err(dev, &o, &err), -EINVAL);
+	o.allocator = BS_ALLOC_SLAB;
+	o.block_size = 4;
+	CU_ASSERT_EQUAL(vopen_err(dev, &o, &err), -EINVAL);
+	CU_ASSERT(strstr(err.msg, "at least 8") != NULL);
+	uint8_t *img;
+	size_t len;
+	CU_ASSERT(bs_memdev_snapshot(dev, &img, &len) == 0 && len == 0);
+	free(img);
+	bs_memdev_free(dev);
+
+	FOR_EACH_KIND(k) {
+		if (k == BS_ALLOC_SLAB)
+			continue;
+		dev = bs_memdev_new();
+		vol_close(vopen(dev, k, true));
+		uint8_t *before, *after;
+		size_t lb, la;
+		bs_memdev_snapshot(dev, &before, &lb);
+		struct vol_opts e = { .block_size = 4096 };
+		CU_ASSERT_EQUAL(vopen_err(dev, &e, &err), -EINVAL);
+		CU_ASSERT(strstr(err.msg, "block_size") != NULL);
+		bs_memdev_snapshot(dev, &after, &la);
+		CU_ASSERT(lb == la && memcmp(before, after, lb) == 0);
+		free(before);
+		free(after);
+		bs_memdev_free(dev);
+	}
+}
+
 static void an_image_of_another_program_is_refused_untouched(void)
 {
 	FOR_EACH_KIND(k) {
@@ -2404,6 +2445,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_file_larger_than_64_mib_round_trips_on_a_real_file),
 	H_TEST(the_stats_text_has_every_key_of_section_6),
 	H_TEST(an_allocator_mismatch_is_refused_and_the_image_untouched),
+	H_TEST(block_size_is_refused_where_it_means_nothing),
 	H_TEST(an_image_of_another_program_is_refused_untouched),
 	H_TEST(an_empty_allocator_image_is_adopted),
 	H_TEST(not_a_bstack_image_and_an_empty_device_are_refused),
