@@ -48,7 +48,7 @@
  *
  * Amortised growth: appending grows the capacity geometrically (double,
  * with steps capped at VOL_GROW_STEP_MAX), so n bytes in small writes cost
- * O(log n) reallocs; release and close trim capacity back to the size
+ * O(log n) reallocs; the last release and close trim capacity back to the size
  * (Linear can only shrink its tail allocation; elsewhere it keeps the
  * capacity, which the record states).
  *
