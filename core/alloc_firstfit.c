@@ -37,8 +37,10 @@
  * operations (push of a whole block or of a bulk's blocks, the pre-zero
  * before a merge) need no flag.
  *
- * Beyond the seed (each on-disk compatible: an image at rest is byte for
- * byte what the seed writes, and the seed can open every image we leave):
+ * Beyond the seed (each on-disk compatible: the seed can open every image
+ * we leave and we open every image it leaves; for the same operations the
+ * bytes are the seed's, which tests/seedcheck verifies against the seed's
+ * own code, with the one exception of the tail test below):
  *  - the intent: alloc-from-a-free-block, non-tail dealloc and the moving
  *    realloc write the flag together with the payload offset of the one
  *    block that must end up free if they are cut (the block being taken:
@@ -57,8 +59,12 @@
  *    recovery check() is clean and no byte is lost;
  *  - the "tail" tests use the block size from the header rather than the
  *    slice length rounded up; they are the same except for a block that
- *    was shrunk in place before it became the tail, where the seed would
- *    put a free block at the tail;
+ *    was shrunk in place before it became the tail.  There the seed's code
+ *    leaves a free block at the tail (or moves a tail block it could grow
+ *    in place), against its own documented invariant that the tail block
+ *    is always allocated; we keep the invariant, so these operations end
+ *    in different (both valid) bytes.  seedcheck skips exactly these steps
+ *    unless BSTACKFS_SEEDCHECK_STRICT=1;
  *  - alloc_bulk (the seed has none) pushes all its blocks in one call,
  *    so a cut leaves none or all of them (ff_alloc_bulk says why it does
  *    not take from the free list);
