@@ -202,12 +202,10 @@ static int trim_all(struct vol *v)
 /* A format was interrupted after the "formatting" mark (catalog.c): the
  * arena can only hold the unfinished catalog, so every byte of it goes
  * back to the allocator and the catalog is written again. */
-static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
+/* Do the mount options fit an existing image holding `kind`?  Checked
+ * before anything is written. */
+static int opts_match(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
 {
-	uint64_t got = 0;
-	struct bs_slice none = { 0, 0 };
-	if (kind == BS_ALLOC_NONE)
-		kind = BS_ALLOC_LINEAR;
 	if (v->opts.allocator != BS_ALLOC_NONE && v->opts.allocator != kind) {
 		seterr(err, "allocator mismatch: the image holds %s, not %s",
 		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
@@ -218,7 +216,19 @@ static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_erro
 		       bs_alloc_kind_name(kind));
 		return -EINVAL;
 	}
-	int r = bs_alloc_open(v->bs, kind, &v->a);
+	return 0;
+}
+
+static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
+{
+	uint64_t got = 0;
+	struct bs_slice none = { 0, 0 };
+	if (kind == BS_ALLOC_NONE)
+		kind = BS_ALLOC_LINEAR;
+	int r = opts_match(v, kind, err);
+	if (r)
+		return r;
+	r = bs_alloc_open(v->bs, kind, &v->a);
 	if (!r)
 		r = bs_alloc_reclaim(v->a, &none, 0, &got);
 	if (!r)
@@ -271,16 +281,8 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		}
 		kind = BS_ALLOC_LINEAR;
 	}
-	if (v->opts.allocator != BS_ALLOC_NONE && v->opts.allocator != kind) {
-		seterr(err, "allocator mismatch: the image holds %s, not %s",
-		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
-		return -EINVAL;
-	}
-	if (v->opts.block_size && kind != BS_ALLOC_SLAB) {
-		seterr(err, "block_size is for slab images, and this image holds %s",
-		       bs_alloc_kind_name(kind));
-		return -EINVAL;
-	}
+	if ((r = opts_match(v, kind, err)))
+		return r;
 	if (have_ref && !v->c &&
 	    (r = cat_load(v->bs, cat_root_decode(ref), &v->c, msg, sizeof msg))) {
 		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));

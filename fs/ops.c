@@ -98,6 +98,17 @@ static void reply_attr(fuse_req_t req, const struct vol_attr *a)
 
 /* The volume's errors are negative errnos already; anything out of range
  * (a bug) becomes EIO rather than a nonsense code in the kernel. */
+static void reply_rc(fuse_req_t req, long rc);
+
+/* The reply of lookup, mknod and mkdir: the entry, or the volume's error. */
+static void reply_entry_or_err(fuse_req_t req, int rc, const struct vol_attr *a)
+{
+	if (rc < 0)
+		reply_rc(req, rc);
+	else
+		reply_entry(req, a);
+}
+
 static void reply_rc(fuse_req_t req, long rc)
 {
 	int e = rc < 0 ? (int)-rc : 0;
@@ -164,10 +175,7 @@ static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = vol_lookup(fs_of(req)->v, parent, name, &a);
-	if (rc < 0)
-		reply_rc(req, rc);
-	else
-		reply_entry(req, &a);
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void bsfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -493,10 +501,7 @@ static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 	rc = vol_create(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
 			ctx->gid, &a);
-	if (rc < 0)
-		reply_rc(req, rc);
-	else
-		reply_entry(req, &a);
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -511,10 +516,7 @@ static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 	rc = vol_mkdir(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
 		       ctx->gid, &a);
-	if (rc < 0)
-		reply_rc(req, rc);
-	else
-		reply_entry(req, &a);
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void bsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
