@@ -11,6 +11,9 @@
  * then the header (when the length changes), then one sync.  Growing writes
  * data before clen; shrinking truncates before clen.
  *
+ * With a journal (below), "durable when it returns" holds for calls outside
+ * a transaction; inside one, at the transaction's flush.
+ *
  * Thread safety: a read-write lock; reads (get/peek/len) run in parallel,
  * mutations are serialised.
  */
@@ -32,6 +35,15 @@
 #define BSTACK_E_MAGIC    (-EILSEQ)    /* not a bstack image */
 #define BSTACK_E_VERSION  (-EPROTONOSUPPORT) /* BSTK, but not major 0 minor 1/2 */
 #define BSTACK_E_INUSE    (-EWOULDBLOCK) /* another handle holds the lock */
+#define BSTACK_E_LIVE     (-ENOLINK)   /* magic "BSTJ": needs its journal's replay */
+#define BSTACK_E_JOURNAL  (-EBADMSG)   /* the journal's header is damaged */
+
+/* While a journal is live (records not yet checkpointed) the image's
+ * magic starts with this tag instead of "BSTK", so that other bstack
+ * programs refuse the image rather than read it half-applied (ext4's
+ * needs_recovery).  Checkpoint and unmount restore "BSTK". */
+#define BSTACK_MAGIC_LIVE "BSTJ"
+#define BSTACK_JOURNAL_DEFAULT (64ULL << 20)   /* checkpoint past this */
 
 struct bstack;
 
@@ -88,5 +100,62 @@ int bstack_try_discard(struct bstack *bs, uint64_t expected_len, uint64_t n,
 		       bool *done);
 
 void bstack_stats(struct bstack *bs, struct bstack_stats *st);
+
+/* ---- the journal (bstack.c explains the protocol) ----------------------
+ *
+ * bstack_open_journal/bstack_create_journal attach a redo journal on jio
+ * (taking ownership; NULL = journal=off).  An image whose magic is "BSTJ"
+ * is replayed at open (and refused with BSTACK_E_LIVE without a journal).
+ * With a journal, every mutation belongs to a transaction: the calling
+ * thread's open one (bstack_txn_begin .. bstack_txn_end, nestable, one
+ * owner at a time), or else a transaction of its own that is durable when
+ * the call returns.  Inside a transaction nothing is written to the image
+ * or the journal; reads (from any thread) see the transaction's writes.
+ * bstack_txn_end seals it as a record with sequence number *seq (0: it
+ * changed nothing); bstack_flush(seq) makes every record up to seq durable
+ * with one journal sync and applies them in place (seq 0: all).  Records
+ * sealed by several threads before one flush share its sync (group
+ * commit).  Without a journal these calls do nothing and every mutation
+ * is durable on return, as described above.
+ */
+int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
+			struct bstack **out);
+int bstack_create_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
+			  struct bstack **out);
+bool bstack_journaled(struct bstack *bs);
+int bstack_txn_begin(struct bstack *bs);
+int bstack_txn_end(struct bstack *bs, uint64_t *seq);
+int bstack_flush(struct bstack *bs, uint64_t seq);
+/* Inside a transaction: seal and flush what it did so far, and go on in a
+ * new one (a step that must be durable before the next, e.g. an alloc
+ * before data is copied in place into the new space). */
+int bstack_barrier(struct bstack *bs);
+/* Flush, sync the image, restore the magic: the journal is retired. */
+int bstack_checkpoint(struct bstack *bs);
+/* Sequence numbers: the last durable record, and the one the open
+ * transaction will get (UINT64_MAX and 0 without a journal). */
+uint64_t bstack_durable_seq(struct bstack *bs);
+uint64_t bstack_txn_seq(struct bstack *bs);
+
+/* File data: written in place where that is safe (no sync), in the
+ * journal elsewhere (bstack.c: the ordering rule), or always in the
+ * journal with BSTACK_DATA_JOURNAL (the caller's space is not durably
+ * allocated yet).  *in_place gets the bytes that went in place: they are
+ * durable after the next bstack_sync.  Without a journal:
+ * bstack_set_nosync. */
+#define BSTACK_DATA_JOURNAL 1u
+int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t n,
+		      unsigned flags, uint64_t *in_place);
+
+struct bstack_journal_stats {
+	uint64_t journal_bytes;       /* the journal file's size */
+	uint64_t journal_used_bytes;  /* header + records of the live epoch */
+	uint64_t capacity;
+	uint64_t commits;             /* records made durable since open */
+	uint64_t checkpoints;
+	uint64_t replayed_commits;    /* records replayed by this open */
+	uint64_t journal_syncs;       /* syncs of the journal (in `syncs` too) */
+};
+void bstack_journal_stats(struct bstack *bs, struct bstack_journal_stats *st);
 
 #endif

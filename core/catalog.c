@@ -74,34 +74,6 @@
 
 #include "util.h"
 
-/* ---- CRC32C ----------------------------------------------------------- */
-
-static uint32_t crc_table[256];
-static int crc_ready;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
-}
-
-uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-	/* Filling the table twice from two threads writes the same values. */
-	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-		crc_init();
-	crc = ~crc;
-	while (n--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
 /* ---- names and records -------------------------------------------------- */
 
 int cat_name_ok(const char *name, size_t len)

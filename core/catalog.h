@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "alloc.h"
+#include "journal.h"
 
 #define CAT_MAGIC "BSFSCAT1"
 #define CAT_VERSION 1
@@ -97,9 +98,7 @@ struct catalog {
 	uint64_t n_orphans;
 };
 
-/* CRC32C (Castagnoli), as in iSCSI/ext4: crc32c(0, "123456789", 9) ==
- * 0xe3069283. */
-uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
+/* crc32c() comes from journal.h. */
 
 /* Validate a name: 0, -EINVAL (empty, '/', ".", ".."), -ENAMETOOLONG. */
 int cat_name_ok(const char *name, size_t len);

@@ -6,11 +6,26 @@
  *
  * Every operation returns 0 or a negative errno.
  *
- * Assumptions the upper layers make of a backend (and the memory device
- * models): a completed sync makes every earlier write durable; writes not
- * followed by a completed sync may be lost at power loss (the memory device
- * can keep any prefix of them, to test ordering).  Nothing is assumed about
- * sector atomicity beyond that.
+ * The disk model: what the upper layers rely on, and what the memory
+ * device simulates (cf. SQLite's xDeviceCharacteristics):
+ *
+ *   1. A completed sync makes every earlier write (and the file size)
+ *      durable.  Nothing else is durable.
+ *   2. At power loss, writes issued since the last completed sync may be
+ *      lost.  Any subset of them may survive, in any order (littlefs's
+ *      out-of-order model), and one write may be torn: a prefix of its
+ *      512-byte sectors (aligned to the file) reaches the disk.
+ *   3. A 512-byte aligned sector is never torn internally: a write that
+ *      lies inside one sector survives whole or not at all.
+ *
+ * With the journal (bstack.h) the file layer relies on 1 and on nothing
+ * else: a torn or lost journal record fails its checksum and is not
+ * replayed; in-place writes are redone from the journal.  The one write it
+ * needs to be atomic, the image header's magic, is 4 bytes in sector 0
+ * (3).  With journal=off the seeds' own protocols rely on 1 and 3 and on
+ * unsynced writes reaching the disk in issue order or not at all (each
+ * GhostTree node write of 32 bytes, FirstFit's flag word, the 8-byte clen
+ * lies inside one sector, and each step is synced before the next).
  */
 #ifndef BSTACKFS_IO_H
 #define BSTACKFS_IO_H
@@ -31,6 +46,10 @@ struct bs_io_ops {
 	int (*zero)(struct bs_io *io, uint64_t off, uint64_t n);
 	/* Set the file size; new bytes read as zero.  Counts as a write. */
 	int (*truncate)(struct bs_io *io, uint64_t size);
+	/* Make sure the file can later grow to `size` bytes without -ENOSPC
+	 * (fallocate with KEEP_SIZE); -ENOSPC when it cannot.  Not a write:
+	 * nothing reaches the file's bytes or size.  May be NULL. */
+	int (*reserve)(struct bs_io *io, uint64_t size);
 	/* fdatasync (F_FULLFSYNC on macOS). */
 	int (*sync)(struct bs_io *io);
 	int (*size)(struct bs_io *io, uint64_t *size);
@@ -53,6 +72,8 @@ static inline int bs_io_zero(struct bs_io *io, uint64_t off, uint64_t n)
 { return io->ops->zero(io, off, n); }
 static inline int bs_io_truncate(struct bs_io *io, uint64_t size)
 { return io->ops->truncate(io, size); }
+static inline int bs_io_reserve(struct bs_io *io, uint64_t size)
+{ return io->ops->reserve ? io->ops->reserve(io, size) : 0; }
 static inline int bs_io_sync(struct bs_io *io) { return io->ops->sync(io); }
 static inline int bs_io_size(struct bs_io *io, uint64_t *s) { return io->ops->size(io, s); }
 static inline int bs_io_lock(struct bs_io *io) { return io->ops->lock(io); }
@@ -89,6 +110,23 @@ int bs_io_mem_open(struct bs_memdev *dev, struct bs_io **out);
 
 void bs_memdev_fail_at(struct bs_memdev *dev, uint64_t n); /* 0 disarms */
 void bs_memdev_power_cycle(struct bs_memdev *dev, uint64_t keep);
+
+/* A second device in the same power domain as dev (an image and its
+ * journal): one operation counter and fault for both, and a power cut or
+ * power cycle of either is one of both.  Free it before dev. */
+struct bs_memdev *bs_memdev_new_sibling(struct bs_memdev *dev);
+
+/* The failure modes of the disk model beyond losing a suffix:
+ *   BS_PC_PREFIX  keep the first `param` pending writes (power_cycle)
+ *   BS_PC_TORN    keep the first `param` whole, then a prefix of the next
+ *                 write's 512-byte sectors (how many: from `seed`)
+ *   BS_PC_SUBSET  keep a subset of the pending writes chosen by `seed`,
+ *                 applied in issue order (reordering)
+ * Applies to every device of the power domain (each its own pending log). */
+enum bs_pc_mode { BS_PC_PREFIX, BS_PC_TORN, BS_PC_SUBSET };
+void bs_memdev_power_cycle_mode(struct bs_memdev *dev, enum bs_pc_mode mode,
+				uint64_t param, uint64_t seed);
+#define BS_SECTOR 512
 /* True once an armed fault has fired (the power is out). */
 int bs_memdev_dead(const struct bs_memdev *dev);
 /* Counted operations since creation (or the last reset). */

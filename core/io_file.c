@@ -111,6 +111,25 @@ static int file_truncate(struct bs_io *io, uint64_t size)
 	return 0;
 }
 
+/* Reserve blocks past the end without changing the size (the journal's
+ * growth is applied later and must not fail then). */
+static int file_reserve(struct bs_io *io, uint64_t size)
+{
+	struct io_file *f = (struct io_file *)io;
+	struct stat st;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size >= size)
+		return 0;
+	if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)size - st.st_size) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+		return 0;   /* no reservations here: a later write may still fail */
+	return -errno;
+}
+
 static int file_sync(struct bs_io *io)
 {
 	struct io_file *f = (struct io_file *)io;
@@ -158,6 +177,7 @@ static const struct bs_io_ops file_ops = {
 	.pwrite = file_pwrite,
 	.zero = file_zero,
 	.truncate = file_truncate,
+	.reserve = file_reserve,
 	.sync = file_sync,
 	.size = file_size,
 	.lock = file_lock,

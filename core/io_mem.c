@@ -9,6 +9,14 @@
  * model of DESIGN §2); other values test that an operation does not rely on
  * unsynced writes reaching the disk in any order but issue order.
  *
+ * Power domains: a sibling device (bs_memdev_new_sibling) shares its
+ * owner's operation counter, fault and power state (`pw` points at the
+ * owner, whose `pmu` guards them; lock order: a device's `mu`, then
+ * `pmu`).  A power cycle of either device cycles both.
+ *
+ * Failure modes at a power cycle (io.h): a prefix of the pending log, a
+ * prefix plus one write torn at a sector boundary, or a seeded subset.
+ *
  * A full disk (bs_memdev_set_capacity): a write or truncate that would make
  * `vol` larger than the capacity is counted, then refused with -ENOSPC
  * before it is logged or applied; the power stays on.
@@ -17,6 +25,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +48,14 @@ struct bs_memdev {
 	struct buf durable, vol;
 	struct pend *log;
 	size_t nlog, caplog;
-	uint64_t writes, syncs, ops;   /* ops: counted since fail_at was armed */
-	uint64_t fail_at;              /* 0 = disarmed */
+	uint64_t writes, syncs;
 	uint64_t capacity;             /* 0 = unlimited; else -ENOSPC past it */
+	uint64_t reserved;             /* size reserve() promised room for */
+	/* power state, used on the domain's owner (pw) only */
+	struct bs_memdev *pw, *sibling;
+	pthread_mutex_t pmu;
+	uint64_t ops;                  /* counted since fail_at was armed */
+	uint64_t fail_at;              /* 0 = disarmed */
 	int dead;
 	int locked;
 	uint64_t lock_gen;   /* bumped at power cycle / load: old holders lose it */
@@ -117,14 +131,29 @@ static void log_clear(struct bs_memdev *d)
 /* Count one operation; returns -EIO when the power is (or just went) out. */
 static int tick(struct bs_memdev *d)
 {
-	if (d->dead)
-		return -EIO;
-	d->ops++;
-	if (d->fail_at && d->ops >= d->fail_at) {
-		d->dead = 1;
-		return -EIO;
+	struct bs_memdev *p = d->pw;
+	int r = 0;
+	pthread_mutex_lock(&p->pmu);
+	if (p->dead) {
+		r = -EIO;
+	} else {
+		p->ops++;
+		if (p->fail_at && p->ops >= p->fail_at) {
+			p->dead = 1;
+			r = -EIO;
+		}
 	}
-	return 0;
+	pthread_mutex_unlock(&p->pmu);
+	return r;
+}
+
+static int is_dead(const struct bs_memdev *d)
+{
+	struct bs_memdev *p = d->pw;
+	pthread_mutex_lock(&p->pmu);
+	int dead = p->dead;
+	pthread_mutex_unlock(&p->pmu);
+	return dead;
 }
 
 static int log_push(struct bs_memdev *d, enum pend_kind kind, uint64_t off, const void *p,
@@ -158,7 +187,7 @@ static int mem_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
 	struct bs_memdev *d = ((struct io_mem *)io)->dev;
 	int r = 0;
 	pthread_mutex_lock(&d->mu);
-	if (d->dead)
+	if (is_dead(d))
 		r = -EIO;
 	else if (off > d->vol.len || n > d->vol.len - off)
 		r = -EIO;
@@ -173,7 +202,7 @@ static int mem_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
  * counted) and before log_push() (nothing is applied or logged). */
 static int room_for(const struct bs_memdev *d, uint64_t end)
 {
-	if (d->capacity && end > d->vol.len && end > d->capacity)
+	if (d->capacity && end > d->vol.len && end > d->capacity && end > d->reserved)
 		return -ENOSPC;
 	return 0;
 }
@@ -255,8 +284,23 @@ static int mem_size(struct bs_io *io, uint64_t *size)
 {
 	struct bs_memdev *d = ((struct io_mem *)io)->dev;
 	pthread_mutex_lock(&d->mu);
-	int r = d->dead ? -EIO : 0;
+	int r = is_dead(d) ? -EIO : 0;
 	*size = d->vol.len;
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+/* A reservation is promised room: growth up to it never fails. */
+static int mem_reserve(struct bs_io *io, uint64_t size)
+{
+	struct bs_memdev *d = ((struct io_mem *)io)->dev;
+	pthread_mutex_lock(&d->mu);
+	int r = is_dead(d) ? -EIO : 0;
+	if (!r && d->capacity && size > d->capacity && size > d->vol.len &&
+	    size > d->reserved)
+		r = -ENOSPC;
+	if (!r && size > d->reserved)
+		d->reserved = size;
 	pthread_mutex_unlock(&d->mu);
 	return r;
 }
@@ -295,6 +339,7 @@ static const struct bs_io_ops mem_ops = {
 	.pwrite = mem_pwrite,
 	.zero = mem_zero,
 	.truncate = mem_truncate,
+	.reserve = mem_reserve,
 	.sync = mem_sync,
 	.size = mem_size,
 	.lock = mem_lock,
@@ -304,8 +349,21 @@ static const struct bs_io_ops mem_ops = {
 struct bs_memdev *bs_memdev_new(void)
 {
 	struct bs_memdev *d = calloc(1, sizeof *d);
-	if (d)
+	if (d) {
 		pthread_mutex_init(&d->mu, NULL);
+		pthread_mutex_init(&d->pmu, NULL);
+		d->pw = d;
+	}
+	return d;
+}
+
+struct bs_memdev *bs_memdev_new_sibling(struct bs_memdev *owner)
+{
+	struct bs_memdev *d = bs_memdev_new();
+	if (d) {
+		d->pw = owner->pw;
+		d->pw->sibling = d;
+	}
 	return d;
 }
 
@@ -313,11 +371,14 @@ void bs_memdev_free(struct bs_memdev *d)
 {
 	if (!d)
 		return;
+	if (d->pw != d && d->pw->sibling == d)
+		d->pw->sibling = NULL;
 	log_clear(d);
 	free(d->log);
 	free(d->durable.b);
 	free(d->vol.b);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->pmu);
 	free(d);
 }
 
@@ -334,21 +395,63 @@ int bs_io_mem_open(struct bs_memdev *d, struct bs_io **out)
 
 void bs_memdev_fail_at(struct bs_memdev *d, uint64_t n)
 {
-	pthread_mutex_lock(&d->mu);
-	d->fail_at = n;
-	d->ops = 0;
-	pthread_mutex_unlock(&d->mu);
+	struct bs_memdev *p = d->pw;
+	pthread_mutex_lock(&p->pmu);
+	p->fail_at = n;
+	p->ops = 0;
+	pthread_mutex_unlock(&p->pmu);
 }
 
-void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
+/* xorshift64*: the seeded choices of the failure modes */
+static uint64_t next_rand(uint64_t *x)
 {
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Whether pending entry i survives, and how much of it (torn: a sector
+ * prefix of a write, written to *part). */
+static bool survives(const struct bs_memdev *d, size_t i, enum bs_pc_mode mode,
+		     uint64_t param, uint64_t *rng, struct pend *part)
+{
+	switch (mode) {
+	case BS_PC_SUBSET:
+		return next_rand(rng) & 1;
+	case BS_PC_TORN:
+		if (i < param)
+			return true;
+		if (i == param && d->log[i].kind == P_WRITE && d->log[i].n) {
+			const struct pend *e = &d->log[i];
+			uint64_t first = e->off / BS_SECTOR, last = (e->off + e->n - 1) / BS_SECTOR;
+			uint64_t keep = next_rand(rng) % (last - first + 1);   /* whole sectors */
+			uint64_t end = (first + keep) * BS_SECTOR;
+			*part = *e;
+			part->n = end > e->off ? (size_t)(end - e->off) : 0;
+			return part->n > 0;
+		}
+		return false;
+	case BS_PC_PREFIX:
+	default:
+		return i < param;
+	}
+}
+
+static void cycle_one(struct bs_memdev *d, enum bs_pc_mode mode, uint64_t param,
+		      uint64_t seed)
+{
+	uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 1;
 	pthread_mutex_lock(&d->mu);
 	struct buf nb = { 0 };
 	if (buf_resize(&nb, d->durable.len) == 0) {
 		if (d->durable.len)
 			memcpy(nb.b, d->durable.b, d->durable.len);
-		for (size_t i = 0; i < d->nlog && i < keep; i++)
-			apply(&nb, &d->log[i]);
+		for (size_t i = 0; i < d->nlog; i++) {
+			struct pend part = d->log[i];
+			if (survives(d, i, mode, param, &rng, &part))
+				apply(&nb, &part);
+		}
 		free(d->vol.b);
 		d->vol = nb;
 		/* what survived is now what the disk holds */
@@ -357,12 +460,30 @@ void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
 		d->durable.len = nb.len;
 	}
 	log_clear(d);
-	d->dead = 0;
-	d->fail_at = 0;
-	d->ops = 0;
+	d->reserved = 0;
 	d->locked = 0;
 	d->lock_gen++;
 	pthread_mutex_unlock(&d->mu);
+}
+
+void bs_memdev_power_cycle_mode(struct bs_memdev *d, enum bs_pc_mode mode,
+				uint64_t param, uint64_t seed)
+{
+	struct bs_memdev *p = d->pw;
+	pthread_mutex_lock(&p->pmu);
+	p->dead = 0;
+	p->fail_at = 0;
+	p->ops = 0;
+	struct bs_memdev *sib = p->sibling;
+	pthread_mutex_unlock(&p->pmu);
+	cycle_one(p, mode, param, seed);
+	if (sib)
+		cycle_one(sib, mode, param, seed + 1);
+}
+
+void bs_memdev_power_cycle(struct bs_memdev *d, uint64_t keep)
+{
+	bs_memdev_power_cycle_mode(d, BS_PC_PREFIX, keep, 0);
 }
 
 void bs_memdev_set_capacity(struct bs_memdev *d, uint64_t bytes)
@@ -374,7 +495,7 @@ void bs_memdev_set_capacity(struct bs_memdev *d, uint64_t bytes)
 
 int bs_memdev_dead(const struct bs_memdev *d)
 {
-	return d->dead;
+	return is_dead(d);
 }
 
 uint64_t bs_memdev_writes(const struct bs_memdev *d)
@@ -426,11 +547,13 @@ int bs_memdev_load(struct bs_memdev *d, const void *buf, size_t len)
 		d->vol.len = 0;
 	}
 	log_clear(d);
-	d->dead = 0;
-	d->fail_at = 0;
-	d->ops = 0;
+	d->reserved = 0;
 	d->locked = 0;
 	d->lock_gen++;
 	pthread_mutex_unlock(&d->mu);
+	bs_memdev_fail_at(d, 0);
+	pthread_mutex_lock(&d->pw->pmu);
+	d->pw->dead = 0;
+	pthread_mutex_unlock(&d->pw->pmu);
 	return r;
 }
