@@ -582,9 +582,14 @@ static int txn_leave(struct bs_journal *j, struct bstack *bs, uint64_t *seq)
 	uint64_t s;
 	pthread_rwlock_wrlock(&bs->lock);
 	int r = txn_seal(bs, &s);
+	bool img = s == 0 && j->t_img_sync;
 	j->depth = 0;
 	pthread_rwlock_unlock(&bs->lock);
 	pthread_mutex_unlock(&j->txn_mu);
+	/* an empty transaction that asked for file data to be durable (fsync
+	 * with nothing else to record): the image sync is all it needs */
+	if (!r && img && __atomic_exchange_n(&j->inplace_dirty, false, __ATOMIC_ACQ_REL))
+		r = dev_sync(bs);
 	if (seq)
 		*seq = s;
 	return r;
@@ -817,6 +822,44 @@ int bstack_txn_end(struct bstack *bs, uint64_t *seq)
 	if (!j_owner(bs))
 		return -EINVAL;
 	return txn_leave(bs->j, bs, seq);
+}
+
+/* Undo the open transaction: only when it is the first since open (a
+ * refused mount writes nothing).  Otherwise it is sealed and -EBUSY. */
+int bstack_txn_abort(struct bstack *bs)
+{
+	if (!bs->j)
+		return 0;
+	struct bs_journal *j = bs->j;
+	if (!j_owner(bs))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&bs->lock);
+	bool clean = j->depth == 1 && !j->pend.len && j->sealed_seq == j->durable_seq;
+	for (size_t i = 0; clean && i < j->tab_cap; i++)
+		for (struct ov_page *p = j->tab[i]; p; p = p->next)
+			clean &= p->seq == 0;
+	if (clean) {
+		for (size_t i = 0; i < j->tab_cap; i++) {
+			for (struct ov_page *p = j->tab[i], *nx; p; p = nx) {
+				nx = p->next;
+				free(p);
+			}
+			j->tab[i] = NULL;
+		}
+		j->tab_n = 0;
+		j->ntp = 0;
+		j->nzr = 0;
+		bs->len = j->t_start_len;
+		j->depth = 0;
+	}
+	pthread_rwlock_unlock(&bs->lock);
+	if (!clean) {
+		j->depth = 1;
+		txn_leave(j, bs, NULL);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&j->txn_mu);
+	return 0;
 }
 
 /* Commit what the open transaction did so far, durably, and go on in a

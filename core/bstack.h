@@ -126,6 +126,9 @@ bool bstack_journaled(struct bstack *bs);
 int bstack_txn_begin(struct bstack *bs);
 int bstack_txn_end(struct bstack *bs, uint64_t *seq);
 int bstack_flush(struct bstack *bs, uint64_t seq);
+/* Undo the open (outermost) transaction if it is the first since open —
+ * nothing of it is written; else seal it and return -EBUSY. */
+int bstack_txn_abort(struct bstack *bs);
 /* Inside a transaction: seal and flush what it did so far, and go on in a
  * new one (a step that must be durable before the next, e.g. an alloc
  * before data is copied in place into the new space). */

@@ -59,6 +59,9 @@ struct cat_node {
 	/* volume state: in-memory record differs from the durable one /
 	 * file data written without a sync */
 	bool rec_dirty, data_dirty;
+	/* volume state: the journal transaction that last changed r.alloc
+	 * (file data may go in place only once it is durable) */
+	uint64_t alloc_seq;
 	/* volume state: open descriptors (vol_open_file/vol_release); an
 	 * orphan was removed from the disk while open (cat_orphan) */
 	uint64_t opens;

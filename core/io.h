@@ -113,8 +113,10 @@ void bs_memdev_power_cycle(struct bs_memdev *dev, uint64_t keep);
 
 /* A second device in the same power domain as dev (an image and its
  * journal): one operation counter and fault for both, and a power cut or
- * power cycle of either is one of both.  Free it before dev. */
+ * power cycle of either is one of both.  Freeing dev frees it too (or
+ * free it first).  bs_memdev_sibling: dev's sibling, or NULL. */
 struct bs_memdev *bs_memdev_new_sibling(struct bs_memdev *dev);
+struct bs_memdev *bs_memdev_sibling(struct bs_memdev *dev);
 
 /* The failure modes of the disk model beyond losing a suffix:
  *   BS_PC_PREFIX  keep the first `param` pending writes (power_cycle)

@@ -357,6 +357,11 @@ struct bs_memdev *bs_memdev_new(void)
 	return d;
 }
 
+struct bs_memdev *bs_memdev_sibling(struct bs_memdev *d)
+{
+	return d->pw == d ? d->sibling : NULL;
+}
+
 struct bs_memdev *bs_memdev_new_sibling(struct bs_memdev *owner)
 {
 	struct bs_memdev *d = bs_memdev_new();
@@ -373,6 +378,8 @@ void bs_memdev_free(struct bs_memdev *d)
 		return;
 	if (d->pw != d && d->pw->sibling == d)
 		d->pw->sibling = NULL;
+	if (d->pw == d && d->sibling)
+		bs_memdev_free(d->sibling);   /* the owner takes its sibling along */
 	log_clear(d);
 	free(d->log);
 	free(d->durable.b);

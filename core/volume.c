@@ -84,11 +84,18 @@
 
 struct vol {
 	pthread_rwlock_t lock;
+	/* the committer thread (commit=N, idle checkpoints) */
+	pthread_t committer;
+	bool committer_on, stop;
+	pthread_mutex_t cm_mu;
+	pthread_cond_t cm_cv;
+	int64_t last_op_ns;
 	struct bstack *bs;
 	struct bs_alloc *a;
 	struct catalog *c;
 	struct vol_opts opts;
 	char *path;                 /* for the host figures of statfs */
+	char *jpath;                /* the journal beside it (removed at close) */
 	struct vol_counters ctr;    /* syncs are read from the bstack */
 };
 
@@ -121,12 +128,17 @@ static bool is_control(uint64_t parent, const char *name)
 
 /* ---- open / format / mount ------------------------------------------------ */
 
+static void committer_stop(struct vol *v);
+static int committer_start(struct vol *v);
+
 static void vol_free(struct vol *v)
 {
+	committer_stop(v);
 	cat_free(v->c);
 	bs_alloc_close(v->a);
 	bstack_close(v->bs);
 	free(v->path);
+	free(v->jpath);
 	pthread_rwlock_destroy(&v->lock);
 	free(v);
 }
@@ -352,31 +364,44 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		opts = &defaults;
 	if ((r = bs_io_size(io, &size))) {
 		bs_io_close(io);
+		bs_io_close(opts->journal_io);
 		seterr(err, "cannot read the image: %s", strerror(-r));
 		return r;
 	}
 	if (size == 0 && !may_format) {
 		bs_io_close(io);
+		bs_io_close(opts->journal_io);
 		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
 		return BSTACK_E_SHORT;
 	}
 	if (size == 0 && (r = new_image_opts_ok(opts, err))) {
 		bs_io_close(io);
+		bs_io_close(opts->journal_io);
 		return r;
 	}
 	if (!(v = calloc(1, sizeof *v)) || pthread_rwlock_init(&v->lock, NULL)) {
 		free(v);
 		bs_io_close(io);
+		bs_io_close(opts->journal_io);
 		return -ENOMEM;
 	}
 	v->opts = *opts;
-	r = size == 0 ? bstack_create(io, &v->bs) : bstack_open(io, &v->bs);
+	v->opts.journal_io = NULL;
+	pthread_mutex_init(&v->cm_mu, NULL);
+	pthread_cond_init(&v->cm_cv, NULL);
+	r = size == 0 ? bstack_create_journal(io, opts->journal_io, opts->journal_bytes, &v->bs)
+		      : bstack_open_journal(io, opts->journal_io, opts->journal_bytes, &v->bs);
 	if (r) {
-		seterr(err, "%s", bstack_strerror(r));
+		seterr(err, "%s", r == BSTACK_E_LIVE ?
+		       "the image needs journal recovery: mount it with its journal "
+		       "(IMAGE-journal), not with journal=off" : bstack_strerror(r));
 		v->bs = NULL;
 		vol_free(v);
 		return r;
 	}
+	/* the mount's own work (format, the seed's open-time recovery,
+	 * reclaim, repair, trim) is one transaction; a refusal undoes it */
+	bstack_txn_begin(v->bs);
 	if (bstack_len(v->bs) == 0 && may_format)
 		r = format(v, err);
 	else if (bstack_len(v->bs) == 0)
@@ -384,6 +409,14 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 	else
 		r = mount_existing(v, err);
 	if (r) {
+		bstack_txn_abort(v->bs);
+		vol_free(v);
+		return r;
+	}
+	uint64_t seq = 0;
+	if ((r = bstack_txn_end(v->bs, &seq)) || (r = bstack_flush(v->bs, seq)) ||
+	    (r = committer_start(v))) {
+		seterr(err, "cannot write the image: %s", strerror(-r));
 		vol_free(v);
 		return r;
 	}
@@ -400,20 +433,42 @@ int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 	     struct vol_error *err)
 {
-	struct bs_io *io;
-	int created = 0;
-	int r = bs_io_file_open(path, opts && opts->create ? BS_IO_CREATE : 0, &io, &created);
+	struct bs_io *io, *jio = NULL;
+	struct vol_opts o = opts ? *opts : (struct vol_opts){ 0 };
+	int created = 0, jcreated = 0;
+	char *jpath = NULL;
+	int r = bs_io_file_open(path, o.create ? BS_IO_CREATE : 0, &io, &created);
 	if (r) {
 		seterr(err, "cannot open: %s", strerror(-r));
 		return r;
 	}
-	r = open_io(io, opts, created, out, err);
+	if (o.journal) {
+		/* the journal lives beside the image (README: why) */
+		if (asprintf(&jpath, "%s-journal", path) < 0) {
+			bs_io_close(io);
+			return -ENOMEM;
+		}
+		if ((r = bs_io_file_open(jpath, BS_IO_CREATE, &jio, &jcreated))) {
+			seterr(err, "cannot open the journal %s: %s", jpath, strerror(-r));
+			bs_io_close(io);
+			if (created)
+				unlink(path);
+			free(jpath);
+			return r;
+		}
+	}
+	o.journal_io = jio;
+	r = open_io(io, &o, created, out, err);
 	if (r) {
 		if (created)
 			unlink(path);   /* do not leave a half-made image behind */
+		if (jcreated)
+			unlink(jpath);
+		free(jpath);
 		return r;
 	}
 	(*out)->path = strdup(path);
+	(*out)->jpath = jpath;
 	return 0;
 }
 
@@ -514,6 +569,137 @@ static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
 	return cat_store(v->c, n, r);
 }
 
+/* ---- the transaction boundary (docs/design.md §5) -------------------------
+ *
+ * Every operation that changes the volume runs as one transaction of the
+ * file layer: op_lock() takes the volume lock and begins it, op_unlock()
+ * seals it and releases the lock, and then — outside the lock, so that
+ * operations arriving together share one journal sync (group commit) —
+ * makes it durable as the operation promises:
+ *   D_NONE      nothing (write: data is durable at fsync/close);
+ *   D_METADATA  durable on return with commit=0; within commit_s seconds
+ *               otherwise (the committer thread);
+ *   D_ALWAYS    durable on return under every setting (fsync, sync).
+ * Without a journal the layers below are durable step by step, as the
+ * seeds specify, and these are plain lock and unlock.
+ */
+enum durability { D_NONE, D_METADATA, D_ALWAYS };
+
+static void op_lock(struct vol *v)
+{
+	pthread_rwlock_wrlock(&v->lock);
+	bstack_txn_begin(v->bs);
+}
+
+static int op_unlock(struct vol *v, int r, enum durability d)
+{
+	uint64_t seq = 0;
+	int e = bstack_txn_end(v->bs, &seq);
+	pthread_rwlock_unlock(&v->lock);
+	__atomic_store_n(&v->last_op_ns, now_ns(), __ATOMIC_RELAXED);
+	if (!r)
+		r = e;
+	if (seq && (d == D_ALWAYS || (d == D_METADATA && v->opts.commit_s == 0))) {
+		int f = bstack_flush(v->bs, seq);
+		if (!r)
+			r = f;
+	}
+	return r;
+}
+
+/* ---- the committer thread ---------------------------------------------------
+ *
+ * With commit=N it flushes at most N seconds after an operation; with a
+ * journal it also checkpoints once the volume has been idle for
+ * idle_checkpoint_s seconds, so an idle image is a plain bstack image that
+ * other programs can open after a crash.  Neither runs without a journal.
+ */
+static void *committer_main(void *arg)
+{
+	struct vol *v = arg;
+	int64_t last_flush = now_ns();
+	pthread_mutex_lock(&v->cm_mu);
+	while (!v->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&v->cm_cv, &v->cm_mu, &ts);
+		if (v->stop)
+			break;
+		pthread_mutex_unlock(&v->cm_mu);
+		int64_t now = now_ns();
+		int64_t last_op = __atomic_load_n(&v->last_op_ns, __ATOMIC_RELAXED);
+		if (v->opts.commit_s && now - last_flush >= (int64_t)v->opts.commit_s * 1000000000LL) {
+			bstack_flush(v->bs, 0);
+			last_flush = now;
+		}
+		if (v->opts.idle_checkpoint_s && last_op &&
+		    now - last_op >= (int64_t)v->opts.idle_checkpoint_s * 1000000000LL) {
+			struct bstack_journal_stats st;
+			bstack_journal_stats(v->bs, &st);
+			if (st.journal_used_bytes || v->opts.commit_s)
+				bstack_checkpoint(v->bs);
+			__atomic_store_n(&v->last_op_ns, 0, __ATOMIC_RELAXED);
+		}
+		pthread_mutex_lock(&v->cm_mu);
+	}
+	pthread_mutex_unlock(&v->cm_mu);
+	return NULL;
+}
+
+static int committer_start(struct vol *v)
+{
+	if (!bstack_journaled(v->bs) || (!v->opts.commit_s && !v->opts.idle_checkpoint_s))
+		return 0;
+	int e = pthread_create(&v->committer, NULL, committer_main, v);
+	if (e)
+		return -e;
+	v->committer_on = true;
+	return 0;
+}
+
+static void committer_stop(struct vol *v)
+{
+	if (!v->committer_on)
+		return;
+	pthread_mutex_lock(&v->cm_mu);
+	v->stop = true;
+	pthread_cond_signal(&v->cm_cv);
+	pthread_mutex_unlock(&v->cm_mu);
+	pthread_join(v->committer, NULL);
+	v->committer_on = false;
+}
+
+/* Bytes of file data that travel in the journal rather than in place
+ * while the file's allocation is not durable yet (a small file written
+ * after its create); past this the allocation is made durable first. */
+#define VOL_JOURNAL_DATA_MAX (256ULL << 10)
+
+/* How file data for n may be written: in the journal (the allocation is
+ * not durable yet and the file is small), or in place after a barrier
+ * makes the allocation durable (docs/design.md §5: the ordering rule). */
+static int data_flags(struct vol *v, struct cat_node *n, uint64_t end, unsigned *flags)
+{
+	*flags = 0;
+	if (!bstack_journaled(v->bs) || n->alloc_seq <= bstack_durable_seq(v->bs))
+		return 0;
+	if (end <= VOL_JOURNAL_DATA_MAX) {
+		*flags = BSTACK_DATA_JOURNAL;
+		return 0;
+	}
+	return bstack_barrier(v->bs);
+}
+
+static void set_alloc(struct vol *v, struct cat_node *n, struct bs_slice s)
+{
+	n->r.alloc = s;
+	n->alloc_seq = bstack_txn_seq(v->bs);
+}
+
 static void touch_dir(struct cat_node *d, int64_t now)
 {
 	d->r.mtime = d->r.ctime = now;
@@ -531,7 +717,7 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		return r;
 	if (is_control(parent, name))
 		return -EEXIST;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	if (!(d = get_dir(v, parent, &r)))
 		goto out;
 	if (cat_lookup(v->c, parent, name, strlen(name))) {
@@ -554,8 +740,7 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	if (out)
 		fill_attr(v, n, out);
 out:
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 int vol_create(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
@@ -598,7 +783,7 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 		return r;
 	if (is_control(parent, name))
 		return -EPERM;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	if (!(d = get_dir(v, parent, &r)))
 		goto out;
 	if (!(n = cat_lookup(v->c, parent, name, strlen(name))))
@@ -612,8 +797,7 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 	else if (!(r = drop(v, n)))
 		touch_dir(d, now_ns());
 out:
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 int vol_unlink(struct vol *v, uint64_t parent, const char *name)
@@ -681,7 +865,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		return r;
 	if (is_control(parent, name) || is_control(newparent, newname))
 		return -EPERM;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	if (!(d = get_dir(v, parent, &r)) || !(nd = get_dir(v, newparent, &r)))
 		goto out;
 	if (!(src = cat_lookup(v->c, parent, name, strlen(name)))) {
@@ -705,8 +889,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	if (dst && (r = drop(v, dst)))
 		cat_forget(v->c, dst);   /* mount resolves the two records */
 out:
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 /* ---- readdir ----------------------------------------------------------------- */
@@ -756,12 +939,25 @@ ssize_t vol_read(struct vol *v, uint64_t ino, void *buf, size_t n, uint64_t off)
 	return r ? r : got;
 }
 
-static int zero_range(struct vol *v, uint64_t off, uint64_t n)
+/* File data for node f: in place or in the journal (bstack_write_data);
+ * f's data is dirty (durable at the next sync) when any went in place. */
+static int put_data(struct vol *v, struct cat_node *f, uint64_t off, const void *buf,
+		    uint64_t n, unsigned flags)
+{
+	uint64_t inplace = 0;
+	int r = bstack_write_data(v->bs, off, buf, n, flags, &inplace);
+	if (inplace && f)
+		f->data_dirty = true;
+	return r;
+}
+
+static int zero_range(struct vol *v, struct cat_node *f, uint64_t off, uint64_t n,
+		      unsigned flags)
 {
 	static const uint8_t zeros[65536];
 	while (n) {
 		uint64_t k = n < sizeof zeros ? n : sizeof zeros;
-		int r = bstack_set_nosync(v->bs, off, zeros, k);
+		int r = put_data(v, f, off, zeros, k, flags);
 		if (r)
 			return r;
 		off += k;
@@ -770,7 +966,8 @@ static int zero_range(struct vol *v, uint64_t off, uint64_t n)
 	return 0;
 }
 
-static int copy_range(struct vol *v, uint64_t from, uint64_t to, uint64_t n)
+static int copy_range(struct vol *v, struct cat_node *f, uint64_t from, uint64_t to,
+		      uint64_t n, unsigned flags)
 {
 	uint64_t cap = n < VOL_COPY_CHUNK ? n : VOL_COPY_CHUNK;
 	uint8_t *buf = malloc(cap ? cap : 1);
@@ -781,7 +978,7 @@ static int copy_range(struct vol *v, uint64_t from, uint64_t to, uint64_t n)
 		uint64_t k = n < cap ? n : cap;
 		r = bstack_get(v->bs, from, buf, k);
 		if (!r)
-			r = bstack_set_nosync(v->bs, to, buf, k);
+			r = put_data(v, f, to, buf, k, flags);
 		from += k;
 		to += k;
 		n -= k;
@@ -812,7 +1009,7 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		if (!r && done) {
 			/* Not recorded yet (an orphan: never): until the record says so, a crash
 			 * leaves the extra space unreferenced (reclaimed). */
-			n->r.alloc = ns;
+			set_alloc(v, n, ns);
 			n->rec_dirty = true;
 			v->ctr.reallocs++;
 			v->ctr.reallocs_in_place++;
@@ -827,15 +1024,26 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		 * nothing is freed: the record may name the new space at the
 		 * next durability point (until then a crash leaks it, and mount
 		 * reclaims it). */
-		n->r.alloc = ns;
+		set_alloc(v, n, ns);
 		n->rec_dirty = true;
 		v->ctr.reallocs++;
 		*stale_end = 0;
 		return 0;
 	}
 	/* 2. copy and sync: the copy is durable before anything names it (an
-	 *    orphan has no record to name it: no sync) */
-	r = copy_range(v, old.off, ns.off, n->r.size);
+	 *    orphan has no record to name it: no sync).  With a journal a small
+	 *    copy travels in it; a large one goes in place once a barrier has
+	 *    made the new space durably allocated (the ordering rule). */
+	unsigned flags = 0;
+	if (bstack_journaled(v->bs)) {
+		if (n->r.size <= VOL_JOURNAL_DATA_MAX)
+			flags = BSTACK_DATA_JOURNAL;
+		else if ((r = bstack_barrier(v->bs))) {
+			bs_dealloc(v->a, ns);
+			return r;
+		}
+	}
+	r = copy_range(v, n, old.off, ns.off, n->r.size, flags);
 	if (!r && !n->orphan)
 		r = bstack_sync(v->bs);
 	if (r) {
@@ -855,6 +1063,7 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		bs_dealloc(v->a, ns);
 		return r;
 	}
+	n->alloc_seq = bstack_txn_seq(v->bs);
 	/* 4. free the old place */
 	bs_dealloc(v->a, old);
 	v->ctr.reallocs++;
@@ -882,8 +1091,9 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		n = SSIZE_MAX;
 	if (!add_ok(off, n, &end) || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
+	unsigned flags = 0;
 	if (!f || n == 0)
 		goto out;
 	stale_end = f->r.alloc.len;
@@ -897,15 +1107,16 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		if (r)
 			goto out;
 	}
+	if ((r = data_flags(v, f, end, &flags)))
+		goto out;
 	/* a hole past the old size reads as zeros */
 	if (off > f->r.size && stale_end > f->r.size) {
 		uint64_t ze = off < stale_end ? off : stale_end;
-		if ((r = zero_range(v, f->r.alloc.off + f->r.size, ze - f->r.size)))
+		if ((r = zero_range(v, f, f->r.alloc.off + f->r.size, ze - f->r.size, flags)))
 			goto out;
 	}
-	if ((r = bstack_set_nosync(v->bs, f->r.alloc.off + off, buf, n)))
+	if ((r = put_data(v, f, f->r.alloc.off + off, buf, n, flags)))
 		goto out;
-	f->data_dirty = true;
 	if (end > f->r.size)
 		f->r.size = end;
 	f->r.mtime = f->r.ctime = now_ns();
@@ -916,7 +1127,7 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		r = store(v, f, &nr);
 	}
 out:
-	pthread_rwlock_unlock(&v->lock);
+	r = op_unlock(v, r, v->opts.sync_writes ? D_ALWAYS : D_NONE);
 	return r ? r : (ssize_t)n;
 }
 
@@ -946,9 +1157,10 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	}
 	if (size > f->r.size && stale_end > f->r.size) {
 		uint64_t ze = size < stale_end ? size : stale_end;
-		if ((r = zero_range(v, f->r.alloc.off + f->r.size, ze - f->r.size)))
+		unsigned flags;
+		if ((r = data_flags(v, f, size, &flags)) ||
+		    (r = zero_range(v, f, f->r.alloc.off + f->r.size, ze - f->r.size, flags)))
 			return r;
-		f->data_dirty = true;
 	}
 	struct cat_rec nr = f->r;
 	nr.size = size;
@@ -960,6 +1172,8 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 		nr.mtime = nr.ctime = now_ns();
 	if ((r = store(v, f, &nr)))     /* durable: the new size and allocation */
 		return r;
+	if (nr.alloc.len != old.len)
+		f->alloc_seq = bstack_txn_seq(v->bs);
 	if (nr.alloc.len == old.len)
 		return 0;
 	/* then the allocator gives the rest back; failing here only leaks
@@ -980,12 +1194,11 @@ int vol_truncate(struct vol *v, uint64_t ino, uint64_t size)
 	int r;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
 	if (f)
 		r = resize(v, f, size, true);
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len)
@@ -994,19 +1207,18 @@ int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len)
 	int r;
 	if (!add_ok(off, len, &end) || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
 	if (f && end > f->r.size)
 		r = resize(v, f, end, true);
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_attr *in,
 		struct vol_attr *out)
 {
 	int r = 0;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *n = node_get(v, ino);
 	if (!n) {
 		r = -ENOENT;
@@ -1028,8 +1240,7 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 	if (!r && out)
 		fill_attr(v, n, out);
 out:
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 /* ---- durability points --------------------------------------------------- */
@@ -1070,11 +1281,10 @@ static void free_orphan(struct vol *v, struct cat_node *n)
 int vol_fsync(struct vol *v, uint64_t ino)
 {
 	int r;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *n = node_get(v, ino);
 	r = n ? commit(v, n, false) : -ENOENT;
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_ALWAYS);
 }
 
 int vol_open_file(struct vol *v, uint64_t ino)
@@ -1095,7 +1305,7 @@ int vol_open_file(struct vol *v, uint64_t ino)
 int vol_release(struct vol *v, uint64_t ino)
 {
 	int r = 0;
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	struct cat_node *n = node_get(v, ino);
 	if (!n) {
 		r = -ENOENT;
@@ -1108,8 +1318,7 @@ int vol_release(struct vol *v, uint64_t ino)
 		else
 			r = commit(v, n, last);
 	}
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 struct sync_ctx {
@@ -1137,11 +1346,14 @@ static int sync_all_locked(struct vol *v)
 	return s.r;
 }
 
+/* An explicit sync: everything durable, and the journal checkpointed. */
 int vol_sync_all(struct vol *v)
 {
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	int r = sync_all_locked(v);
-	pthread_rwlock_unlock(&v->lock);
+	r = op_unlock(v, r, D_ALWAYS);
+	if (!r)
+		r = bstack_checkpoint(v->bs);
 	return r;
 }
 
@@ -1167,12 +1379,21 @@ int vol_close(struct vol *v)
 {
 	if (!v)
 		return 0;
+	committer_stop(v);
+	op_lock(v);
 	int r = sync_all_locked(v);
 	/* orphans still open at unmount: their last close is now */
 	while (v->c->orphans)
 		free_orphan(v, v->c->orphans);
 	if (!r)
 		r = linear_tidy(v);
+	r = op_unlock(v, r, D_ALWAYS);
+	/* the image at rest is a plain bstack image: no journal beside it */
+	int c = bstack_checkpoint(v->bs);
+	if (!r)
+		r = c;
+	if (!r && v->jpath)
+		unlink(v->jpath);
 	vol_free(v);
 	return r;
 }
@@ -1316,6 +1537,18 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
 	KV("orphan_files", s.orphan_files);
 	KV("orphan_bytes", s.orphan_bytes);
+	{
+		struct bstack_journal_stats js;
+		bstack_journal_stats(v->bs, &js);
+		n += (size_t)snprintf(t + n, cap - n, "journal %s\n",
+				      bstack_journaled(v->bs) ? "on" : "off");
+		KV("journal_bytes", js.journal_bytes);
+		KV("journal_used_bytes", js.journal_used_bytes);
+		KV("commits", js.commits);
+		KV("checkpoints", js.checkpoints);
+		KV("replayed_commits", js.replayed_commits);
+		KV("commit_interval_s", v->opts.commit_s);
+	}
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

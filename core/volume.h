@@ -42,6 +42,18 @@ struct vol_opts {
 	uint64_t block_size;      /* Slab; 0 = default or "whatever it has" */
 	bool create;              /* create the image when the path is missing */
 	bool sync_writes;         /* -o sync: every vol_write is durable */
+	/* The journal (docs/design.md §5): vol_open keeps it in IMAGE-journal
+	 * when `journal` is set; vol_open_io takes it as journal_io (owned;
+	 * NULL = journal=off).  journal_bytes: checkpoint past this (0 =
+	 * default).  commit_s: 0 = every metadata operation durable on return;
+	 * N = committed in groups at most N seconds apart and at fsync, sync
+	 * and unmount.  idle_checkpoint_s: checkpoint after that long idle (0 =
+	 * only when full, at sync and unmount). */
+	bool journal;
+	struct bs_io *journal_io;
+	uint64_t journal_bytes;
+	unsigned commit_s;
+	unsigned idle_checkpoint_s;
 	uid_t uid;                /* owner of a newly formatted root dir */
 	gid_t gid;
 };

@@ -26,8 +26,7 @@ static struct jdev jdev_new(void)
 
 static void jdev_free(struct jdev d)
 {
-	bs_memdev_free(d.jrn);
-	bs_memdev_free(d.img);
+	bs_memdev_free(d.img);   /* and its sibling, the journal */
 }
 
 static int jopen(struct jdev d, bool create, struct bstack **out)

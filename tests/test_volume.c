@@ -49,14 +49,43 @@ static bool kind_built(enum bs_alloc_kind k)
 	for (size_t k##_i = 0; k##_i < N_KINDS; k##_i++) \
 		for (enum bs_alloc_kind k = all_kinds[k##_i]; kind_built(k); k = BS_ALLOC_NONE)
 
+/* BSTACKFS_TEST_JOURNAL=1 runs the whole suite with the journal: every
+ * volume gets one on a sibling device in the image's power domain, so the
+ * power-loss loops cut the journal's writes and syncs too. */
+static bool journaled(void)
+{
+	const char *e = getenv("BSTACKFS_TEST_JOURNAL");
+	return e && *e == '1';
+}
+
+static void add_journal(struct bs_memdev *dev, struct vol_opts *o)
+{
+	struct bs_io *jio;
+	if (!journaled())
+		return;
+	struct bs_memdev *j = bs_memdev_sibling(dev);
+	if (!j)
+		j = bs_memdev_new_sibling(dev);
+	CU_ASSERT_FATAL(j != NULL && bs_io_mem_open(j, &jio) == 0);
+	o->journal_io = jio;
+}
+
+static int vopen_io(struct bs_memdev *dev, struct bs_io *io, struct vol_opts *o,
+		    struct vol **v, struct vol_error *err)
+{
+	add_journal(dev, o);
+	return vol_open_io(io, o, v, err);
+}
+
 static struct vol *vopen(struct bs_memdev *dev, enum bs_alloc_kind k, bool create)
 {
 	struct bs_io *io;
 	struct vol *v = NULL;
 	struct vol_error err = { "" };
 	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
+	add_journal(dev, &o);
 	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	int r = vol_open_io(io, &o, &v, &err);
+	int r = vopen_io(dev, io, &o, &v, &err);
 	if (r)
 		printf("\nvol_open_io: %d %s\n", r, err.msg);
 	CU_ASSERT_FATAL(r == 0);
@@ -67,8 +96,10 @@ static int vopen_err(struct bs_memdev *dev, const struct vol_opts *o, struct vol
 {
 	struct bs_io *io;
 	struct vol *v = NULL;
+	struct vol_opts oj = *o;
+	add_journal(dev, &oj);
 	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	int r = vol_open_io(io, o, &v, err);
+	int r = vol_open_io(io, &oj, &v, err);
 	if (r == 0)
 		vol_close(v);
 	return r;
@@ -980,7 +1011,7 @@ static void fsync_and_sync_writes_make_data_durable_before_close(void)
 			struct vol_error err;
 			struct vol_opts o = { .allocator = k, .create = true, .sync_writes = mode };
 			CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-			CU_ASSERT_FATAL(vol_open_io(io, &o, &v, &err) == 0);
+			CU_ASSERT_FATAL(vopen_io(dev, io, &o, &v, &err) == 0);
 			uint64_t f = mkfile(v, ROOT, "f");
 			put(v, f, 4, 0, 3000);
 			put(v, f, 5, 3000, 3000);
@@ -1541,7 +1572,7 @@ static void crash_test(enum bs_alloc_kind k, op_fn op, const char *what)
 		struct vol_opts o = { 0 };
 		struct vol_error err = { "" };
 		CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-		if (vol_open_io(io, &o, &v, &err)) {
+		if (vopen_io(dev, io, &o, &v, &err)) {
 			printf("\n%s/%s: crash at op %llu of %llu (keep %d): reopen refused: %s\n",
 			       what, bs_alloc_kind_name(k), (unsigned long long)n,
 			       (unsigned long long)total, keep != 0, err.msg);
@@ -1718,11 +1749,11 @@ static void power_loss_during_format_leaves_an_image_that_opens(void)
 			bs_memdev_load(dev, "", 0);
 			CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
 			bs_memdev_fail_at(dev, n);
-			if (vol_open_io(io, &o, &v, &err) == 0)
+			if (vopen_io(dev, io, &o, &v, &err) == 0)
 				vol_close(v);
 			bs_memdev_power_cycle(dev, keep);
 			CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-			int r = vol_open_io(io, &o, &v, &err);
+			int r = vopen_io(dev, io, &o, &v, &err);
 			if (r) {
 				printf("\nformat/%s: crash at op %llu (keep %d): %s\n",
 				       bs_alloc_kind_name(k), (unsigned long long)n, keep != 0,
@@ -1798,7 +1829,7 @@ static void random_operations_cut_at_random_points_always_remount_clean(void)
 			struct vol_opts o = { 0 };
 			struct vol_error err = { "" };
 			CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-			if (vol_open_io(io, &o, &v, &err)) {
+			if (vopen_io(dev, io, &o, &v, &err)) {
 				printf("\n%s round %d: reopen refused: %s\n", bs_alloc_kind_name(k),
 				       round, err.msg);
 				CU_FAIL("reopen after a crash failed");
@@ -2393,7 +2424,7 @@ static void mutated_images_are_refused_or_mount_but_never_crash(void)
 			struct vol_error err = { "" };
 			struct vol_opts o = { .allocator = BS_ALLOC_NONE };
 			CU_ASSERT_FATAL(bs_io_mem_open(md, &io) == 0);
-			int r = vol_open_io(io, &o, &mv, &err);
+			int r = vopen_io(md, io, &o, &mv, &err);
 			if (r < 0) {
 				refused++;
 				CU_ASSERT(r > -4096);
