@@ -142,7 +142,6 @@ static int write_in_place(struct bstack *bs, uint64_t off, const void *buf, uint
  */
 
 #define PG 4096ULL
-#define OV_CAP_BYTES (32ULL << 20)   /* overlay of one txn before a spill */
 
 struct ov_page {
 	uint64_t pg;
@@ -590,6 +589,10 @@ static int txn_leave(struct bs_journal *j, struct bstack *bs, uint64_t *seq)
 	 * with nothing else to record): the image sync is all it needs */
 	if (!r && img && __atomic_exchange_n(&j->inplace_dirty, false, __ATOMIC_ACQ_REL))
 		r = dev_sync(bs);
+	/* records nobody flushed (writes, releases) are flushed before they
+	 * outgrow the journal's reserved room */
+	if (!r && j->pend.len > j->capacity / 4)
+		r = bstack_flush(bs, 0);
 	if (seq)
 		*seq = s;
 	return r;
@@ -1089,7 +1092,7 @@ int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t
 		}
 		/* a transaction that carries much data: make it durable and
 		 * retire the journal, so that what follows goes in place */
-		if (!r && j_owner(bs) && j->t_bytes > OV_CAP_BYTES) {
+		if (!r && j_owner(bs) && j->t_bytes > j->capacity / 4) {
 			if (!(r = bstack_barrier(bs)))
 				r = bstack_checkpoint(bs);
 		}
@@ -1122,7 +1125,12 @@ static int journal_attach(struct bstack *bs, struct bs_io *jio, uint64_t capacit
 	pthread_mutex_init(&j->txn_mu, NULL);
 	pthread_mutex_init(&j->flush_mu, NULL);
 	j->io = jio;
+	/* Reserve the journal's room now, so that a full disk never refuses a
+	 * commit (an rm must work on a full disk): as much of the capacity as
+	 * the host filesystem grants, halving down to the minimum. */
 	j->capacity = capacity ? capacity : BSTACK_JOURNAL_DEFAULT;
+	while (bs_io_reserve(jio, j->capacity) == -ENOSPC && j->capacity > BSTACK_JOURNAL_MIN)
+		j->capacity /= 2;
 	j->pend_min = j->fl_min = j->jfloor = UINT64_MAX;
 	j->jpos = JRN_HDR_SIZE;
 	bs->j = j;

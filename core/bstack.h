@@ -44,6 +44,7 @@
  * needs_recovery).  Checkpoint and unmount restore "BSTK". */
 #define BSTACK_MAGIC_LIVE "BSTJ"
 #define BSTACK_JOURNAL_DEFAULT (64ULL << 20)   /* checkpoint past this */
+#define BSTACK_JOURNAL_MIN (1ULL << 20)        /* on a nearly full disk */
 
 struct bstack;
 

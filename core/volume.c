@@ -579,11 +579,13 @@ static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
  *   D_NONE      nothing (write: data is durable at fsync/close);
  *   D_METADATA  durable on return with commit=0; within commit_s seconds
  *               otherwise (the committer thread);
+ *   D_CLOSE     with commit=0 everything pending is durable on return (a
+ *               close: the file's earlier writes too); else as D_METADATA;
  *   D_ALWAYS    durable on return under every setting (fsync, sync).
  * Without a journal the layers below are durable step by step, as the
  * seeds specify, and these are plain lock and unlock.
  */
-enum durability { D_NONE, D_METADATA, D_ALWAYS };
+enum durability { D_NONE, D_METADATA, D_CLOSE, D_ALWAYS };
 
 static void op_lock(struct vol *v)
 {
@@ -599,8 +601,10 @@ static int op_unlock(struct vol *v, int r, enum durability d)
 	__atomic_store_n(&v->last_op_ns, now_ns(), __ATOMIC_RELAXED);
 	if (!r)
 		r = e;
-	if (seq && (d == D_ALWAYS || (d == D_METADATA && v->opts.commit_s == 0))) {
-		int f = bstack_flush(v->bs, seq);
+	/* D_ALWAYS flushes whatever is pending (earlier writes' data too) */
+	bool all = d == D_ALWAYS || (d == D_CLOSE && v->opts.commit_s == 0);
+	if (all || (seq && d >= D_METADATA && v->opts.commit_s == 0)) {
+		int f = bstack_flush(v->bs, all ? 0 : seq);
 		if (!r)
 			r = f;
 	}
@@ -1287,6 +1291,17 @@ int vol_fsync(struct vol *v, uint64_t ino)
 	return op_unlock(v, r, D_ALWAYS);
 }
 
+/* A close (FUSE flush) of a descriptor open for writing: like fsync with
+ * commit=0; with commit=N the data joins the next group commit. */
+int vol_flush(struct vol *v, uint64_t ino)
+{
+	int r;
+	op_lock(v);
+	struct cat_node *n = node_get(v, ino);
+	r = n ? commit(v, n, false) : -ENOENT;
+	return op_unlock(v, r, D_CLOSE);
+}
+
 int vol_open_file(struct vol *v, uint64_t ino)
 {
 	int r;
@@ -1318,7 +1333,11 @@ int vol_release(struct vol *v, uint64_t ino)
 		else
 			r = commit(v, n, last);
 	}
-	return op_unlock(v, r, D_METADATA);
+	/* With the journal the release's own change (the trim, an orphan's
+	 * free) need not be durable at once: close already made the data
+	 * durable (FUSE flush runs vol_fsync), and losing the trim in a crash
+	 * leaves the file with spare capacity, an orphan's space for reclaim. */
+	return op_unlock(v, r, bstack_journaled(v->bs) ? D_NONE : D_METADATA);
 }
 
 struct sync_ctx {
@@ -1507,6 +1526,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	char *t = malloc(cap);
 	if (!t)
 		return -ENOMEM;
+	/* the figures of an applied image: what is pending goes first */
+	bstack_flush(v->bs, 0);
 	pthread_rwlock_rdlock(&v->lock);
 	summarise(v, &st, &s);
 	if (bs_alloc_extent(v->a, v->c->root, &cat_start, &cat_ext))

@@ -139,6 +139,9 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 		struct vol_attr *out);
 
 /* Make the file's data durable. */
+/* A close of a descriptor open for writing: vol_fsync with commit=0;
+ * with commit=N durable at the next group commit. */
+int vol_flush(struct vol *v, uint64_t ino);
 int vol_fsync(struct vol *v, uint64_t ino);
 /* Count one open of regular file ino (-ENOENT, -EISDIR).  A file unlinked
  * or renamed over while open loses its name at once (durably) but stays

@@ -659,7 +659,7 @@ static void bsfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc = 0;
 
 	if (ino != BSFS_CONTROL_INO && (fi->fh & BSFS_FH_WRITE))
-		rc = ignore_gone(vol_fsync(fs_of(req)->v, ino));
+		rc = ignore_gone(vol_flush(fs_of(req)->v, ino));
 	reply_rc(req, rc);
 }
 

@@ -29,6 +29,8 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("allocator=%s", allocator),
 	BSFS_OPT("block_size=%s", block_size),
 	BSFS_OPT("sync", sync),
+	BSFS_OPT("commit=%s", commit),
+	BSFS_OPT("journal=%s", journal),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -145,6 +147,34 @@ static int derive_vol_opts(struct bsfs_opts *o)
 	o->vol.sync_writes = o->sync != 0;
 	o->vol.uid = getuid();
 	o->vol.gid = getgid();
+	/* the journal is on by default; an idle volume is checkpointed after
+	 * BSFS_IDLE_CHECKPOINT_S, so that an idle image is a plain one */
+	o->vol.journal = true;
+	o->vol.idle_checkpoint_s = BSFS_IDLE_CHECKPOINT_S;
+	if (o->journal) {
+		if (strcmp(o->journal, "off") == 0) {
+			o->vol.journal = false;
+		} else if (strcmp(o->journal, "on") != 0) {
+			fprintf(stderr, "bstackfs: %s: bad journal '%s' (expected on or off)\n",
+				o->image, o->journal);
+			return -EINVAL;
+		}
+	}
+	if (o->commit) {
+		uint64_t c = 0;
+		if ((strcmp(o->commit, "0") != 0 && parse_block_size(o->commit, &c) < 0) ||
+		    c > 86400) {
+			fprintf(stderr, "bstackfs: %s: bad commit '%s' (seconds, 0 to 86400)\n",
+				o->image, o->commit);
+			return -EINVAL;
+		}
+		if (c && !o->vol.journal) {
+			fprintf(stderr, "bstackfs: %s: commit=%s needs the journal (not with "
+				"journal=off)\n", o->image, o->commit);
+			return -EINVAL;
+		}
+		o->vol.commit_s = (unsigned)c;
+	}
 	if (o->allocator) {
 		o->vol.allocator = bs_alloc_kind_parse(o->allocator);
 		if (o->vol.allocator == BS_ALLOC_NONE) {
@@ -195,6 +225,8 @@ void bsfs_free_opts(struct bsfs_opts *o)
 	free(o->image_path);
 	free(o->allocator);
 	free(o->block_size);
+	free(o->commit);
+	free(o->journal);
 	free(o->cmd.mountpoint);
 	memset(o, 0, sizeof(*o));
 }
@@ -217,6 +249,13 @@ void bsfs_print_help(const char *prog)
 	       "                           image it must match (or be absent)\n"
 	       "    -o block_size=N        Slab block size in bytes (new images)\n"
 	       "    -o sync                every write is durable before it returns\n"
+	       "    -o commit=SECONDS      0 (default): every metadata operation is durable\n"
+	       "                           when it returns; N: operations are committed in\n"
+	       "                           groups at most N seconds apart (and at fsync,\n"
+	       "                           sync, unmount); a crash loses at most N seconds\n"
+	       "    -o journal=on|off      on (default): one journal sync per operation;\n"
+	       "                           off: every allocator step its own synced write,\n"
+	       "                           as the seeds specify\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

@@ -13,6 +13,9 @@
 
 #include "volume.h"
 
+/* seconds of idleness after which the journal is checkpointed */
+#define BSFS_IDLE_CHECKPOINT_S 2
+
 struct bsfs_opts {
 	char *image;              /* as given on the command line (messages) */
 	char *image_path;         /* the same, absolute (open, fsname) */
@@ -20,6 +23,8 @@ struct bsfs_opts {
 	char *allocator;          /* -o allocator=NAME, NULL when absent */
 	char *block_size;         /* -o block_size=N, NULL when absent */
 	int sync;                 /* -o sync */
+	char *commit;             /* -o commit=SECONDS */
+	char *journal;            /* -o journal=on|off */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };
