@@ -222,7 +222,9 @@ static int refuse_open(const char *image, int r, const struct vol_error *err)
 
 static int run_repair(const struct fsck_opts *o)
 {
-	struct vol_opts vo = { .allocator = BS_ALLOC_NONE, .create = false };
+	/* with the journal: an image a crash left with a live journal is
+	 * replayed first, as a mount would */
+	struct vol_opts vo = { .allocator = BS_ALLOC_NONE, .create = false, .journal = true };
 	struct vol_counters ctr;
 	struct fsck_result res = { 0 };
 	struct vol_error err = { "" };

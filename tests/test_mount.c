@@ -1577,6 +1577,233 @@ out:
 }
 
 
+
+/* ---- the journal: crashes, commit=N, journal=off ------------------------ */
+
+/* bstackfs-fsck beside the bstackfs under test; its exit status. */
+static int fsck_image(const char *img)
+{
+	char f[600];
+	snprintf(f, sizeof(f), "%s", bin());
+	char *slash = strrchr(f, '/');
+	if (slash)
+		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
+	else
+		snprintf(f, sizeof(f), "bstackfs-fsck");
+	return sh("'%s' '%s' >/dev/null 2>&1", f, img);
+}
+
+static void image_tag(const char *img, char tag[5])
+{
+	memset(tag, 0, 5);
+	int fd = open(img, O_RDONLY);
+	if (fd >= 0) {
+		if (read(fd, tag, 4) != 4)
+			tag[0] = 0;
+		close(fd);
+	}
+}
+
+/* kill -9 of the daemon in the middle of a create/write/remove loop: every
+ * operation the loop saw complete is there after the remount (commit=0:
+ * each is durable on return), the image said "BSTJ" while the journal was
+ * live, the remount replays it, and fsck finds nothing to fix. */
+static void kill_during_a_create_remove_loop_loses_no_completed_operation(void)
+{
+	struct mnt m;
+	char log[700], tag[5];
+
+	test_dir(&m);
+	snprintf(log, sizeof(log), "%s/done.log", m.dir);
+	if (!mnt_up_fg(&m, NULL, NULL)) {
+		CU_FAIL("foreground mount");
+		goto out;
+	}
+	pid_t loop = fork();
+	if (loop == 0) {
+		int nul = open("/dev/null", O_RDWR);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		/* the log is written only after each command returned */
+		execlp("sh", "sh", "-c",
+		       "i=1; while [ $i -le 100000 ]; do echo \"line $i\" > \"$0/f$i\" || exit 1; "
+		       "echo \"w $i\" >> \"$1\"; if [ $((i % 3)) -eq 0 ]; then "
+		       "rm \"$0/f$((i - 2))\" || exit 1; echo \"r $((i - 2))\" >> \"$1\"; fi; "
+		       "i=$((i + 1)); done", m.mnt, log, (char *)NULL);
+		_exit(127);
+	}
+	CU_ASSERT(loop > 0);
+	sleep_ms(700 + (long)h_rand_below(500));
+	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
+	int st;
+	waitpid(m.pid, &st, 0);
+	m.pid = 0;
+	kill(loop, SIGKILL);
+	waitpid(loop, &st, 0);
+	CU_ASSERT(mnt_down(&m));
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
+
+	CU_ASSERT_FATAL(mnt_up(&m, NULL));
+	int64_t replayed = ctl_value(&m, "replayed_commits");
+	printf("\n  kill -9 in a create/remove loop: %lld commits replayed", (long long)replayed);
+	CU_ASSERT(replayed > 0);
+	FILE *f = fopen(log, "r");
+	CU_ASSERT_FATAL(f != NULL);
+	static char state[100001];   /* 0 never written, 'w' written, 'r' removed */
+	memset(state, 0, sizeof state);
+	char op, last_op = 0;
+	int i, n = 0, bad = 0, last = 0;
+	while (fscanf(f, " %c %d", &op, &i) == 2)
+		if (i > 0 && i <= 100000)
+			state[i] = op, n++, last_op = op, last = i;
+	fclose(f);
+	/* the operation in flight at the kill may or may not have happened:
+	 * after "w k" with k a multiple of 3 it is the rm of f(k-2) */
+	int in_flight_rm = last_op == 'w' && last % 3 == 0 ? last - 2 : 0;
+	CU_ASSERT(n > 10);
+	for (i = 1; i <= 100000; i++) {
+		if (!state[i])
+			continue;
+		char p[64], want[32], got[32] = "";
+		snprintf(p, sizeof(p), "f%d", i);
+		int64_t size = file_size(mpath(&m, p));
+		if (state[i] == 'r') {
+			bad += size != -ENOENT;
+			continue;
+		}
+		if (i == in_flight_rm && size == -ENOENT)
+			continue;
+		snprintf(want, sizeof(want), "line %d\n", i);
+		FILE *g = fopen(mpath(&m, p), "r");
+		if (g) {
+			if (!fgets(got, sizeof(got), g))
+				got[0] = 0;
+			fclose(g);
+		}
+		if (strcmp(got, want) != 0) {
+			bad++;
+			fprintf(stderr, "kill -9 loop: %s lost (size %lld)\n", p, (long long)size);
+		}
+	}
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(mnt_down(&m));
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTK");
+	CU_ASSERT(fsck_image(m.img) == 0);
+out:
+	mnt_done(&m);
+}
+
+/* commit=5: operations share commits (few syncs), fsync still makes a
+ * file durable at once, and after kill -9 each file is whole or absent. */
+static void commit_interval_groups_operations_and_keeps_each_whole_or_absent(void)
+{
+	struct mnt m;
+
+	test_dir(&m);
+	if (!mnt_up_fg(&m, "commit=5", NULL)) {
+		CU_FAIL("foreground mount");
+		goto out;
+	}
+	CU_ASSERT(ctl_value(&m, "commit_interval_s") == 5);
+	int64_t s0 = ctl_value(&m, "syncs");
+	for (int i = 0; i < 200; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "f%d", i);
+		CU_ASSERT(write_pattern_file(mpath(&m, p), 1000 + (size_t)i, 70 + (uint64_t)i) == 0);
+	}
+	int64_t s1 = ctl_value(&m, "syncs");
+	printf("\n  commit=5: %lld syncs for 200 small files", (long long)(s1 - s0));
+	CU_ASSERT(s1 - s0 < 20);
+	/* fsync'ed: durable now, whatever the interval */
+	CU_ASSERT(sh("dd if=/dev/zero of='%s' bs=4096 count=3 conv=fsync status=none",
+		     mpath(&m, "synced")) == 0);
+	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
+	int st;
+	waitpid(m.pid, &st, 0);
+	m.pid = 0;
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT_FATAL(mnt_up(&m, NULL));
+	CU_ASSERT(file_size(mpath(&m, "synced")) == 3 * 4096);
+	int whole = 0, absent = 0, bad = 0;
+	for (int i = 0; i < 200; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "f%d", i);
+		int64_t size = file_size(mpath(&m, p));
+		if (size == -ENOENT)
+			absent++;
+		else if (size == 1000 + i && prefix_ok(mpath(&m, p), 1000 + (size_t)i,
+						       70 + (uint64_t)i, 0))
+			whole++;
+		else if (size == 0)
+			absent++;   /* created, its data in a later commit */
+		else
+			bad++;
+	}
+	printf(", after kill -9: %d whole, %d absent or empty", whole, absent);
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(whole == 200);   /* the fsync committed everything before it */
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(fsck_image(m.img) == 0);
+out:
+	mnt_done(&m);
+}
+
+/* journal=off: the seed-exact steps (several syncs per file), no journal
+ * file; with the journal the journal file exists only while mounted, and a
+ * crashed image with a live journal is refused by journal=off. */
+static void journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal(void)
+{
+	struct mnt m;
+	char jpath[500], tag[5];
+
+	CU_ASSERT_FATAL(mnt_fresh(&m, "journal=off"));
+	snprintf(jpath, sizeof(jpath), "%s-journal", m.img);
+	CU_ASSERT(access(jpath, F_OK) != 0);
+	int64_t s0 = ctl_value(&m, "syncs");
+	for (int i = 0; i < 20; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "g%d", i);
+		CU_ASSERT(write_pattern_file(mpath(&m, p), 100, 5) == 0);
+	}
+	int64_t off_syncs = ctl_value(&m, "syncs") - s0;
+	CU_ASSERT(off_syncs >= 3 * 20);
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT_FATAL(mnt_up_fg(&m, NULL, NULL));
+	CU_ASSERT(access(jpath, F_OK) == 0);
+	s0 = ctl_value(&m, "syncs");
+	for (int i = 0; i < 20; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "h%d", i);
+		CU_ASSERT(write_pattern_file(mpath(&m, p), 100, 6) == 0);
+	}
+	int64_t on_syncs = ctl_value(&m, "syncs") - s0;
+	printf("\n  20 small files: %lld syncs with journal=off, %lld with the journal",
+	       (long long)off_syncs, (long long)on_syncs);
+	CU_ASSERT(on_syncs <= 2 * 20 + 2);
+	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
+	int st;
+	waitpid(m.pid, &st, 0);
+	m.pid = 0;
+	CU_ASSERT(mnt_down(&m));
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
+	CU_ASSERT(!mnt_up(&m, "journal=off"));
+	char e[1024];
+	read_err(&m, e, sizeof(e));
+	CU_ASSERT(strstr(e, "journal recovery") != NULL);
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
+	CU_ASSERT_FATAL(mnt_up(&m, NULL));
+	CU_ASSERT(file_size(mpath(&m, "h19")) == 100);
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(access(jpath, F_OK) != 0);
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTK");
+	mnt_done(&m);
+}
+
 /* Bytes the allocator holds: payload minus free space. */
 static int64_t ctl_used(const struct mnt *m)
 {
@@ -1820,6 +2047,9 @@ static const struct h_test tests[] = {
 	H_TEST(the_kernel_enforces_modes_and_owners),
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),
 	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
+	H_TEST(kill_during_a_create_remove_loop_loses_no_completed_operation),
+	H_TEST(commit_interval_groups_operations_and_keeps_each_whole_or_absent),
+	H_TEST(journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal),
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),
 };
