@@ -86,6 +86,11 @@ static int open_volume(const struct bsfs_opts *o, struct vol **v)
 
 	memset(&err, 0, sizeof(err));
 	rc = vol_open(o->image_path, &o->vol, v, &err);
+	if (rc == -ENOENT && !o->vol.create) {
+		fprintf(stderr, "bstackfs: %s: no such image (-o nocreate; create it with "
+			"mkfs.bstackfs)\n", o->image);
+		return rc;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "bstackfs: %s: %s\n", o->image,
 			err.msg[0] ? err.msg : strerror(-rc));

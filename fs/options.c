@@ -29,6 +29,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("allocator=%s", allocator),
 	BSFS_OPT("block_size=%s", block_size),
 	BSFS_OPT("sync", sync),
+	BSFS_OPT("nocreate", nocreate),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -141,7 +142,7 @@ static int parse_block_size(const char *s, uint64_t *out)
 static int derive_vol_opts(struct bsfs_opts *o)
 {
 	o->vol.allocator = BS_ALLOC_NONE;
-	o->vol.create = true;
+	o->vol.create = !o->nocreate;
 	o->vol.sync_writes = o->sync != 0;
 	o->vol.uid = getuid();
 	o->vol.gid = getgid();
@@ -208,8 +209,9 @@ void bsfs_print_help(const char *prog)
 {
 	bsfs_print_usage(prog);
 	printf("\n"
-	       "Mounts the BStack image IMAGE (created when missing) at MOUNTPOINT;\n"
-	       "every regular file is one allocation of the image's allocator.\n"
+	       "Mounts the BStack image IMAGE (created when missing, unless -o nocreate)\n"
+	       "at MOUNTPOINT; every regular file is one allocation of the image's\n"
+	       "allocator.\n"
 	       "\n"
 	       "bstackfs options:\n"
 	       "    -o allocator=NAME      allocator of a new image: ghost (default),\n"
@@ -217,6 +219,8 @@ void bsfs_print_help(const char *prog)
 	       "                           image it must match (or be absent)\n"
 	       "    -o block_size=N        Slab block size in bytes (new images)\n"
 	       "    -o sync                every write is durable before it returns\n"
+	       "    -o nocreate            refuse a missing IMAGE instead of creating it\n"
+	       "                           (for fstab; create images with mkfs.bstackfs)\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

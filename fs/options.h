@@ -1,7 +1,7 @@
 /*
  * options.h — the command line of DESIGN.md §7:
  *   bstackfs [options] IMAGE MOUNTPOINT
- * bstackfs's own -o options (allocator=, block_size=, sync) are taken out
+ * bstackfs's own -o options (allocator=, block_size=, sync, nocreate) are taken out
  * of the argument vector; libfuse's (-f -d -s -h -V, -o ...) stay for
  * fuse_parse_cmdline() and fuse_session_new().
  */
@@ -20,6 +20,7 @@ struct bsfs_opts {
 	char *allocator;          /* -o allocator=NAME, NULL when absent */
 	char *block_size;         /* -o block_size=N, NULL when absent */
 	int sync;                 /* -o sync */
+	int nocreate;             /* -o nocreate: a missing image is refused */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };
