@@ -116,7 +116,8 @@ int vol_name_ok(const char *name)
 
 static bool is_control(uint64_t parent, const char *name)
 {
-	return parent == VOL_ROOT_INO && strcmp(name, VOL_CONTROL_NAME) == 0;
+	return parent == VOL_ROOT_INO && (strcmp(name, VOL_CONTROL_NAME) == 0 ||
+					  strcmp(name, VOL_CONTROL_JSON_NAME) == 0);
 }
 
 /* ---- open / format / mount ------------------------------------------------ */

@@ -30,6 +30,7 @@
 #define VOL_ROOT_INO 1
 #define VOL_NAME_MAX 255
 #define VOL_CONTROL_NAME ".bstackfs"   /* reserved at the root */
+#define VOL_CONTROL_JSON_NAME ".bstackfs.json"   /* reserved too: its JSON form */
 
 struct vol;
 
