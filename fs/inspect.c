@@ -881,8 +881,10 @@ int main(int argc, char **argv)
 		return fail(&c, "%s", why);
 	c.v = rv.v;
 	if (rv.open_writes)
-		fprintf(stderr, "%s: %s: note: the image needs open-time recovery; shown as a "
-			"mount would see it (the image itself is not written)\n", PROG, a.image);
+		fprintf(stderr, "%s: %s: note: opening it as a mount does changed the in-memory "
+			"copy (%llu writes: recovery, reclaim or the allocator's open-time "
+			"maintenance); the image itself is not written\n", PROG, a.image,
+			(unsigned long long)rv.open_writes);
 	int r = paths_load(&c);
 	if (r) {
 		st = fail(&c, "cannot list the tree: %s", strerror(-r));
