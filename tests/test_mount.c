@@ -675,7 +675,7 @@ static void rm_removes_one_file_and_a_thousand(void)
 	d0 = ctl_value(&m, "deallocs");
 	CU_ASSERT(sh("rm '%s'/f*", m.mnt) == 0);
 	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
-	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1000) == d0 + 1000);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
@@ -1722,7 +1722,7 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	CU_ASSERT(access(mpath(&m, "victim"), F_OK) < 0 && errno == ENOENT);
 	char out[64];
 	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
-	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	/* the name can be taken again by another file */
 	CU_ASSERT(write_pattern_file(mpath(&m, "victim"), 1000, 9) == 0);
