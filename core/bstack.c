@@ -130,9 +130,13 @@ static int write_in_place(struct bstack *bs, uint64_t off, const void *buf, uint
  * stale record), syncs, and restores "BSTK"; a crash during replay leaves
  * "BSTJ" and the next open replays again.
  *
- * Idempotent replay: record i leaves every byte at or above its min_len
- * and every byte of its entries determined by itself, and every other
- * byte as it found it.  So a byte's value after records r..n is that of
+ * Idempotent replay: record i leaves every byte of its entries (and, when
+ * it shrank the payload, every byte at or above its min_len) determined by
+ * itself, and every other byte as it found it.  (A record that only grew
+ * the payload zero-fills what it adds where the image is shorter and never
+ * truncates, so data written in place above its old length after it is
+ * left alone; zero ranges above a transaction's minimum length add nothing
+ * to that zero fill and are dropped at sealing.)  So a byte's value after records r..n is that of
  * the last record among them that determines it, whatever state the
  * replay started from, or else the starting value — which is the value
  * after n, because a byte no record determines was never changed.
@@ -148,6 +152,7 @@ struct ov_page {
 	uint64_t seq;               /* last sealed record that wrote it; 0 none */
 	bool in_txn;                /* dirtied by the open transaction */
 	struct ov_page *next;       /* hash chain */
+	struct ov_page *all_prev, *all_next;   /* every overlay page */
 	uint64_t dirty[PG / 64];    /* bytes the open transaction wrote */
 	uint8_t data[PG];
 };
@@ -221,6 +226,7 @@ struct bs_journal {
 	/* overlay, pending records (under bs->lock) */
 	struct ov_page **tab;
 	size_t tab_cap, tab_n;
+	struct ov_page *all;        /* the list of every page, for walks */
 	struct zrange *zr;          /* unapplied zero ranges */
 	size_t nzr, capzr;
 	struct jrn_buf pend;
@@ -286,6 +292,11 @@ static int ov_insert(struct bs_journal *j, struct ov_page *p)
 	p->next = j->tab[h];
 	j->tab[h] = p;
 	j->tab_n++;
+	p->all_prev = NULL;
+	p->all_next = j->all;
+	if (j->all)
+		j->all->all_prev = p;
+	j->all = p;
 	return 0;
 }
 
@@ -296,6 +307,12 @@ static void ov_remove(struct bs_journal *j, struct ov_page *p)
 		pp = &(*pp)->next;
 	*pp = p->next;
 	j->tab_n--;
+	if (p->all_prev)
+		p->all_prev->all_next = p->all_next;
+	else
+		j->all = p->all_next;
+	if (p->all_next)
+		p->all_next->all_prev = p->all_prev;
 	free(p);
 }
 
@@ -457,12 +474,10 @@ static int ov_zero(struct bstack *bs, uint64_t off, uint64_t n)
 		return r;
 	/* overlay pages inside: zero, and let the range (applied before byte
 	 * entries) stand for them */
-	for (size_t i = 0; i < j->tab_cap && j->tab_n; i++) {
-		for (struct ov_page *p = j->tab[i]; p; p = p->next) {
-			if (p->pg * PG >= a && p->pg * PG < b) {
-				memset(p->data, 0, PG);
-				memset(p->dirty, 0, sizeof p->dirty);
-			}
+	for (struct ov_page *p = j->all; p; p = p->all_next) {
+		if (p->pg * PG >= a && p->pg * PG < b) {
+			memset(p->data, 0, PG);
+			memset(p->dirty, 0, sizeof p->dirty);
 		}
 	}
 	return zr_push(&j->zr, &j->nzr, &j->capzr, (struct zrange){ a, b - a, 0 });
@@ -473,16 +488,14 @@ static int ov_zero(struct bstack *bs, uint64_t off, uint64_t n)
 static void ov_shrink(struct bstack *bs, uint64_t nlen)
 {
 	struct bs_journal *j = bs->j;
-	for (size_t i = 0; i < j->tab_cap && j->tab_n; i++) {
-		for (struct ov_page *p = j->tab[i]; p; p = p->next) {
-			uint64_t base = p->pg * PG;
-			if (base + PG <= nlen)
-				continue;
-			uint64_t from = nlen > base ? nlen - base : 0;
-			memset(p->data + from, 0, (size_t)(PG - from));
-			for (uint64_t b = from; b < PG; b++)
-				p->dirty[b / 64] &= ~(1ULL << (b % 64));
-		}
+	for (struct ov_page *p = j->all; p; p = p->all_next) {
+		uint64_t base = p->pg * PG;
+		if (base + PG <= nlen)
+			continue;
+		uint64_t from = nlen > base ? nlen - base : 0;
+		memset(p->data + from, 0, (size_t)(PG - from));
+		for (uint64_t b = from; b < PG; b++)
+			p->dirty[b / 64] &= ~(1ULL << (b % 64));
 	}
 	for (size_t i = 0; i < j->nzr; i++) {
 		if (j->zr[i].off >= nlen)
@@ -530,9 +543,16 @@ static int txn_seal(struct bstack *bs, uint64_t *seq)
 	uint64_t s = ++j->next_seq;
 	for (size_t i = 0; !r && i < j->nzr; i++) {
 		if (j->zr[i].seq == 0) {
-			j->zr[i].seq = s;
-			if (j->zr[i].n)
-				r = jrn_rec_add_zero(&j->pend, j->zr[i].off, j->zr[i].n);
+			struct zrange *z = &j->zr[i];
+			z->seq = s;
+			/* above the minimum length the record's own zero fill
+			 * already makes these bytes zero */
+			if (z->off >= j->t_min)
+				z->n = 0;
+			else if (z->off + z->n > j->t_min)
+				z->n = j->t_min - z->off;
+			if (z->n)
+				r = jrn_rec_add_zero(&j->pend, z->off, z->n);
 		}
 	}
 	for (size_t i = 0; !r && i < j->ntp; i++) {
@@ -563,7 +583,8 @@ static int txn_seal(struct bstack *bs, uint64_t *seq)
 		j->broken = r;
 		return r;
 	}
-	jrn_rec_finish(&j->pend, start, s, bs->len, j->t_min);
+	jrn_rec_finish(&j->pend, start, s, bs->len,
+		       j->t_min < j->t_start_len ? j->t_min : JRN_NO_SHRINK);
 	if (j->t_min < j->pend_min)
 		j->pend_min = j->t_min;
 	j->pend_img_sync |= j->t_img_sync;
@@ -617,12 +638,13 @@ static int apply_rec(struct bstack *bs, const struct jrn_rec *rec)
 {
 	struct bs_journal *j = bs->j;
 	int r = 0;
-	if (rec->min_len < j->disk_len) {
+	bool shrink = rec->min_len != JRN_NO_SHRINK;
+	if (shrink && rec->min_len < j->disk_len) {
 		if ((r = dev_truncate(bs, HDR + rec->min_len)))
 			return r;
 		j->disk_len = rec->min_len;
 	}
-	if (rec->new_len != j->disk_len) {
+	if (rec->new_len > j->disk_len || (shrink && rec->new_len < j->disk_len)) {
 		if ((r = dev_truncate(bs, HDR + rec->new_len)))
 			return r;
 		j->disk_len = rec->new_len;
@@ -654,7 +676,7 @@ static int apply_all(struct bstack *bs, const uint8_t *buf, size_t len, uint64_t
 		if (!r) {
 			(*n_applied)++;
 			*last_len = rec.new_len;
-			if (rec.min_len < bs->j->jfloor)
+			if (rec.min_len != JRN_NO_SHRINK && rec.min_len < bs->j->jfloor)
 				bs->j->jfloor = rec.min_len;
 			pos += rec.total;
 			seq++;
@@ -728,12 +750,11 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 	if (!r)
 		r = write_clen(bs, j->disk_len);
 	if (!r) {
-		for (size_t i = 0; i < j->tab_cap; i++) {
-			for (struct ov_page *p = j->tab[i], *nx; p; p = nx) {
-				nx = p->next;
-				if (p->seq && p->seq <= last && (r = set_add(&j->jpages, p->pg)))
-					break;
-				if (p->seq && p->seq <= last && !p->in_txn)
+		for (struct ov_page *p = j->all, *nx; p && !r; p = nx) {
+			nx = p->all_next;
+			if (p->seq && p->seq <= last) {
+				r = set_add(&j->jpages, p->pg);
+				if (!p->in_txn)
 					ov_remove(j, p);
 			}
 		}
@@ -741,8 +762,13 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 		for (size_t i = 0; i < j->nzr; i++) {
 			struct zrange z = j->zr[i];
 			if (z.seq && z.seq <= last) {
-				if (z.n)
+				/* the epoch's applied zero ranges: small ones as pages */
+				if (z.n && z.n <= 64 * PG) {
+					for (uint64_t pg = z.off / PG; !r && pg * PG < z.off + z.n; pg++)
+						r = set_add(&j->jpages, pg);
+				} else if (z.n) {
 					zr_push(&j->jz, &j->njz, &j->capjz, z);
+				}
 			} else {
 				j->zr[k++] = z;
 			}
@@ -838,9 +864,8 @@ int bstack_txn_abort(struct bstack *bs)
 		return -EINVAL;
 	pthread_rwlock_wrlock(&bs->lock);
 	bool clean = j->depth == 1 && !j->pend.len && j->sealed_seq == j->durable_seq;
-	for (size_t i = 0; clean && i < j->tab_cap; i++)
-		for (struct ov_page *p = j->tab[i]; p; p = p->next)
-			clean &= p->seq == 0;
+	for (struct ov_page *p = j->all; clean && p; p = p->all_next)
+		clean &= p->seq == 0;
 	if (clean) {
 		for (size_t i = 0; i < j->tab_cap; i++) {
 			for (struct ov_page *p = j->tab[i], *nx; p; p = nx) {
@@ -850,6 +875,7 @@ int bstack_txn_abort(struct bstack *bs)
 			j->tab[i] = NULL;
 		}
 		j->tab_n = 0;
+		j->all = NULL;
 		j->ntp = 0;
 		j->nzr = 0;
 		bs->len = j->t_start_len;
@@ -1199,9 +1225,14 @@ static int journal_replay(struct bstack *bs, uint64_t size, uint64_t *clen)
 		if ((r = dev_truncate(bs, HDR + last_len)))
 			return r;
 	}
+	/* growth records never truncate: the payload ends at the last one's
+	 * length */
+	if (j->disk_len > last_len && (r = dev_truncate(bs, HDR + last_len)))
+		return r;
 	if ((r = write_clen(bs, last_len)) || (r = dev_sync(bs)) ||
 	    (r = write_magic(bs, "BSTK")) || (r = dev_sync(bs)))
 		return r;
+	j->disk_len = last_len;
 	j->replayed = applied;
 	j->next_seq = j->sealed_seq = j->durable_seq = first + applied;
 	j->jfloor = UINT64_MAX;

@@ -163,7 +163,7 @@ int jrn_rec_decode(const uint8_t *b, size_t avail, uint64_t salt, uint64_t seq,
 	rec->seq = seq;
 	rec->new_len = le64_get(b + 32);
 	rec->min_len = le64_get(b + 40);
-	if (rec->min_len > rec->new_len)
+	if (rec->min_len != JRN_NO_SHRINK && rec->min_len > rec->new_len)
 		return 0;
 	rec->ents = b + JRN_REC_HDR;
 	rec->ents_len = (size_t)total - JRN_REC_HDR;

@@ -13,10 +13,12 @@
  *                         n bytes padded to 8 (flags 0) or, for a zero range
  *                         (flags JRN_ENT_ZERO, n 0), its u64 length
  *
- * A record is the redo image of one transaction of the file layer: after
- * it, the payload is min_len bytes of the state before it, grown (zero
- * filled) to new_len, with each entry's bytes written at its payload
- * offset (zero ranges first, then byte entries: a record's byte entries
+ * A record is the redo image of one transaction of the file layer.  A
+ * record that shrank the payload (min_len < the length it started from)
+ * leaves min_len bytes of the state before it, grown (zero filled) to
+ * new_len; one that did not (min_len JRN_NO_SHRINK) only grows the payload
+ * to new_len where it is shorter and never truncates.  Then each entry's
+ * bytes are written at its payload offset (zero ranges first, then byte entries: a record's byte entries
  * hold the final bytes of the pages they cover).  Applying a record is idempotent, and applying records r..n to
  * any state reached while applying them yields the state after n
  * (bstack.c states the argument).  A scan stops at the first record whose
@@ -39,6 +41,7 @@
 #define JRN_REC_HDR 48
 #define JRN_ENT_HDR 16
 #define JRN_ENT_ZERO 1u
+#define JRN_NO_SHRINK UINT64_MAX
 
 /* CRC32C (Castagnoli), as in iSCSI/ext4: crc32c(0, "123456789", 9) ==
  * 0xe3069283. */

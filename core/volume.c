@@ -123,7 +123,8 @@ int vol_name_ok(const char *name)
 
 static bool is_control(uint64_t parent, const char *name)
 {
-	return parent == VOL_ROOT_INO && strcmp(name, VOL_CONTROL_NAME) == 0;
+	return parent == VOL_ROOT_INO && (strcmp(name, VOL_CONTROL_NAME) == 0 ||
+					  strcmp(name, VOL_CONTROL_JSON_NAME) == 0);
 }
 
 /* ---- open / format / mount ------------------------------------------------ */
@@ -415,7 +416,7 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 	}
 	uint64_t seq = 0;
 	if ((r = bstack_txn_end(v->bs, &seq)) || (r = bstack_flush(v->bs, seq)) ||
-	    (r = committer_start(v))) {
+	    (!opts->defer_threads && (r = committer_start(v)))) {
 		seterr(err, "cannot write the image: %s", strerror(-r));
 		vol_free(v);
 		return r;
@@ -653,6 +654,11 @@ static void *committer_main(void *arg)
 	}
 	pthread_mutex_unlock(&v->cm_mu);
 	return NULL;
+}
+
+int vol_start_threads(struct vol *v)
+{
+	return v->committer_on ? 0 : committer_start(v);
 }
 
 static int committer_start(struct vol *v)
@@ -1561,8 +1567,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	{
 		struct bstack_journal_stats js;
 		bstack_journal_stats(v->bs, &js);
-		n += (size_t)snprintf(t + n, cap - n, "journal %s\n",
-				      bstack_journaled(v->bs) ? "on" : "off");
+		KV("journal_on", bstack_journaled(v->bs) ? 1 : 0);
 		KV("journal_bytes", js.journal_bytes);
 		KV("journal_used_bytes", js.journal_used_bytes);
 		KV("commits", js.commits);
@@ -1602,4 +1607,75 @@ int vol_check(struct vol *v, bs_report_fn report, void *ctx)
 	}
 	pthread_rwlock_unlock(&v->lock);
 	return r;
+}
+
+/* ---- read-only views for tools ------------------------------------------- */
+
+static void alloc_rec(struct vol *v, enum vol_alloc_what what, uint64_t ino,
+		      struct bs_slice slice, uint64_t size, struct vol_alloc_rec *out)
+{
+	out->what = what;
+	out->ino = ino;
+	out->slice = slice;
+	out->size = size;
+	if (slice.len == 0 || bs_alloc_extent(v->a, slice, &out->ext_start, &out->ext_len)) {
+		out->ext_start = slice.off;
+		out->ext_len = slice.len;
+	}
+}
+
+struct alloc_walk {
+	struct vol *v;
+	vol_alloc_fn fn;
+	void *ctx;
+};
+
+static int alloc_walk_one(void *ctx, struct cat_node *n)
+{
+	struct alloc_walk *w = ctx;
+	struct vol_alloc_rec rec;
+	if (n->r.kind != CAT_FILE || n->r.alloc.len == 0)
+		return 0;
+	alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
+	return w->fn(w->ctx, &rec);
+}
+
+int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
+{
+	struct alloc_walk w = { v, fn, ctx };
+	struct vol_alloc_rec rec;
+	pthread_rwlock_rdlock(&v->lock);
+	alloc_rec(v, VOL_ALLOC_CATALOG, 0, v->c->root, v->c->root.len, &rec);
+	int r = fn(ctx, &rec);
+	if (!r)
+		r = cat_foreach(v->c, alloc_walk_one, &w);
+	for (struct cat_node *o = v->c->orphans; !r && o; o = o->next) {
+		if (o->r.alloc.len == 0)
+			continue;
+		alloc_rec(v, VOL_ALLOC_ORPHAN, o->r.ino, o->r.alloc, o->r.size, &rec);
+		r = fn(ctx, &rec);
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
+int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
+{
+	int r = 0;
+	pthread_rwlock_rdlock(&v->lock);
+	struct cat_node *n = node_get(v, ino);
+	if (!n)
+		r = -ENOENT;
+	else if (n->r.kind != CAT_FILE)
+		r = -EISDIR;
+	else
+		alloc_rec(v, n->orphan ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,
+			  n->r.size, out);
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
+struct bs_alloc *vol_allocator(struct vol *v)
+{
+	return v->a;
 }

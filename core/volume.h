@@ -30,6 +30,7 @@
 #define VOL_ROOT_INO 1
 #define VOL_NAME_MAX 255
 #define VOL_CONTROL_NAME ".bstackfs"   /* reserved at the root */
+#define VOL_CONTROL_JSON_NAME ".bstackfs.json"   /* reserved too: its JSON form */
 
 struct vol;
 
@@ -54,6 +55,9 @@ struct vol_opts {
 	uint64_t journal_bytes;
 	unsigned commit_s;
 	unsigned idle_checkpoint_s;
+	/* Start no thread in vol_open (a daemon that forks after the open
+	 * starts them with vol_start_threads: threads do not survive fork). */
+	bool defer_threads;
 	uid_t uid;                /* owner of a newly formatted root dir */
 	gid_t gid;
 };
@@ -90,6 +94,9 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
  * empty backend (size 0) is formatted when opts->create is set. */
 int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 		struct vol_error *err);
+/* Start the volume's background thread (commit=N, idle checkpoints) after
+ * an open with opts.defer_threads. */
+int vol_start_threads(struct vol *v);
 /* Flush every file's data, trim capacities, sync, close. */
 int vol_close(struct vol *v);
 
@@ -184,6 +191,30 @@ struct vol_counters {
 	uint64_t catalog_rewrites;        /* copy-on-write moves of the catalog */
 };
 int vol_get_counters(struct vol *v, struct vol_counters *out);
+
+/* ---- read-only views for tools (inspect, core/heapmap.c) ---- */
+
+/* One allocation the volume holds: a named file's, the catalog's, or an
+ * orphan's (a file removed while still open). */
+enum vol_alloc_what { VOL_ALLOC_FILE, VOL_ALLOC_CATALOG, VOL_ALLOC_ORPHAN };
+struct vol_alloc_rec {
+	enum vol_alloc_what what;
+	uint64_t ino;             /* 0 for the catalog */
+	struct bs_slice slice;    /* offset and capacity */
+	uint64_t size;            /* file size (the catalog: its length) */
+	uint64_t ext_start, ext_len;   /* bs_alloc_extent: headers included */
+};
+typedef int (*vol_alloc_fn)(void *ctx, const struct vol_alloc_rec *rec);
+/* Visit the catalog, then every file with a non-empty allocation, then
+ * every orphan, under the read lock; a non-zero return from fn stops the
+ * walk and is returned.  fn must not call back into the volume. */
+int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx);
+/* The allocation of file ino (slice (0, 0) for an empty one): -ENOENT,
+ * -EISDIR. */
+int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out);
+/* The image's allocator, for read-only calls (bs_alloc_stats, extents,
+ * heap walks); it stays the volume's. */
+struct bs_alloc *vol_allocator(struct vol *v);
 
 /* Verify the allocator's invariants and every catalog allocation against
  * it (inside the arena, no two sharing a byte); report() gets one line per

@@ -1,7 +1,8 @@
 /*
- * control.c — /.bstackfs, the read-only statistics file of DESIGN.md §6.
- * The text itself comes from the volume (vol_stats_text); this file only
- * gives it a place in the tree and keeps one snapshot per open.
+ * control.c — /.bstackfs and /.bstackfs.json, the read-only statistics
+ * files of DESIGN.md §6.  The text itself comes from the volume
+ * (vol_stats_text), the JSON from that text (bs_stats_json); this file only
+ * gives them a place in the tree and keeps one snapshot per open.
  */
 #include "control.h"
 
@@ -9,9 +10,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stats_json.h"
+
 bool bsfs_is_control(uint64_t parent, const char *name)
 {
-	return parent == VOL_ROOT_INO && strcmp(name, VOL_CONTROL_NAME) == 0;
+	return parent == VOL_ROOT_INO && (strcmp(name, VOL_CONTROL_NAME) == 0 ||
+					  strcmp(name, VOL_CONTROL_JSON_NAME) == 0);
+}
+
+uint64_t bsfs_control_ino(const char *name)
+{
+	return strcmp(name, VOL_CONTROL_JSON_NAME) == 0 ? BSFS_CONTROL_JSON_INO :
+	       BSFS_CONTROL_INO;
+}
+
+bool bsfs_is_control_ino(uint64_t ino)
+{
+	return ino == BSFS_CONTROL_INO || ino == BSFS_CONTROL_JSON_INO;
+}
+
+/* One snapshot of control file ino, malloc'd. */
+static int snapshot(struct vol *v, uint64_t ino, char **text, size_t *len)
+{
+	int rc = vol_stats_text(v, text, len);
+	if (rc < 0 || ino != BSFS_CONTROL_JSON_INO)
+		return rc;
+	char *js;
+	size_t jlen;
+	rc = bs_stats_json(*text, *len, &js, &jlen);
+	free(*text);
+	*text = rc < 0 ? NULL : js;
+	*len = rc < 0 ? 0 : jlen;
+	return rc;
 }
 
 void bsfs_ns_to_ts(int64_t ns, struct timespec *ts)
@@ -24,17 +54,18 @@ void bsfs_ns_to_ts(int64_t ns, struct timespec *ts)
 	}
 }
 
-int bsfs_control_attr(struct vol *v, const struct vol_attr *owner, struct stat *st)
+int bsfs_control_attr(struct vol *v, uint64_t ino, const struct vol_attr *owner,
+		      struct stat *st)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = vol_stats_text(v, &text, &len);
+	int rc = snapshot(v, ino, &text, &len);
 
 	if (rc < 0)
 		return rc;
 	free(text);
 	memset(st, 0, sizeof(*st));
-	st->st_ino = BSFS_CONTROL_INO;
+	st->st_ino = ino;
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
 	st->st_uid = owner->uid;
@@ -47,13 +78,13 @@ int bsfs_control_attr(struct vol *v, const struct vol_attr *owner, struct stat *
 	return 0;
 }
 
-int bsfs_control_open(struct vol *v, struct bsfs_snapshot **out)
+int bsfs_control_open(struct vol *v, uint64_t ino, struct bsfs_snapshot **out)
 {
 	struct bsfs_snapshot *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return -ENOMEM;
-	int rc = vol_stats_text(v, &s->text, &s->len);
+	int rc = snapshot(v, ino, &s->text, &s->len);
 	if (rc < 0) {
 		free(s);
 		return rc;

@@ -86,6 +86,11 @@ static int open_volume(const struct bsfs_opts *o, struct vol **v)
 
 	memset(&err, 0, sizeof(err));
 	rc = vol_open(o->image_path, &o->vol, v, &err);
+	if (rc == -ENOENT && !o->vol.create) {
+		fprintf(stderr, "bstackfs: %s: no such image (-o nocreate; create it with "
+			"mkfs.bstackfs)\n", o->image);
+		return rc;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "bstackfs: %s: %s\n", o->image,
 			err.msg[0] ? err.msg : strerror(-rc));
@@ -148,6 +153,10 @@ static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts 
 	 * (g_log is not thread safe, and refusals are over). */
 	fuse_set_log_func(NULL);
 	fuse_daemonize(o->cmd.foreground);
+	/* threads do not survive the fork of fuse_daemonize: start them now */
+	if ((rc = vol_start_threads(v)) < 0)
+		fprintf(stderr, "bstackfs: %s: cannot start the committer: %s\n", o->image,
+			strerror(-rc));
 	rc = serve(se, o);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);

@@ -119,26 +119,26 @@ static void reply_rc(fuse_req_t req, long rc)
 }
 
 /* The control file's attributes take their owner and times from the root. */
-static int control_stat(struct bsfs *fs, struct stat *st)
+static int control_stat(struct bsfs *fs, uint64_t ino, struct stat *st)
 {
 	struct vol_attr root;
 	int rc = vol_getattr(fs->v, VOL_ROOT_INO, &root);
 
-	return rc < 0 ? rc : bsfs_control_attr(fs->v, &root, st);
+	return rc < 0 ? rc : bsfs_control_attr(fs->v, ino, &root, st);
 }
 
-static void reply_control_entry(fuse_req_t req)
+static void reply_control_entry(fuse_req_t req, uint64_t ino)
 {
 	struct fuse_entry_param e;
 	int rc;
 
 	memset(&e, 0, sizeof(e));
-	rc = control_stat(fs_of(req), &e.attr);
+	rc = control_stat(fs_of(req), ino, &e.attr);
 	if (rc < 0) {
 		reply_rc(req, rc);
 		return;
 	}
-	e.ino = BSFS_CONTROL_INO;
+	e.ino = ino;
 	/* Its size changes with every operation: never cache it. */
 	e.attr_timeout = 0;
 	e.entry_timeout = fs_of(req)->timeout;
@@ -171,7 +171,7 @@ static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	if (bsfs_is_control(parent, name)) {
-		reply_control_entry(req);
+		reply_control_entry(req, bsfs_control_ino(name));
 		return;
 	}
 	rc = vol_lookup(fs_of(req)->v, parent, name, &a);
@@ -199,8 +199,8 @@ static void bsfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	int rc;
 
 	(void)fi;
-	if (ino == BSFS_CONTROL_INO) {
-		rc = control_stat(fs_of(req), &st);
+	if (bsfs_is_control_ino(ino)) {
+		rc = control_stat(fs_of(req), ino, &st);
 		if (rc < 0)
 			reply_rc(req, rc);
 		else
@@ -228,7 +228,7 @@ static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	int rc;
 
 	(void)fi;
-	if (ino == BSFS_CONTROL_INO) {
+	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -292,12 +292,13 @@ static void bsfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 }
 
 /*
- * Directory offsets: 1 after ".", 2 after "..", 3 after the control file
- * (root only), then 3 + the volume's resume position.
+ * Directory offsets: 1 after ".", 2 after "..", 3 and 4 after the control
+ * files (root only), then 4 + the volume's resume position.
  */
 #define DIR_OFF_DOT     1
 #define DIR_OFF_DOTDOT  2
-#define DIR_OFF_VOLUME  3
+#define DIR_OFF_CONTROL 3
+#define DIR_OFF_VOLUME  4
 
 struct dir_fill {
 	fuse_req_t req;
@@ -351,8 +352,11 @@ static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		goto out;
 	if (pos < DIR_OFF_DOTDOT && !dir_add(&d, "..", self.parent, S_IFDIR, DIR_OFF_DOTDOT))
 		goto out;
+	if (pos < DIR_OFF_CONTROL && ino == VOL_ROOT_INO &&
+	    !dir_add(&d, VOL_CONTROL_NAME, BSFS_CONTROL_INO, S_IFREG, DIR_OFF_CONTROL))
+		goto out;
 	if (pos < DIR_OFF_VOLUME && ino == VOL_ROOT_INO &&
-	    !dir_add(&d, VOL_CONTROL_NAME, BSFS_CONTROL_INO, S_IFREG, DIR_OFF_VOLUME))
+	    !dir_add(&d, VOL_CONTROL_JSON_NAME, BSFS_CONTROL_JSON_INO, S_IFREG, DIR_OFF_VOLUME))
 		goto out;
 	rc = vol_readdir(v, ino, pos < DIR_OFF_VOLUME ? 0 : pos - DIR_OFF_VOLUME,
 			 dir_fill_vol, &d);
@@ -382,7 +386,7 @@ static bool wants_write(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-static void open_control(fuse_req_t req, struct fuse_file_info *fi)
+static void open_control(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct bsfs_snapshot *s;
 	int rc;
@@ -391,7 +395,7 @@ static void open_control(fuse_req_t req, struct fuse_file_info *fi)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	rc = bsfs_control_open(fs_of(req)->v, &s);
+	rc = bsfs_control_open(fs_of(req)->v, ino, &s);
 	if (rc < 0) {
 		reply_rc(req, rc);
 		return;
@@ -417,8 +421,8 @@ static void bsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool write = wants_write(fi->flags);
 	int rc;
 
-	if (ino == BSFS_CONTROL_INO) {
-		open_control(req, fi);
+	if (bsfs_is_control_ino(ino)) {
+		open_control(req, ino, fi);
 		return;
 	}
 	/* Counted first (-ENOENT, -EISDIR): a concurrent unlink then leaves
@@ -595,7 +599,7 @@ static void bsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (ino == BSFS_CONTROL_INO) {
+	if (bsfs_is_control_ino(ino)) {
 		/* Reply from a copy: the reader may close, and RELEASE free the
 		 * snapshot on another thread, as soon as the kernel has the
 		 * data — before fuse_reply_buf() returns here. */
@@ -617,7 +621,7 @@ static void bsfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 		       off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
-	if (ino == BSFS_CONTROL_INO) {
+	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -632,7 +636,7 @@ static void bsfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 			   off_t len, struct fuse_file_info *fi)
 {
 	(void)fi;
-	if (ino == BSFS_CONTROL_INO) {
+	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -658,7 +662,7 @@ static void bsfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	int rc = 0;
 
-	if (ino != BSFS_CONTROL_INO && (fi->fh & BSFS_FH_WRITE))
+	if (!bsfs_is_control_ino(ino) && (fi->fh & BSFS_FH_WRITE))
 		rc = ignore_gone(vol_flush(fs_of(req)->v, ino));
 	reply_rc(req, rc);
 }
@@ -668,7 +672,7 @@ static void bsfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	struct bsfs *fs = fs_of(req);
 	int rc = 0;
 
-	if (ino == BSFS_CONTROL_INO)
+	if (bsfs_is_control_ino(ino))
 		bsfs_control_release((struct bsfs_snapshot *)(uintptr_t)fi->fh);
 	else
 		rc = ignore_gone(vol_release(fs->v, ino));
@@ -680,7 +684,7 @@ static void bsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)datasync;
 	(void)fi;
-	if (ino == BSFS_CONTROL_INO)
+	if (bsfs_is_control_ino(ino))
 		fuse_reply_err(req, 0);
 	else
 		reply_rc(req, vol_fsync(fs_of(req)->v, ino));
@@ -741,8 +745,8 @@ static void bsfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct stat st;
 	int rc;
 
-	if (ino == BSFS_CONTROL_INO) {
-		rc = control_stat(fs_of(req), &st);
+	if (bsfs_is_control_ino(ino)) {
+		rc = control_stat(fs_of(req), ino, &st);
 	} else {
 		rc = vol_getattr(fs_of(req)->v, ino, &a);
 		if (rc == 0)

@@ -31,6 +31,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("sync", sync),
 	BSFS_OPT("commit=%s", commit),
 	BSFS_OPT("journal=%s", journal),
+	BSFS_OPT("nocreate", nocreate),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -143,7 +144,7 @@ static int parse_block_size(const char *s, uint64_t *out)
 static int derive_vol_opts(struct bsfs_opts *o)
 {
 	o->vol.allocator = BS_ALLOC_NONE;
-	o->vol.create = true;
+	o->vol.create = !o->nocreate;
 	o->vol.sync_writes = o->sync != 0;
 	o->vol.uid = getuid();
 	o->vol.gid = getgid();
@@ -151,6 +152,7 @@ static int derive_vol_opts(struct bsfs_opts *o)
 	 * BSFS_IDLE_CHECKPOINT_S, so that an idle image is a plain one */
 	o->vol.journal = true;
 	o->vol.idle_checkpoint_s = BSFS_IDLE_CHECKPOINT_S;
+	o->vol.defer_threads = true;   /* main starts them after daemonizing */
 	if (o->journal) {
 		if (strcmp(o->journal, "off") == 0) {
 			o->vol.journal = false;
@@ -240,8 +242,9 @@ void bsfs_print_help(const char *prog)
 {
 	bsfs_print_usage(prog);
 	printf("\n"
-	       "Mounts the BStack image IMAGE (created when missing) at MOUNTPOINT;\n"
-	       "every regular file is one allocation of the image's allocator.\n"
+	       "Mounts the BStack image IMAGE (created when missing, unless -o nocreate)\n"
+	       "at MOUNTPOINT; every regular file is one allocation of the image's\n"
+	       "allocator.\n"
 	       "\n"
 	       "bstackfs options:\n"
 	       "    -o allocator=NAME      allocator of a new image: ghost (default),\n"
@@ -256,6 +259,8 @@ void bsfs_print_help(const char *prog)
 	       "    -o journal=on|off      on (default): one journal sync per operation;\n"
 	       "                           off: every allocator step its own synced write,\n"
 	       "                           as the seeds specify\n"
+	       "    -o nocreate            refuse a missing IMAGE instead of creating it\n"
+	       "                           (for fstab; create images with mkfs.bstackfs)\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

@@ -1,7 +1,7 @@
 /*
  * options.h — the command line of DESIGN.md §7:
  *   bstackfs [options] IMAGE MOUNTPOINT
- * bstackfs's own -o options (allocator=, block_size=, sync) are taken out
+ * bstackfs's own -o options (allocator=, block_size=, sync, nocreate) are taken out
  * of the argument vector; libfuse's (-f -d -s -h -V, -o ...) stay for
  * fuse_parse_cmdline() and fuse_session_new().
  */
@@ -25,6 +25,7 @@ struct bsfs_opts {
 	int sync;                 /* -o sync */
 	char *commit;             /* -o commit=SECONDS */
 	char *journal;            /* -o journal=on|off */
+	int nocreate;             /* -o nocreate: a missing image is refused */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };

@@ -675,7 +675,7 @@ static void rm_removes_one_file_and_a_thousand(void)
 	d0 = ctl_value(&m, "deallocs");
 	CU_ASSERT(sh("rm '%s'/f*", m.mnt) == 0);
 	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
-	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1000) == d0 + 1000);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
@@ -1335,6 +1335,98 @@ out:
 	mnt_done(&m);
 }
 
+static const char *mkfs_bin(void)
+{
+	const char *b = getenv("BSTACKFS_MKFS");
+	return b ? b : "mkfs.bstackfs";
+}
+
+/* fstab's way: images made by mkfs.bstackfs, mounted with -o nocreate, which
+ * refuses a missing image (a typo in a path) instead of making a new one. */
+static void nocreate_mounts_only_images_that_exist(void)
+{
+	struct mnt m;
+
+	test_dir(&m);
+	CU_ASSERT(try_mount(&m, m.img, m.mnt, "nocreate") == 1);
+	CU_ASSERT(refusal_says(&m, m.img, "no such image"));
+	CU_ASSERT(access(m.img, F_OK) < 0 && errno == ENOENT);
+	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(sh("'%s' -q -a firstfit '%s'", mkfs_bin(), m.img) == 0);
+	if (!mnt_up(&m, "nocreate,rw,defaults")) {
+		CU_FAIL("mount of a mkfs image with nocreate");
+		goto out;
+	}
+	CU_ASSERT(ctl_value(&m, "files") == 0 && ctl_value(&m, "directories") == 1);
+	char out[4096];
+	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	CU_ASSERT(strncmp(out, "allocator firstfit\n", 19) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 5000, 41) == 0);
+	CU_ASSERT(mnt_down(&m));
+	/* the help names it */
+	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
+	CU_ASSERT(strstr(out, "-o nocreate") != NULL);
+	/* the plain command line still creates a missing image */
+	char img2[600];
+	snprintf(img2, sizeof(img2), "%s/new.bst", m.dir);
+	CU_ASSERT(try_mount(&m, img2, m.mnt, NULL) == 0);
+	if (is_mounted(m.mnt)) {
+		m.up = true;
+		registry_add(m.mnt);
+	}
+	CU_ASSERT(access(img2, F_OK) == 0);
+out:
+	mnt_done(&m);
+}
+
+/* /.bstackfs.json: the control file's keys and numbers as JSON, read by a
+ * real parser and compared key by key with the text form. */
+static void the_json_control_file_matches_the_text_key_by_key(void)
+{
+	struct mnt m;
+	char out[8192];
+
+	if (!mnt_fresh(&m, "allocator=slab,block_size=1024")) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 100000, 42) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "g"), 300, 43) == 0);
+	CU_ASSERT(ctl_wait(&m, "capacity_bytes", 100300) == 100300);
+	const char *js = mpath(&m, ".bstackfs.json");
+	char jpath[600], tpath[600];
+	snprintf(jpath, sizeof(jpath), "%s", js);
+	snprintf(tpath, sizeof(tpath), "%s", mpath(&m, ".bstackfs"));
+	CU_ASSERT(sh("python3 - '%s' '%s' <<'EOF'\n"
+		     "import json, sys\n"
+		     "text = open(sys.argv[1]).read()\n"
+		     "d = json.load(open(sys.argv[2]))\n"
+		     "lines = [l.split(' ', 1) for l in text.splitlines()]\n"
+		     "assert [k for k, _ in lines] == list(d), ([k for k, _ in lines], list(d))\n"
+		     "for k, v in lines:\n"
+		     "    j = d[k]\n"
+		     "    if k in ('allocator', 'magic'): assert j == v, (k, j, v)\n"
+		     "    elif k == 'fragmentation': assert isinstance(j, float) and '%%.4f' %% j == v\n"
+		     "    else: assert isinstance(j, int) and str(j) == v, (k, j, v)\n"
+		     "assert d['allocator'] == 'slab' and d['block_size'] == 1024\n"
+		     "assert d['files'] == 2 and d['live_bytes'] == 100300\n"
+		     "EOF", tpath, jpath) == 0);
+	/* listed, read-only, sized by its content, not a file of the volume */
+	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
+	CU_ASSERT(strstr(out, ".bstackfs.json\n") != NULL);
+	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", jpath) == 0);
+	CU_ASSERT(out[0] == '{' && file_size(jpath) == (int64_t)strlen(out));
+	struct stat st;
+	CU_ASSERT(stat(jpath, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0444);
+	CU_ASSERT(unlink(jpath) < 0 && errno == EPERM);
+	CU_ASSERT(open(jpath, O_WRONLY) < 0 && errno == EPERM);
+	CU_ASSERT(rename(mpath(&m, "g"), jpath) < 0 && errno == EPERM);
+	CU_ASSERT(mkdir(jpath, 0755) < 0 && errno == EEXIST);
+	CU_ASSERT(ctl_value(&m, "files") == 2);
+out:
+	mnt_done(&m);
+}
+
 /* Foreground daemon, a file written but neither fsynced nor closed by the
  * time `sig` arrives: the daemon unmounts, closes the volume, exits 0. */
 static void signal_round(struct mnt *m, int sig, const char *opts, const char *flag,
@@ -1590,7 +1682,7 @@ static int fsck_image(const char *img)
 		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
 	else
 		snprintf(f, sizeof(f), "bstackfs-fsck");
-	return sh("'%s' '%s' >/dev/null 2>&1", f, img);
+	return sh("'%s' '%s' >&2", f, img);
 }
 
 static void image_tag(const char *img, char tag[5])
@@ -1857,7 +1949,7 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	CU_ASSERT(access(mpath(&m, "victim"), F_OK) < 0 && errno == ENOENT);
 	char out[64];
 	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
-	CU_ASSERT(strtol(out, NULL, 10) == 1);   /* .bstackfs */
+	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	/* the name can be taken again by another file */
 	CU_ASSERT(write_pattern_file(mpath(&m, "victim"), 1000, 9) == 0);
@@ -2043,6 +2135,8 @@ static const struct h_test tests[] = {
 	H_TEST(a_missing_mount_point_is_refused_untouched),
 	H_TEST(a_machine_without_dev_fuse_is_refused_untouched),
 	H_TEST(fstab_style_options_and_help_work),
+	H_TEST(nocreate_mounts_only_images_that_exist),
+	H_TEST(the_json_control_file_matches_the_text_key_by_key),
 	H_TEST(sigterm_and_sigint_unmount_and_close_cleanly),
 	H_TEST(the_kernel_enforces_modes_and_owners),
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),

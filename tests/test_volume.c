@@ -413,9 +413,12 @@ static void names_are_validated_and_reserved_names_refused(void)
 	CU_ASSERT_EQUAL(vol_lookup(v, ROOT, n256, &a), -ENAMETOOLONG);
 	CU_ASSERT_EQUAL(vol_create(v, ROOT, VOL_CONTROL_NAME, 0644, 0, 0, &a), -EEXIST);
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, VOL_CONTROL_NAME, 0755, 0, 0, &a), -EEXIST);
+	CU_ASSERT_EQUAL(vol_create(v, ROOT, VOL_CONTROL_JSON_NAME, 0644, 0, 0, &a), -EEXIST);
+	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, VOL_CONTROL_JSON_NAME, 0755, 0, 0, &a), -EEXIST);
 	/* reserved at the root only */
 	uint64_t d = mkdir_(v, ROOT, "d");
 	CU_ASSERT_EQUAL(vol_create(v, d, VOL_CONTROL_NAME, 0644, 0, 0, &a), 0);
+	CU_ASSERT_EQUAL(vol_create(v, d, VOL_CONTROL_JSON_NAME, 0644, 0, 0, &a), 0);
 	CU_ASSERT_EQUAL(vol_name_ok("ok"), 0);
 	CU_ASSERT_EQUAL(vol_name_ok(n256), -ENAMETOOLONG);
 	CU_ASSERT_EQUAL(vol_close(v), 0);
