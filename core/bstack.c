@@ -43,6 +43,7 @@ struct bstack {
 	uint64_t len;           /* committed payload length */
 	uint8_t magic[8];
 	uint64_t n_writes, n_syncs;
+	struct bstack_found found;   /* the header against the file, at open */
 };
 
 /* ---- counted backend calls ---------------------------------------------- */
@@ -143,7 +144,14 @@ static int read_header(struct bstack *bs, uint64_t size, uint64_t *clen)
 	return 0;
 }
 
-int bstack_open(struct bs_io *io, struct bstack **out)
+/*
+ * The two-phase open (docs/design.md §2): bstack_open_found() validates the
+ * header and writes nothing; the handle's length is then the file's
+ * payload size, so the caller can read every byte that is on disk and
+ * judge what the recovery would drop.  bstack_recover() applies it (a
+ * journal replay would slot in between the two).
+ */
+int bstack_open_found(struct bs_io *io, struct bstack **out, struct bstack_found *found)
 {
 	struct bstack *bs;
 	uint64_t size, clen;
@@ -157,11 +165,25 @@ int bstack_open(struct bs_io *io, struct bstack **out)
 		r = bs_io_size(io, &size);
 	if (!r)
 		r = read_header(bs, size, &clen);
-	if (r)
-		goto fail;
+	if (r) {
+		bs_io_close(io);
+		bstack_free(bs);
+		return r;
+	}
+	bs->found.clen = clen;
+	bs->found.payload = size - HDR;
+	bs->len = bs->found.payload;
+	if (found)
+		*found = bs->found;
+	*out = bs;
+	return 0;
+}
 
+int bstack_recover(struct bstack *bs)
+{
 	/* Recovery: the file is the truth about what reached the disk. */
-	uint64_t payload = size - HDR;
+	uint64_t clen = bs->found.clen, payload = bs->found.payload;
+	int r = 0;
 	if (payload > clen) {
 		/* a grow lost its clen update: back to the committed length */
 		r = dev_truncate(bs, HDR + clen);
@@ -175,14 +197,37 @@ int bstack_open(struct bs_io *io, struct bstack **out)
 			r = dev_sync(bs);
 	}
 	if (r)
-		goto fail;
+		return r;
 	bs->len = clen;
+	bs->found.clen = bs->found.payload = clen;
+	return 0;
+}
+
+int bstack_restore_len(struct bstack *bs)
+{
+	uint64_t payload = bs->found.payload;
+	int r = write_clen(bs, payload);
+	if (!r)
+		r = dev_sync(bs);
+	if (r)
+		return r;
+	bs->found.clen = payload;
+	bs->len = payload;
+	return 0;
+}
+
+int bstack_open(struct bs_io *io, struct bstack **out)
+{
+	struct bstack *bs;
+	int r = bstack_open_found(io, &bs, NULL);
+	if (r)
+		return r;
+	if ((r = bstack_recover(bs))) {
+		bstack_close(bs);
+		return r;
+	}
 	*out = bs;
 	return 0;
-fail:
-	bs_io_close(io);
-	bstack_free(bs);
-	return r;
 }
 
 int bstack_create(struct bs_io *io, struct bstack **out)
@@ -466,6 +511,11 @@ int bstack_sync(struct bstack *bs)
 	int r = dev_sync(bs);
 	pthread_rwlock_unlock(&bs->lock);
 	return r;
+}
+
+struct bs_io *bstack_io(struct bstack *bs)
+{
+	return bs->io;
 }
 
 void bstack_stats(struct bstack *bs, struct bstack_stats *st)

@@ -90,6 +90,10 @@ struct vol {
 	struct vol_opts opts;
 	char *path;                 /* for the host figures of statfs */
 	struct vol_counters ctr;    /* syncs are read from the bstack */
+	struct vol_open_report rep; /* what the open found and did */
+	/* opts.allow_damaged and the allocator failed its check: opened for
+	 * the report only, the stage never committed, no mount-time work */
+	bool damaged;
 };
 
 static int64_t now_ns(void)
@@ -187,8 +191,10 @@ static int commit(struct vol *v, struct cat_node *n, bool trim);
 static int trim_one(void *ctx, struct cat_node *n)
 {
 	struct vol *v = ctx;
-	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size)
+	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size) {
+		v->rep.files_trimmed++;
 		return commit(v, n, true);
+	}
 	return 0;
 }
 
@@ -237,6 +243,187 @@ static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_erro
 		seterr(err, "cannot finish an interrupted format: %s", strerror(-r));
 	v->ctr.leaked_bytes_reclaimed = got;
 	return r;
+}
+
+/* ---- the two-phase open ------------------------------------------------------
+ *
+ * Nothing is written to an image that is refused (docs/design.md §7): the
+ * open runs on a staging device (io_stage.c) that holds every write in
+ * memory.  Phase 1 reads and verifies — the header against the file, the
+ * catalog, the allocator with its open-time recovery applied *in the
+ * stage*, the allocator's invariant check, the catalog's extents against
+ * it — and performs the mount-time work (reclaim, catalog repair, trim)
+ * on the stage.  Phase 2, only when everything was accepted, commits the
+ * stage: the writes reach the image in their original order, each sync a
+ * real one, so the crash invariants of every layer hold for the replay
+ * too.  With opts.no_write the stage is never committed (fsck -n): the
+ * volume reads its own staged repairs and the image keeps every byte.
+ */
+
+static void pending_mark(struct vol *v, uint64_t *mark)
+{
+	*mark = bs_io_stage_pending(bstack_io(v->bs));
+}
+
+static uint64_t pending_since(struct vol *v, uint64_t mark)
+{
+	return bs_io_stage_pending(bstack_io(v->bs)) - mark;
+}
+
+/* A record pair with a slot that failed its checksum: which inode fell
+ * back to which version (guarantee 5: reported, not silent). */
+struct fb_ctx {
+	struct vol *v;
+	const struct cat_node *found;
+};
+
+static int fb_one(void *ctx, struct cat_node *n)
+{
+	struct fb_ctx *f = ctx;
+	if ((int64_t)n->pair == f->v->c->torn_pair) {
+		f->found = n;
+		return 1;
+	}
+	return 0;
+}
+
+static void note_fallback(struct vol *v)
+{
+	struct catalog *c = v->c;
+	struct fb_ctx f = { v, NULL };
+	if (c->torn_pair < 0)
+		return;
+	cat_foreach(c, fb_one, &f);
+	if (!f.found && c->losers && (int64_t)c->losers->pair == c->torn_pair)
+		f.found = c->losers;
+	if (f.found)
+		snprintf(v->rep.fallback, sizeof v->rep.fallback,
+			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
+			 "(\"%.64s\") uses its other version (seq %llu)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot,
+			 (unsigned long long)f.found->r.ino, f.found->r.name,
+			 (unsigned long long)f.found->r.seq);
+	else
+		snprintf(v->rep.fallback, sizeof v->rep.fallback,
+			 "catalog record pair %lld: slot %c fails its checksum; the pair holds "
+			 "no live inode (its other version is a removal or empty)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot);
+}
+
+struct first_violation {
+	char msg[160];
+	int n;
+};
+
+static void keep_first(void *ctx, const char *msg)
+{
+	struct first_violation *f = ctx;
+	if (f->n++ == 0)
+		snprintf(f->msg, sizeof f->msg, "%s", msg);
+}
+
+static int rebuild_alloc(struct vol *v, struct vol_error *err);
+
+/* Open the allocator (its open-time recovery goes to the stage) and verify
+ * it before the volume is writable: an image whose allocator fails its
+ * check is refused, or with opts.repair rebuilt from the catalog. */
+static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
+{
+	struct first_violation fv = { "", 0 };
+	uint64_t mark;
+	int r;
+	pending_mark(v, &mark);
+	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
+		if (r == -EUCLEAN && v->opts.repair && v->c)
+			return rebuild_alloc(v, err);
+		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
+		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
+		       strerror(-r));
+		return r;
+	}
+	uint64_t wrote = pending_since(v, mark);
+	struct bs_alloc_stats st;
+	bs_alloc_stats(v->a, &st);
+	for (int i = 0; i < st.n_extra; i++)
+		if (strcmp(st.extra[i].key, "recovery_runs") == 0 && st.extra[i].value)
+			v->rep.alloc_recovered = true;
+	if (!v->rep.alloc_recovered)
+		v->rep.alloc_maintenance_writes = wrote;
+	if ((r = bs_alloc_check(v->a, keep_first, &fv)) < 0) {
+		seterr(err, "cannot check the %s allocator: %s", bs_alloc_kind_name(kind),
+		       strerror(-r));
+		return r;
+	}
+	v->rep.alloc_violations = r;
+	if (r == 0)
+		return 0;
+	if (v->opts.repair && v->c)
+		return rebuild_alloc(v, err);
+	if (v->opts.allow_damaged) {
+		v->damaged = true;
+		return 0;
+	}
+	seterr(err, "the %s allocator's metadata is damaged (%d violation%s, first: %s); "
+	       "bstackfs-fsck -y rebuilds it from the catalog", bs_alloc_kind_name(kind), r,
+	       r == 1 ? "" : "s", fv.msg);
+	return -EUCLEAN;
+}
+
+static int rebuild_alloc(struct vol *v, struct vol_error *err)
+{
+	(void)v;
+	seterr(err, "rebuilding the allocator from the catalog is not supported");
+	return -ENOTSUP;
+}
+
+/* The file is longer than the header's length: the recovery would cut it
+ * back (a grow that lost its length update).  Legitimately the cut bytes
+ * are never referenced by a catalog record (the record is written only
+ * after the grow is durable), so a catalog that references them means the
+ * length field is damaged: refuse, or with opts.repair restore the length
+ * from the file. */
+static int check_length(struct vol *v, const struct bstack_found *f, struct vol_error *err)
+{
+	uint8_t ref[CAT_ROOT_REF_SIZE];
+	struct catalog *c = NULL;
+	struct bs_slice *live = NULL;
+	size_t n = 0;
+	char msg[200];
+	uint64_t end = 0;
+	if (f->payload <= f->clen || f->payload < CAT_ROOT_REF_SIZE ||
+	    bstack_get(v->bs, 0, ref, sizeof ref))
+		return 0;
+	struct bs_slice root = cat_root_decode(ref);
+	if (ref_is_zero(ref) || cat_root_formatting(root))
+		return 0;
+	/* A catalog that does not load tells nothing here; the open goes on
+	 * with the recovery and judges the image as usual. */
+	if (cat_load(v->bs, root, &c, msg, sizeof msg) || cat_live_slices(c, &live, &n)) {
+		cat_free(c);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (live[i].off + live[i].len > end)
+			end = live[i].off + live[i].len;
+	free(live);
+	cat_free(c);
+	if (end <= f->clen)
+		return 0;
+	if (!v->opts.repair) {
+		seterr(err, "the header's length (%llu bytes) is shorter than the catalog's "
+		       "allocations (up to %llu of the file's %llu payload bytes): recovery would "
+		       "drop file data; bstackfs-fsck -y restores the length",
+		       (unsigned long long)f->clen, (unsigned long long)end,
+		       (unsigned long long)f->payload);
+		return -EUCLEAN;
+	}
+	int r = bstack_restore_len(v->bs);
+	if (r) {
+		seterr(err, "cannot restore the header's length: %s", strerror(-r));
+		return r;
+	}
+	v->rep.len_restored = true;
+	return 0;
 }
 
 static int mount_existing(struct vol *v, struct vol_error *err)
@@ -288,12 +475,10 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
 		return r;
 	}
-	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
-		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
-		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
-		       strerror(-r));
+	if (v->c)
+		note_fallback(v);
+	if ((r = open_alloc(v, kind, err)))
 		return r;
-	}
 	if (kind == BS_ALLOC_SLAB && v->opts.block_size &&
 	    slab_block(v->a) != v->opts.block_size) {
 		seterr(err, "block size mismatch: the image's slab blocks are %llu bytes",
@@ -313,10 +498,15 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 			seterr(err, "cannot write the catalog: %s", strerror(-r));
 		return r;
 	}
-	if ((r = cat_attach(v->c, v->a, msg, sizeof msg))) {
+	r = cat_attach(v->c, v->a, msg, sizeof msg);
+	if (v->damaged && r == -EUCLEAN)
+		r = 0;   /* vol_check reports it with the allocator's violations */
+	if (r) {
 		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
 		return r;
 	}
+	if (v->damaged)
+		return 0;   /* nothing is repaired on a damaged allocator */
 	/* Guarantee 4: space no record references goes back to the allocator.
 	 * Rename-over leftovers are still live here; cat_repair frees them
 	 * after tombstoning their records. */
@@ -332,9 +522,66 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		       "(a file overlaps free space)" : "reclaim failed: %s", strerror(-r));
 		return r;
 	}
-	v->ctr.leaked_bytes_reclaimed = got;
+	v->ctr.leaked_bytes_reclaimed = v->rep.leaked_bytes_reclaimed = got;
+	v->rep.catalog_repaired = v->c->torn_pair >= 0 || v->c->losers;
 	if ((r = cat_repair(v->c)) || (r = trim_all(v)))
 		seterr(err, "cannot repair the catalog: %s", strerror(-r));
+	return r;
+}
+
+/* A fresh (empty) backend: formatted directly, there is nothing to keep. */
+static int open_new(struct vol *v, struct bs_io *io, struct vol_error *err)
+{
+	int r;
+	if (v->opts.no_write) {
+		bs_io_close(io);
+		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
+		return BSTACK_E_SHORT;
+	}
+	if ((r = bstack_create(io, &v->bs))) {
+		seterr(err, "%s", bstack_strerror(r));
+		v->bs = NULL;
+		return r;
+	}
+	return format(v, err);
+}
+
+/* An existing image: the two phases described above. */
+static int open_staged(struct vol *v, struct bs_io *io, bool may_format,
+		       struct vol_error *err)
+{
+	struct bstack_found found;
+	struct bs_io *sio;
+	int r = bs_io_stage_new(io, &sio);
+	if (r) {
+		seterr(err, "cannot read the image: %s", strerror(-r));
+		return r;
+	}
+	if ((r = bstack_open_found(sio, &v->bs, &found))) {
+		seterr(err, "%s", bstack_strerror(r));
+		v->bs = NULL;
+		return r;
+	}
+	if ((r = check_length(v, &found, err)))
+		return r;
+	if (!v->rep.len_restored) {
+		v->rep.len_recovered = found.payload != found.clen;
+		if ((r = bstack_recover(v->bs))) {
+			seterr(err, "cannot recover the header's length: %s", strerror(-r));
+			return r;
+		}
+	}
+	if (bstack_len(v->bs) == 0 && may_format && !v->opts.no_write)
+		r = format(v, err);
+	else if (bstack_len(v->bs) == 0)
+		seterr(err, "not a bstackfs image (empty payload)"), r = -EUCLEAN;
+	else
+		r = mount_existing(v, err);
+	if (r)
+		return r;
+	v->rep.writes = bs_io_stage_pending(sio);
+	if (!v->opts.no_write && !v->damaged && (r = bs_io_stage_commit(sio)))
+		seterr(err, "cannot write the open-time recovery: %s", strerror(-r));
 	return r;
 }
 
@@ -370,19 +617,7 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		return -ENOMEM;
 	}
 	v->opts = *opts;
-	r = size == 0 ? bstack_create(io, &v->bs) : bstack_open(io, &v->bs);
-	if (r) {
-		seterr(err, "%s", bstack_strerror(r));
-		v->bs = NULL;
-		vol_free(v);
-		return r;
-	}
-	if (bstack_len(v->bs) == 0 && may_format)
-		r = format(v, err);
-	else if (bstack_len(v->bs) == 0)
-		seterr(err, "not a bstackfs image (empty payload)"), r = -EUCLEAN;
-	else
-		r = mount_existing(v, err);
+	r = size == 0 ? open_new(v, io, err) : open_staged(v, io, may_format, err);
 	if (r) {
 		vol_free(v);
 		return r;
@@ -402,7 +637,9 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 {
 	struct bs_io *io;
 	int created = 0;
-	int r = bs_io_file_open(path, opts && opts->create ? BS_IO_CREATE : 0, &io, &created);
+	int flags = opts && opts->rdonly_file ? BS_IO_RDONLY :
+		    opts && opts->create ? BS_IO_CREATE : 0;
+	int r = bs_io_file_open(path, flags, &io, &created);
 	if (r) {
 		seterr(err, "cannot open: %s", strerror(-r));
 		return r;
@@ -1167,6 +1404,11 @@ int vol_close(struct vol *v)
 {
 	if (!v)
 		return 0;
+	if (v->damaged || v->opts.no_write) {
+		/* nothing of it may reach the image: the stage is dropped */
+		vol_free(v);
+		return 0;
+	}
 	int r = sync_all_locked(v);
 	/* orphans still open at unmount: their last close is now */
 	while (v->c->orphans)
@@ -1335,6 +1577,19 @@ int vol_get_counters(struct vol *v, struct vol_counters *out)
 	out->catalog_rewrites = v->c->rewrites;
 	pthread_rwlock_unlock(&v->lock);
 	return 0;
+}
+
+int vol_open_report(struct vol *v, struct vol_open_report *out)
+{
+	pthread_rwlock_rdlock(&v->lock);
+	*out = v->rep;
+	pthread_rwlock_unlock(&v->lock);
+	return 0;
+}
+
+bool vol_damaged(struct vol *v)
+{
+	return v->damaged;
 }
 
 int vol_check(struct vol *v, bs_report_fn report, void *ctx)
