@@ -1501,6 +1501,112 @@ static int ff_tail_ok(struct ff *ff, bool *ok)
 	return 0;
 }
 
+/* ---- rebuild from the caller's live set (fsck -y) ----------------------- */
+
+/*
+ * The caller (fsck, which knows every live allocation from its catalog)
+ * lays the arena out again: each live slice's block keeps its header
+ * position (slice offset - 16) and its size (the stored header's when that
+ * is plausible, else the slice length rounded as the seed rounds it); each
+ * gap between them becomes a free block (a gap too small for one, under 40
+ * bytes, goes to the block before it, as a split that does not fit does);
+ * headers and footers are written for every block with the header's
+ * recovery flag set first, and the open that follows runs the seed's
+ * recovery, which links the free list in address order, discards a free
+ * tail block and clears the flag.  No byte of a live slice is written.
+ * -EUCLEAN when the live set cannot be laid out (misaligned, overlapping,
+ * outside the arena, a small gap in front of the first block).
+ */
+struct ff_rb {
+	uint64_t pos, size;
+	bool free;
+};
+
+static int ff_rb_write(struct bstack *bs, const struct ff_rb *b)
+{
+	uint8_t h[16] = { 0 }, f[8];
+	le64_put(h, b->size);
+	le32_put(h + 8, b->free ? 1u : 0u);
+	le64_put(f, b->size);
+	int r = bstack_set_nosync(bs, b->pos, h, sizeof h);
+	return r ? r : bstack_set_nosync(bs, b->pos + FF_BH + b->size, f, sizeof f);
+}
+
+int bs_firstfit_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n)
+{
+	uint64_t len = bstack_len(bs), pos = FF_ARENA;
+	struct ff_rb *v = malloc((2 * n + 2) * sizeof *v);
+	size_t k = 0;
+	int r = 0;
+	if (!v)
+		return -ENOMEM;
+	if (len < FF_ARENA) {
+		r = -EUCLEAN;
+		goto out;
+	}
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t start = len, need = 0;
+		if (i < n) {
+			if (live[i].off < FF_FIRST_PAYLOAD || live[i].off % 8 ||
+			    !ff_align(live[i].len, &need)) {
+				r = -EUCLEAN;
+				goto out;
+			}
+			start = live[i].off - FF_BH;
+		}
+		if (start < pos) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint64_t gap = start - pos;
+		if (gap >= FF_MIN_BLOCK) {
+			v[k++] = (struct ff_rb){ pos, gap - FF_OVH, true };
+		} else if (gap) {
+			if (k == 0) {
+				r = -EUCLEAN;
+				goto out;
+			}
+			v[k - 1].size += gap;   /* only a live block precedes */
+		}
+		if (i == n)
+			break;
+		if (i + 1 < n && live[i + 1].off < FF_FIRST_PAYLOAD) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint64_t limit = i + 1 < n ? live[i + 1].off - FF_BH : len, stored, size = need;
+		if (limit < start || limit - start < FF_OVH + need) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint8_t sb[8];
+		if ((r = bstack_get(bs, start, sb, 8)))
+			goto out;
+		stored = le64_get(sb);
+		if (stored >= need && stored % 8 == 0 && stored <= limit - start - FF_OVH) {
+			uint64_t rest = limit - start - FF_OVH - stored;
+			if (rest == 0 || rest >= FF_MIN_BLOCK)
+				size = stored;
+		}
+		v[k++] = (struct ff_rb){ start, size, false };
+		pos = start + FF_OVH + size;
+	}
+	/* the flag first, durably: a cut rebuild is recovered like a cut
+	 * operation (headers are what the recovery scan trusts) */
+	uint8_t h[FF_HEADER] = { 0 };
+	memcpy(h, ff_magic, 8);
+	h[8] = 1;
+	if ((r = bstack_set(bs, FF_RESERVED, h, sizeof h)))
+		goto out;
+	for (size_t i = 0; i < k && !r; i++)
+		r = ff_rb_write(bs, &v[i]);
+	if (!r)
+		r = bstack_sync(bs);
+out:
+	free(v);
+	return r;
+}
+
 int bs_firstfit_open(struct bstack *bs, struct bs_alloc **out)
 {
 	uint8_t h[FF_HEADER];

@@ -322,7 +322,7 @@ static void keep_first(void *ctx, const char *msg)
 		snprintf(f->msg, sizeof f->msg, "%s", msg);
 }
 
-static int rebuild_alloc(struct vol *v, struct vol_error *err);
+static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err);
 
 /* Open the allocator (its open-time recovery goes to the stage) and verify
  * it before the volume is writable: an image whose allocator fails its
@@ -335,7 +335,7 @@ static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 	pending_mark(v, &mark);
 	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
 		if (r == -EUCLEAN && v->opts.repair && v->c)
-			return rebuild_alloc(v, err);
+			return rebuild_alloc(v, kind, err);
 		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
 		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
 		       strerror(-r));
@@ -358,7 +358,7 @@ static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 	if (r == 0)
 		return 0;
 	if (v->opts.repair && v->c)
-		return rebuild_alloc(v, err);
+		return rebuild_alloc(v, kind, err);
 	if (v->opts.allow_damaged) {
 		v->damaged = true;
 		return 0;
@@ -369,11 +369,33 @@ static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 	return -EUCLEAN;
 }
 
-static int rebuild_alloc(struct vol *v, struct vol_error *err)
+/* fsck -y: the catalog (loaded and verified on its own) names every live
+ * allocation, so everything else is free: rebuild the allocator's metadata
+ * from it, then check again. */
+static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
 {
-	(void)v;
-	seterr(err, "rebuilding the allocator from the catalog is not supported");
-	return -ENOTSUP;
+	struct first_violation fv = { "", 0 };
+	struct bs_slice *live;
+	size_t n;
+	int r;
+	bs_alloc_close(v->a);
+	v->a = NULL;
+	if ((r = cat_live_slices(v->c, &live, &n)))
+		return r;
+	r = bs_alloc_rebuild(v->bs, kind, live, n, &v->a);
+	free(live);
+	if (r) {
+		seterr(err, "the %s allocator's metadata is damaged and cannot be rebuilt from "
+		       "the catalog: %s", bs_alloc_kind_name(kind), strerror(-r));
+		return r;
+	}
+	if ((r = bs_alloc_check(v->a, keep_first, &fv)) != 0) {
+		seterr(err, "the rebuilt %s allocator still fails its check%s%s",
+		       bs_alloc_kind_name(kind), r > 0 ? ": " : "", r > 0 ? fv.msg : "");
+		return r > 0 ? -EUCLEAN : r;
+	}
+	v->rep.alloc_rebuilt = true;
+	return 0;
 }
 
 /* The file is longer than the header's length: the recovery would cut it
@@ -426,6 +448,33 @@ static int check_length(struct vol *v, const struct bstack_found *f, struct vol_
 	return 0;
 }
 
+/* No allocator magic, but one of them damaged (a tag letter off, the
+ * version bytes right) where it belongs: not a Linear image.  A Linear
+ * image made by bstackfs holds its catalog's first allocation at 16, and
+ * catalog bytes never look like this. */
+static int magic_damaged(struct vol *v, struct vol_error *err)
+{
+	static const struct { uint64_t off; const char *tag, *name; } tags[] = {
+		{ 16, "ALFF", "firstfit" }, { 24, "ALSL", "slab" }, { 32, "ALGT", "ghost" },
+	};
+	for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+		uint8_t m[8];
+		int same = 0;
+		if (!range_ok(tags[i].off, 8, bstack_len(v->bs)) ||
+		    bstack_get(v->bs, tags[i].off, m, 8))
+			continue;
+		for (int k = 0; k < 4; k++)
+			same += m[k] == (uint8_t)tags[i].tag[k];
+		if (same >= 2 && m[4] == 0 && m[5] == 1) {
+			seterr(err, "the allocator magic at payload %llu is damaged (it looks like "
+			       "%s's, \"%.4s\")", (unsigned long long)tags[i].off, tags[i].name,
+			       tags[i].tag);
+			return -EUCLEAN;
+		}
+	}
+	return 0;
+}
+
 static int mount_existing(struct vol *v, struct vol_error *err)
 {
 	enum bs_alloc_kind kind;
@@ -451,6 +500,8 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		/* an empty Linear image (its 16 reserved zero bytes only): a
 		 * format cut short, adopted like any empty arena */
 		kind = BS_ALLOC_LINEAR;
+	} else if (kind == BS_ALLOC_NONE && (r = magic_damaged(v, err))) {
+		return r;
 	} else if (kind == BS_ALLOC_NONE) {
 		/* Linear has no magic: it is recognised by its catalog's. */
 		struct bs_slice root = cat_root_decode(ref);
@@ -1592,9 +1643,17 @@ bool vol_damaged(struct vol *v)
 	return v->damaged;
 }
 
+static void report_nothing(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+}
+
 int vol_check(struct vol *v, bs_report_fn report, void *ctx)
 {
 	char msg[200];
+	if (!report)
+		report = report_nothing;
 	pthread_rwlock_rdlock(&v->lock);
 	int r = bs_alloc_check(v->a, report, ctx);
 	if (r >= 0 && cat_check_extents(v->c, msg, sizeof msg) == -EUCLEAN) {
