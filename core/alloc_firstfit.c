@@ -145,6 +145,42 @@ static int ff_get(struct ff *ff, uint64_t off, void *buf, uint64_t n)
 	return r == -ERANGE ? -EUCLEAN : r;
 }
 
+/* A read window for the linear walks (scan, check): headers and footers
+ * are a few bytes each, so they are served from one read of up to FF_WIN
+ * bytes instead of one read each.  Only for walks that write nothing. */
+#define FF_WIN (64u << 10)
+struct ff_win {
+	uint8_t *buf;             /* NULL: no window, plain reads */
+	uint64_t start, n;
+};
+
+static void ff_win_init(struct ff_win *w)
+{
+	w->buf = malloc(FF_WIN);
+	w->start = w->n = 0;
+}
+
+static int ff_wget(struct ff *ff, struct ff_win *w, uint64_t off, void *out, uint64_t n)
+{
+	if (!w->buf || n > FF_WIN)
+		return ff_get(ff, off, out, n);
+	if (off < w->start || off - w->start > w->n || n > w->n - (off - w->start)) {
+		uint64_t len = ff_len(ff);
+		if (!range_ok(off, n, len))
+			return -EUCLEAN;
+		uint64_t k = len - off < FF_WIN ? len - off : FF_WIN;
+		int r = ff_get(ff, off, w->buf, k);
+		if (r) {
+			w->n = 0;
+			return r;
+		}
+		w->start = off;
+		w->n = k;
+	}
+	memcpy(out, w->buf + (off - w->start), n);
+	return 0;
+}
+
 static int ff_set(struct ff *ff, uint64_t off, const void *buf, uint64_t n)
 {
 	int r = bstack_set(ff->base.bs, off, buf, n);
@@ -578,27 +614,30 @@ static int ff_scan(struct ff *ff, struct ff_blks *bl, uint64_t *bad)
 {
 	uint64_t len = ff_len(ff), pos = FF_ARENA;
 	uint8_t h[16];
+	struct ff_win w;
+	int r = 0;
 	*bad = 0;
+	ff_win_init(&w);
 	while (pos < len) {
 		uint64_t size, total;
-		int r;
 		if (len - pos < FF_OVH) {
 			*bad = pos;
-			return 0;
+			break;
 		}
-		if ((r = ff_get(ff, pos, h, 16)))
-			return r;
+		if ((r = ff_wget(ff, &w, pos, h, 16)))
+			break;
 		size = le64_get(h);
 		if (size < FF_MIN || size % 8 || !add_ok(size, FF_OVH, &total) ||
 		    total > len - pos) {
 			*bad = pos;
-			return 0;
+			break;
 		}
 		if ((r = blks_push(bl, pos, size, h[8] & 1)))
-			return r;
+			break;
 		pos += total;
 	}
-	return 0;
+	free(w.buf);
+	return r;
 }
 
 /* ---- recovery --------------------------------------------------------- */
@@ -1258,16 +1297,22 @@ ff_violation(struct ff_report *rp, const char *fmt, ...)
 static int ff_check_blocks(struct ff *ff, struct ff_blks *bl, struct ff_report *rp)
 {
 	uint64_t bad, f;
+	uint8_t fb[8];
+	struct ff_win w;
 	int r = ff_scan(ff, bl, &bad);
 	if (r)
 		return r;
 	if (bad)
 		ff_violation(rp, "block at %llu: size is not sane or runs past the end "
 			     "(the scan stops there)", (unsigned long long)bad);
+	ff_win_init(&w);
 	for (size_t i = 0; i < bl->n; i++) {
 		const struct ff_blk *b = &bl->v[i];
-		if ((r = ff_get64(ff, b->pos + FF_BH + b->size, &f)))
+		if ((r = ff_wget(ff, &w, b->pos + FF_BH + b->size, fb, 8))) {
+			free(w.buf);
 			return r;
+		}
+		f = le64_get(fb);
 		if (f != b->size)
 			ff_violation(rp, "block at %llu: footer %llu != header %llu",
 				     (unsigned long long)b->pos, (unsigned long long)f,
@@ -1277,6 +1322,7 @@ static int ff_check_blocks(struct ff *ff, struct ff_blks *bl, struct ff_report *
 				     (unsigned long long)b->pos,
 				     (unsigned long long)bl->v[i + 1].pos);
 	}
+	free(w.buf);
 	if (!bad && bl->n && bl->v[bl->n - 1].free)
 		ff_violation(rp, "block at %llu: free block at the tail",
 			     (unsigned long long)bl->v[bl->n - 1].pos);

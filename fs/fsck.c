@@ -250,8 +250,7 @@ static void print_open_report(const struct fsck_opts *o, const struct fsck_resul
 		printf("maintenance: %" PRIu64 " routine open-time write(s) of the allocator%s%s "
 		       "(not a repair)\n", p->alloc_maintenance_writes, *did ? " " : "", did);
 	if (res->damaged)
-		printf("damaged: the allocator fails its check; nothing was changed "
-		       "(-y rebuilds it from the catalog)\n");
+		printf("damaged: the allocator fails its check; nothing was changed\n");
 }
 
 /* Figures, the check's violations, the verdict; fills res->violations.
@@ -339,6 +338,44 @@ static int open_waiting(const struct fsck_opts *o, const struct vol_opts *vo,
 	}
 }
 
+/* Without -y, would the repair fix what this open refused or found
+ * damaged?  A second open that repairs on a staging device and writes
+ * nothing tells; *why gets its refusal otherwise. */
+static bool repairable(const struct fsck_opts *o, struct vol_open_report *rep,
+		       char *why, size_t whylen)
+{
+	struct vol_opts vo = {
+		.allocator = BS_ALLOC_NONE, .repair = true, .no_write = true,
+		.rdonly_file = true,
+	};
+	struct vol_error err = { "" };
+	struct vol *v;
+	if (vol_open(o->image, &vo, &v, &err) < 0) {
+		snprintf(why, whylen, "%s", err.msg);
+		return false;
+	}
+	vol_open_report(v, rep);
+	int n = vol_check(v, NULL, NULL);
+	vol_close(v);
+	if (n != 0)
+		snprintf(why, whylen, "the repaired image would still fail its check");
+	return n == 0;
+}
+
+/* The open refused the image for damage -y can repair: report, exit 4. */
+static int refused_but_repairable(const struct fsck_opts *o, const struct vol_error *err,
+				  const struct vol_open_report *rep)
+{
+	struct fsck_opts dry = *o;
+	struct fsck_result res = { .rep = *rep };
+	dry.dry = true;
+	printf("image: %s%s\n", o->image, o->dry ? " (no changes)" : "");
+	printf("error: %s\n", err->msg);
+	print_open_report(&dry, &res);
+	printf("result: errors left uncorrected (-y repairs them)\n");
+	return FSCK_UNCORRECTED;
+}
+
 static int run(const struct fsck_opts *o)
 {
 	struct vol_opts vo = {
@@ -351,10 +388,14 @@ static int run(const struct fsck_opts *o)
 	};
 	struct fsck_result res = { 0 };
 	struct vol_error err = { "" };
+	struct vol_open_report probe;
+	char why[256];
 	struct vol *v;
 
 	progress(o, 1, 0, 1);
 	int r = open_waiting(o, &vo, &v, &err);
+	if (r == -EUCLEAN && !o->repair && repairable(o, &probe, why, sizeof why))
+		return refused_but_repairable(o, &err, &probe);
 	if (r < 0)
 		return refuse(o->image, err.msg[0] ? err.msg : strerror(-r));
 	progress(o, 1, 1, 1);
@@ -366,6 +407,13 @@ static int run(const struct fsck_opts *o)
 		return FSCK_ERROR;
 	if (cr < 0)
 		return refuse(o->image, "closing the image failed");
+	if (res.damaged) {
+		if (repairable(o, &probe, why, sizeof why))
+			printf("repairable: -y rebuilds the allocator's metadata from the catalog, "
+			       "keeping every file\n");
+		else
+			printf("not repairable by -y: %s\n", why);
+	}
 	return verdict(o, &res);
 }
 

@@ -91,6 +91,12 @@ static int open_volume(const struct bsfs_opts *o, struct vol **v)
 			err.msg[0] ? err.msg : strerror(-rc));
 		return rc;
 	}
+	/* what the open recovered that a user should know of (guarantee 5:
+	 * a record that fell back to its older version is not silent) */
+	struct vol_open_report rep;
+	vol_open_report(*v, &rep);
+	if (rep.fallback[0])
+		fprintf(stderr, "bstackfs: %s: note: %s\n", o->image, rep.fallback);
 	return 0;
 }
 

@@ -756,6 +756,127 @@ static void fsck_waits_a_moment_for_the_image_lock(void)
 	free(img);
 }
 
+/* ---- damage (issue 14) ---------------------------------------------------- */
+
+/* Four FirstFit files, one removed; bytes of file i: pattern 60 + i. */
+static char *ff_image(void)
+{
+	char *path = h_tmp_path("ff4");
+	struct vol *v = vopen_path(path, BS_ALLOC_FIRSTFIT, true);
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		snprintf(name, sizeof name, "f%d", i);
+		fill(v, mk(v, VOL_ROOT_INO, name, false), 60 + (uint64_t)i, 2000 + 500 * (size_t)i);
+	}
+	CU_ASSERT_FATAL(vol_unlink(v, VOL_ROOT_INO, "f1") == 0);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+	return path;
+}
+
+static void ff_files_intact(const char *path)
+{
+	struct vol *v = vopen_path(path, BS_ALLOC_NONE, false);
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		struct vol_attr a;
+		snprintf(name, sizeof name, "f%d", i);
+		int r = vol_lookup(v, VOL_ROOT_INO, name, &a);
+		if (i == 1) {
+			CU_ASSERT_EQUAL(r, -ENOENT);
+			continue;
+		}
+		CU_ASSERT_FATAL(r == 0);
+		size_t n = 2000 + 500 * (size_t)i;
+		uint8_t *b = malloc(n);
+		CU_ASSERT(a.size == n && vol_read(v, a.ino, b, n, 0) == (ssize_t)n &&
+			  h_pattern_ok(b, n, 60 + (uint64_t)i, 0));
+		free(b);
+	}
+	CU_ASSERT(vol_check(v, NULL, NULL) == 0);
+	CU_ASSERT(vol_close(v) == 0);
+}
+
+static void poke(const char *path, off_t off, const void *b, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(pwrite(fd, b, n, off) == (ssize_t)n);
+	close(fd);
+}
+
+/* Issue 14 reproducer 1: a zeroed length field.  -n and the plain check
+ * explain and keep every byte; -y restores the length from the file. */
+static void a_zeroed_length_is_explained_and_restored_by_y(void)
+{
+	char *img = ff_image();
+	static const uint8_t zero[8];
+	poke(img, 8, zero, 8);
+	struct image_bytes before = grab(img);
+	struct run r;
+	run_fsck(&r, "-n", img, NULL);
+	if (r.status != 4)
+		show(&r, "clen -n");
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(strstr(r.out, "error: the header's length (0 bytes)") != NULL);
+	CU_ASSERT(strstr(r.out, "length would be restored") != NULL);
+	CU_ASSERT(unchanged(img, &before));
+	before = grab(img);
+	run_fsck(&r, img, NULL);
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(unchanged(img, &before));
+	run_fsck(&r, "-y", img, NULL);
+	if (r.status != 1)
+		show(&r, "clen -y");
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(strstr(r.out, "repair: the header's length restored") != NULL);
+	run_fsck(&r, "-n", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	ff_files_intact(img);
+	unlink(img);
+	free(img);
+}
+
+/* Issue 14 reproducer 2: FirstFit's free list head (file offset 48) lost.
+ * The check lists the violation and says -y can repair it; -y rebuilds
+ * the allocator from the catalog, every file kept. */
+static void a_lost_free_list_head_is_listed_and_rebuilt_by_y(void)
+{
+	char *img = ff_image();
+	static const uint8_t zero[8];
+	poke(img, 48, zero, 8);
+	struct image_bytes before = grab(img);
+	struct run r;
+	run_fsck(&r, "-n", img, NULL);
+	if (r.status != 4)
+		show(&r, "head -n");
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(strstr(r.out, "violation: block at ") != NULL);
+	CU_ASSERT(strstr(r.out, "free but not on the free list") != NULL);
+	CU_ASSERT(strstr(r.out, "\nrepairable: ") != NULL);
+	CU_ASSERT(unchanged(img, &before));
+	before = grab(img);
+	run_fsck(&r, img, NULL);
+	CU_ASSERT_EQUAL(r.status, 4);
+	CU_ASSERT(has_line(r.out, "result: errors left uncorrected"));
+	CU_ASSERT(unchanged(img, &before));
+	static const char *fix[] = { "-y", "-p" };
+	for (int f = 0; f < 2; f++) {
+		if (f)
+			poke(img, 48, zero, 8);
+		run_fsck(&r, fix[f], img, NULL);
+		if (r.status != 1)
+			show(&r, fix[f]);
+		CU_ASSERT_EQUAL(r.status, 1);
+		CU_ASSERT(strstr(r.out, "rebuilt from the catalog") != NULL);
+		CU_ASSERT(has_line(r.out, "violations: 0"));
+		run_fsck(&r, "-n", img, NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		ff_files_intact(img);
+	}
+	unlink(img);
+	free(img);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(a_clean_image_exits_0_and_reports_its_allocator_and_counts),
 	H_TEST(a_dry_run_on_a_clean_image_exits_0_and_writes_nothing),
@@ -776,6 +897,8 @@ static const struct h_test tests[] = {
 	H_TEST(only_one_of_n_p_y_and_a_bad_progress_fd_are_usage_errors),
 	H_TEST(progress_lines_go_to_the_given_descriptor),
 	H_TEST(fsck_waits_a_moment_for_the_image_lock),
+	H_TEST(a_zeroed_length_is_explained_and_restored_by_y),
+	H_TEST(a_lost_free_list_head_is_listed_and_rebuilt_by_y),
 };
 
 H_MAIN("fsck", tests)
