@@ -20,6 +20,8 @@ struct bsfs_opts {
 	char *allocator;          /* -o allocator=NAME, NULL when absent */
 	char *block_size;         /* -o block_size=N, NULL when absent */
 	int sync;                 /* -o sync */
+	int ro;                   /* -o ro: nothing is written to the image */
+	int norecovery;           /* -o norecovery (with ro) */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };

@@ -13,6 +13,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -699,6 +700,59 @@ static void clean_images_open_without_repairs(void)
 	}
 }
 
+/* ---- the fuzzer's regression images ------------------------------------ */
+
+/* Every image in tests/fuzz-regress (found by scripts/fuzz) gives a clean
+ * refusal (one line, image untouched) or a mount that checks clean, in
+ * every mode of the open. */
+static void fuzz_regression_images_refuse_cleanly_or_mount_clean(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/tests/fuzz-regress", BSTACKFS_SRCDIR);
+	DIR *d = opendir(dir);
+	CU_ASSERT_FATAL(d != NULL);
+	int seen = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t nl = strlen(e->d_name);
+		if (nl < 5 || strcmp(e->d_name + nl - 4, ".img") != 0)
+			continue;
+		char path[8192];
+		uint8_t *buf;
+		size_t len;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		CU_ASSERT_FATAL(h_read_file(path, &buf, &len) == 0);
+		seen++;
+		static const struct vol_opts modes[] = {
+			{ 0 }, { .no_write = true, .allow_damaged = true },
+			{ .allow_damaged = true }, { .repair = true },
+		};
+		for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+			struct bs_memdev *dev = dev_of(buf, len);
+			struct vol_error err = { "" };
+			int rc;
+			struct vol *v = open_dev(dev, &modes[m], &rc, &err);
+			if (v) {
+				int bad = vol_check(v, NULL, NULL);
+				if (!vol_damaged(v)) {
+					if (bad != 0)
+						printf("\n%s mode %zu: opened, %d violations", e->d_name, m, bad);
+					CU_ASSERT_EQUAL(bad, 0);
+				}
+				CU_ASSERT(vol_close(v) == 0);
+				if (modes[m].no_write)
+					CU_ASSERT(dev_is(dev, buf, len));
+			} else {
+				CU_ASSERT(err.msg[0] != '\0' && strchr(err.msg, '\n') == NULL);
+				CU_ASSERT(dev_is(dev, buf, len));
+			}
+			bs_memdev_free(dev);
+		}
+		free(buf);
+	}
+	closedir(d);
+	CU_ASSERT(seen > 0);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(a_zeroed_length_is_refused_untouched_and_restored_by_repair),
 	H_TEST(a_length_shorter_than_the_files_is_refused_and_restored),
@@ -712,6 +766,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_record_falling_back_is_reported_and_two_bad_slots_refused),
 	H_TEST(overlapping_records_are_refused_untouched_even_by_repair),
 	H_TEST(clean_images_open_without_repairs),
+	H_TEST(fuzz_regression_images_refuse_cleanly_or_mount_clean),
 };
 
 H_MAIN("damage", tests)
