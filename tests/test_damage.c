@@ -726,6 +726,7 @@ static void fuzz_regression_images_refuse_cleanly_or_mount_clean(void)
 			{ 0 }, { .no_write = true, .allow_damaged = true },
 			{ .allow_damaged = true }, { .repair = true },
 		};
+		bool clean[4] = { false };
 		for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 			struct bs_memdev *dev = dev_of(buf, len);
 			struct vol_error err = { "" };
@@ -737,6 +738,7 @@ static void fuzz_regression_images_refuse_cleanly_or_mount_clean(void)
 					if (bad != 0)
 						printf("\n%s mode %zu: opened, %d violations", e->d_name, m, bad);
 					CU_ASSERT_EQUAL(bad, 0);
+					clean[m] = bad == 0;
 				}
 				CU_ASSERT(vol_close(v) == 0);
 				if (modes[m].no_write)
@@ -747,6 +749,8 @@ static void fuzz_regression_images_refuse_cleanly_or_mount_clean(void)
 			}
 			bs_memdev_free(dev);
 		}
+		/* the mount accepts exactly what the checks find clean */
+		CU_ASSERT(clean[0] == clean[1] && clean[0] == clean[2]);
 		free(buf);
 	}
 	closedir(d);
