@@ -334,7 +334,7 @@ int bs_io_stage_new(struct bs_io *base, struct bs_io **out)
 
 uint64_t bs_io_stage_pending(struct bs_io *io)
 {
-	return is_stage(io) ? to_st(io)->n_writes : 0;
+	return is_stage(io) && !to_st(io)->passthrough ? to_st(io)->n_writes : 0;
 }
 
 bool bs_io_stage_committed(struct bs_io *io)
