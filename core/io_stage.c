@@ -17,13 +17,13 @@
  *   size      the staged file size;
  *   base_end  base bytes at or past it are hidden (a staged truncate cut
  *             them off; growing again exposes zeros, as a real file would);
- *   map       non-overlapping extents sorted by offset, each the newest
- *             staged bytes for its range (data == NULL: zeros), pointing
- *             into the log's buffers.
+ *   map       non-overlapping extents in a treap by offset, each the
+ *             newest staged bytes for its range (data == NULL: zeros),
+ *             pointing into the log's buffers.
  * A read of [off, off + n) is the base part below base_end, zeros above
  * it, then every extent of the map that intersects, on top.
  *
- * Invariants: extents never overlap and are sorted; every extent lies
+ * Invariants: extents never overlap (in-order = by offset); every extent lies
  * below size; base_end <= the base's size at creation.
  */
 #include "io.h"
@@ -41,9 +41,14 @@ struct st_op {
 	uint8_t *data;            /* WRITE only */
 };
 
+/* One extent of the map: a node of a treap keyed by offset (a binary
+ * search tree by off, a heap by prio), so a lookup, an insert and a cut
+ * cost O(log n) however the writes are ordered. */
 struct st_ext {
 	uint64_t off, n;
 	const uint8_t *data;      /* NULL: zeros */
+	uint32_t prio;
+	struct st_ext *l, *r;
 };
 
 struct io_stage {
@@ -55,8 +60,8 @@ struct io_stage {
 	struct st_op *log;
 	size_t n_log, cap_log;
 	uint64_t n_writes;        /* logged writes, zeros and truncates */
-	struct st_ext *map;
-	size_t n_map, cap_map;
+	struct st_ext *map;       /* treap root */
+	uint32_t rng;             /* treap priorities (xorshift32) */
 };
 
 static struct io_stage *to_st(struct bs_io *io)
@@ -66,81 +71,125 @@ static struct io_stage *to_st(struct bs_io *io)
 
 /* ---- the extent map --------------------------------------------------- */
 
-/* First extent whose end is past off. */
-static size_t map_find(const struct io_stage *s, uint64_t off)
+static void map_free(struct st_ext *t)
 {
-	size_t lo = 0, hi = s->n_map;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->map[mid].off + s->map[mid].n <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
+	while (t) {
+		struct st_ext *r = t->r;
+		map_free(t->l);
+		free(t);
+		t = r;
 	}
-	return lo;
 }
 
-static int map_room(struct io_stage *s, size_t extra)
+/* Split t into extents starting below key (*lo) and at or above it. */
+static void map_split(struct st_ext *t, uint64_t key, struct st_ext **lo, struct st_ext **hi)
 {
-	if (s->n_map + extra <= s->cap_map)
-		return 0;
-	size_t cap = s->cap_map ? s->cap_map * 2 : 16;
-	while (cap < s->n_map + extra)
-		cap *= 2;
-	struct st_ext *m = realloc(s->map, cap * sizeof *m);
-	if (!m)
-		return -ENOMEM;
-	s->map = m;
-	s->cap_map = cap;
-	return 0;
+	if (!t) {
+		*lo = *hi = NULL;
+	} else if (t->off < key) {
+		map_split(t->r, key, &t->r, hi);
+		*lo = t;
+	} else {
+		map_split(t->l, key, lo, &t->l);
+		*hi = t;
+	}
+}
+
+/* Join a and b, every key of a below every key of b. */
+static struct st_ext *map_join(struct st_ext *a, struct st_ext *b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	if (a->prio > b->prio) {
+		a->r = map_join(a->r, b);
+		return a;
+	}
+	b->l = map_join(a, b->l);
+	return b;
+}
+
+static struct st_ext *map_last(struct st_ext *t)
+{
+	while (t && t->r)
+		t = t->r;
+	return t;
+}
+
+static struct st_ext *map_node(struct io_stage *s, uint64_t off, uint64_t n,
+			       const uint8_t *data)
+{
+	struct st_ext *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 17;
+	s->rng ^= s->rng << 5;
+	*e = (struct st_ext){ off, n, data, s->rng, NULL, NULL };
+	return e;
 }
 
 /* Map [off, off + n) to data (NULL = zeros), replacing what was there. */
 static int map_put(struct io_stage *s, uint64_t off, uint64_t n, const uint8_t *data)
 {
 	uint64_t end = off + n;
+	struct st_ext *lo, *mid, *hi, *tail = NULL, *e;
 	if (n == 0)
 		return 0;
-	if (map_room(s, 2))
+	if (!(e = map_node(s, off, n, data)))
 		return -ENOMEM;
-	size_t i = map_find(s, off), j = i;
-	struct st_ext head = { 0, 0, NULL }, tail = { 0, 0, NULL };
-	/* extents i..j-1 intersect [off, end) */
-	while (j < s->n_map && s->map[j].off < end)
-		j++;
-	if (i < j && s->map[i].off < off) {
-		head = s->map[i];
-		head.n = off - head.off;
+	map_split(s->map, off, &lo, &mid);
+	map_split(mid, end, &mid, &hi);
+	/* the extent before off may run into (or past) the new one */
+	struct st_ext *last = map_last(lo), *edge = last;
+	if (!edge || edge->off + edge->n <= end)
+		edge = map_last(mid);
+	if (edge && edge->off + edge->n > end) {
+		uint64_t cut = end - edge->off;
+		tail = map_node(s, end, edge->n - cut, edge->data ? edge->data + cut : NULL);
+		if (!tail) {
+			free(e);
+			s->map = map_join(lo, map_join(mid, hi));
+			return -ENOMEM;
+		}
 	}
-	if (i < j && s->map[j - 1].off + s->map[j - 1].n > end) {
-		tail = s->map[j - 1];
-		uint64_t cut = end - tail.off;
-		tail.off = end;
-		tail.n -= cut;
-		if (tail.data)
-			tail.data += cut;
-	}
-	size_t keep = (head.n != 0) + 1 + (tail.n != 0);
-	memmove(s->map + i + keep, s->map + j, (s->n_map - j) * sizeof *s->map);
-	s->n_map = s->n_map - (j - i) + keep;
-	size_t k = i;
-	if (head.n)
-		s->map[k++] = head;
-	s->map[k++] = (struct st_ext){ off, n, data };
-	if (tail.n)
-		s->map[k] = tail;
+	if (last && last->off + last->n > off)
+		last->n = off - last->off;
+	map_free(mid);   /* every extent starting inside [off, end) */
+	s->map = map_join(map_join(lo, e), map_join(tail, hi));
 	return 0;
 }
 
 /* Forget everything at or past size. */
 static void map_cut(struct io_stage *s, uint64_t size)
 {
-	size_t i = map_find(s, size);
-	if (i < s->n_map && s->map[i].off < size) {
-		s->map[i].n = size - s->map[i].off;
-		i++;
+	struct st_ext *lo, *hi, *last;
+	map_split(s->map, size, &lo, &hi);
+	map_free(hi);
+	if ((last = map_last(lo)) && last->off + last->n > size)
+		last->n = size - last->off;
+	s->map = lo;
+}
+
+/* Lay every extent intersecting [off, end) over b (which starts at off). */
+static void map_read(const struct st_ext *t, uint64_t off, uint64_t end, uint8_t *b)
+{
+	while (t) {
+		uint64_t lo = t->off > off ? t->off : off;
+		uint64_t hi = t->off + t->n < end ? t->off + t->n : end;
+		if (lo < hi) {
+			if (t->data)
+				memcpy(b + (lo - off), t->data + (lo - t->off), hi - lo);
+			else
+				memset(b + (lo - off), 0, hi - lo);
+		}
+		if (t->off > off)
+			map_read(t->l, off, end, b);
+		if (t->off >= end)
+			return;
+		t = t->r;
 	}
-	s->n_map = i;
 }
 
 /* ---- the log ---------------------------------------------------------- */
@@ -167,10 +216,10 @@ static void log_free(struct io_stage *s)
 	for (size_t i = 0; i < s->n_log; i++)
 		free(s->log[i].data);
 	free(s->log);
-	free(s->map);
+	map_free(s->map);
 	s->log = NULL;
 	s->map = NULL;
-	s->n_log = s->cap_log = s->n_map = s->cap_map = 0;
+	s->n_log = s->cap_log = 0;
 }
 
 /* ---- operations --------------------------------------------------------- */
@@ -193,15 +242,7 @@ static int st_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
 			return r;
 	}
 	memset(b + from_base, 0, n - from_base);
-	for (size_t i = map_find(s, off); i < s->n_map && s->map[i].off < end; i++) {
-		const struct st_ext *e = &s->map[i];
-		uint64_t lo = e->off > off ? e->off : off;
-		uint64_t hi = e->off + e->n < end ? e->off + e->n : end;
-		if (e->data)
-			memcpy(b + (lo - off), e->data + (lo - e->off), hi - lo);
-		else
-			memset(b + (lo - off), 0, hi - lo);
-	}
+	map_read(s->map, off, end, b);
 	return 0;
 }
 
@@ -328,6 +369,7 @@ int bs_io_stage_new(struct bs_io *base, struct bs_io **out)
 	s->io.ops = &stage_ops;
 	s->base = base;
 	s->base_end = s->size;
+	s->rng = 0x9e3779b9u;
 	*out = &s->io;
 	return 0;
 }

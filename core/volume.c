@@ -342,9 +342,12 @@ static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 		return r;
 	}
 	uint64_t wrote = pending_since(v, mark);
+	/* only FirstFit has a crash recovery of its own (its stats say
+	 * whether it ran); the others' stats walk their free space */
 	struct bs_alloc_stats st;
-	bs_alloc_stats(v->a, &st);
-	for (int i = 0; i < st.n_extra; i++)
+	if (kind == BS_ALLOC_FIRSTFIT)
+		bs_alloc_stats(v->a, &st);
+	for (int i = 0; kind == BS_ALLOC_FIRSTFIT && i < st.n_extra; i++)
 		if (strcmp(st.extra[i].key, "recovery_runs") == 0 && st.extra[i].value)
 			v->rep.alloc_recovered = true;
 	if (!v->rep.alloc_recovered)
