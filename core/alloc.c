@@ -128,6 +128,47 @@ int bs_alloc_open(struct bstack *bs, enum bs_alloc_kind kind, struct bs_alloc **
 	}
 }
 
+int bs_alloc_rebuild(struct bstack *bs, enum bs_alloc_kind kind,
+		     const struct bs_slice *live, size_t n, struct bs_alloc **out)
+{
+	int r;
+	switch (kind) {
+	case BS_ALLOC_LINEAR:
+		r = 0;
+		break;
+#ifdef HAVE_ALLOC_GHOST
+	case BS_ALLOC_GHOST:
+		r = bs_ghost_rebuild(bs, live, n);
+		break;
+#endif
+#ifdef HAVE_ALLOC_FIRSTFIT
+	case BS_ALLOC_FIRSTFIT:
+		r = bs_firstfit_rebuild(bs, live, n);
+		break;
+#endif
+#ifdef HAVE_ALLOC_SLAB
+	case BS_ALLOC_SLAB:
+		r = bs_slab_rebuild(bs, live, n);
+		break;
+#endif
+	case BS_ALLOC_NONE:
+		return -EINVAL;
+	default:
+		return -ENOTSUP;
+	}
+	for (size_t i = 1; i < n && !r; i++)
+		if (live[i].off < live[i - 1].off + live[i - 1].len)
+			r = -EUCLEAN;
+	if (r || (r = bs_alloc_open(bs, kind, out)))
+		return r;
+	uint64_t got;
+	if ((r = bs_alloc_reclaim(*out, live, n, &got))) {
+		bs_alloc_close(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
 void bs_alloc_close(struct bs_alloc *a)
 {
 	if (a)

@@ -152,6 +152,23 @@ int bs_alloc_create(struct bstack *bs, enum bs_alloc_kind kind,
 int bs_alloc_open(struct bstack *bs, enum bs_alloc_kind kind, struct bs_alloc **out);
 void bs_alloc_close(struct bs_alloc *a);  /* destroys a; the bstack stays open */
 
+/*
+ * Rebuild the allocator metadata of a damaged image from the caller's live
+ * set (fsck -y; bstackfs knows every live allocation from its catalog):
+ * `live` sorted by off, zero-length slices omitted, no two overlapping.
+ * Every live slice keeps its place and its bytes; everything else becomes
+ * free in the allocator's own on-disk format, laid out as its own code
+ * would (the free list / tree emptied or its block headers rewritten, then
+ * bs_alloc_open and bs_alloc_reclaim(live) hand the rest back).  Works when
+ * bs_alloc_open refuses the damaged image.  *out is the open allocator.
+ * Linear has nothing to rebuild (it is opened).  -EUCLEAN when the live
+ * set cannot be laid out in this allocator (misaligned, outside the arena,
+ * a Slab block size that is itself damaged).  Not crash atomic: a cut
+ * rebuild is run again.
+ */
+int bs_alloc_rebuild(struct bstack *bs, enum bs_alloc_kind kind,
+		     const struct bs_slice *live, size_t n, struct bs_alloc **out);
+
 static inline int bs_alloc(struct bs_alloc *a, uint64_t len, struct bs_slice *out)
 { return a->ops->alloc(a, len, out); }
 static inline int bs_realloc(struct bs_alloc *a, struct bs_slice s, uint64_t n,
@@ -205,5 +222,9 @@ int bs_firstfit_create(struct bstack *bs, struct bs_alloc **out);
 int bs_firstfit_open(struct bstack *bs, struct bs_alloc **out);
 int bs_slab_create(struct bstack *bs, uint64_t block_size, struct bs_alloc **out);
 int bs_slab_open(struct bstack *bs, struct bs_alloc **out);
+/* The per-allocator half of bs_alloc_rebuild: metadata writes only. */
+int bs_ghost_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n);
+int bs_firstfit_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n);
+int bs_slab_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n);
 
 #endif

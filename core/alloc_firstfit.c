@@ -145,6 +145,42 @@ static int ff_get(struct ff *ff, uint64_t off, void *buf, uint64_t n)
 	return r == -ERANGE ? -EUCLEAN : r;
 }
 
+/* A read window for the linear walks (scan, check): headers and footers
+ * are a few bytes each, so they are served from one read of up to FF_WIN
+ * bytes instead of one read each.  Only for walks that write nothing. */
+#define FF_WIN (64u << 10)
+struct ff_win {
+	uint8_t *buf;             /* NULL: no window, plain reads */
+	uint64_t start, n;
+};
+
+static void ff_win_init(struct ff_win *w)
+{
+	w->buf = malloc(FF_WIN);
+	w->start = w->n = 0;
+}
+
+static int ff_wget(struct ff *ff, struct ff_win *w, uint64_t off, void *out, uint64_t n)
+{
+	if (!w->buf || n > FF_WIN)
+		return ff_get(ff, off, out, n);
+	if (off < w->start || off - w->start > w->n || n > w->n - (off - w->start)) {
+		uint64_t len = ff_len(ff);
+		if (!range_ok(off, n, len))
+			return -EUCLEAN;
+		uint64_t k = len - off < FF_WIN ? len - off : FF_WIN;
+		int r = ff_get(ff, off, w->buf, k);
+		if (r) {
+			w->n = 0;
+			return r;
+		}
+		w->start = off;
+		w->n = k;
+	}
+	memcpy(out, w->buf + (off - w->start), n);
+	return 0;
+}
+
 static int ff_set(struct ff *ff, uint64_t off, const void *buf, uint64_t n)
 {
 	int r = bstack_set(ff->base.bs, off, buf, n);
@@ -578,27 +614,30 @@ static int ff_scan(struct ff *ff, struct ff_blks *bl, uint64_t *bad)
 {
 	uint64_t len = ff_len(ff), pos = FF_ARENA;
 	uint8_t h[16];
+	struct ff_win w;
+	int r = 0;
 	*bad = 0;
+	ff_win_init(&w);
 	while (pos < len) {
 		uint64_t size, total;
-		int r;
 		if (len - pos < FF_OVH) {
 			*bad = pos;
-			return 0;
+			break;
 		}
-		if ((r = ff_get(ff, pos, h, 16)))
-			return r;
+		if ((r = ff_wget(ff, &w, pos, h, 16)))
+			break;
 		size = le64_get(h);
 		if (size < FF_MIN || size % 8 || !add_ok(size, FF_OVH, &total) ||
 		    total > len - pos) {
 			*bad = pos;
-			return 0;
+			break;
 		}
 		if ((r = blks_push(bl, pos, size, h[8] & 1)))
-			return r;
+			break;
 		pos += total;
 	}
-	return 0;
+	free(w.buf);
+	return r;
 }
 
 /* ---- recovery --------------------------------------------------------- */
@@ -1258,16 +1297,22 @@ ff_violation(struct ff_report *rp, const char *fmt, ...)
 static int ff_check_blocks(struct ff *ff, struct ff_blks *bl, struct ff_report *rp)
 {
 	uint64_t bad, f;
+	uint8_t fb[8];
+	struct ff_win w;
 	int r = ff_scan(ff, bl, &bad);
 	if (r)
 		return r;
 	if (bad)
 		ff_violation(rp, "block at %llu: size is not sane or runs past the end "
 			     "(the scan stops there)", (unsigned long long)bad);
+	ff_win_init(&w);
 	for (size_t i = 0; i < bl->n; i++) {
 		const struct ff_blk *b = &bl->v[i];
-		if ((r = ff_get64(ff, b->pos + FF_BH + b->size, &f)))
+		if ((r = ff_wget(ff, &w, b->pos + FF_BH + b->size, fb, 8))) {
+			free(w.buf);
 			return r;
+		}
+		f = le64_get(fb);
 		if (f != b->size)
 			ff_violation(rp, "block at %llu: footer %llu != header %llu",
 				     (unsigned long long)b->pos, (unsigned long long)f,
@@ -1277,6 +1322,7 @@ static int ff_check_blocks(struct ff *ff, struct ff_blks *bl, struct ff_report *
 				     (unsigned long long)b->pos,
 				     (unsigned long long)bl->v[i + 1].pos);
 	}
+	free(w.buf);
 	if (!bad && bl->n && bl->v[bl->n - 1].free)
 		ff_violation(rp, "block at %llu: free block at the tail",
 			     (unsigned long long)bl->v[bl->n - 1].pos);
@@ -1499,6 +1545,112 @@ static int ff_tail_ok(struct ff *ff, bool *ok)
 		return r;
 	*ok = le64_get(h) == f && !(h[8] & 1);
 	return 0;
+}
+
+/* ---- rebuild from the caller's live set (fsck -y) ----------------------- */
+
+/*
+ * The caller (fsck, which knows every live allocation from its catalog)
+ * lays the arena out again: each live slice's block keeps its header
+ * position (slice offset - 16) and its size (the stored header's when that
+ * is plausible, else the slice length rounded as the seed rounds it); each
+ * gap between them becomes a free block (a gap too small for one, under 40
+ * bytes, goes to the block before it, as a split that does not fit does);
+ * headers and footers are written for every block with the header's
+ * recovery flag set first, and the open that follows runs the seed's
+ * recovery, which links the free list in address order, discards a free
+ * tail block and clears the flag.  No byte of a live slice is written.
+ * -EUCLEAN when the live set cannot be laid out (misaligned, overlapping,
+ * outside the arena, a small gap in front of the first block).
+ */
+struct ff_rb {
+	uint64_t pos, size;
+	bool free;
+};
+
+static int ff_rb_write(struct bstack *bs, const struct ff_rb *b)
+{
+	uint8_t h[16] = { 0 }, f[8];
+	le64_put(h, b->size);
+	le32_put(h + 8, b->free ? 1u : 0u);
+	le64_put(f, b->size);
+	int r = bstack_set_nosync(bs, b->pos, h, sizeof h);
+	return r ? r : bstack_set_nosync(bs, b->pos + FF_BH + b->size, f, sizeof f);
+}
+
+int bs_firstfit_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n)
+{
+	uint64_t len = bstack_len(bs), pos = FF_ARENA;
+	struct ff_rb *v = malloc((2 * n + 2) * sizeof *v);
+	size_t k = 0;
+	int r = 0;
+	if (!v)
+		return -ENOMEM;
+	if (len < FF_ARENA) {
+		r = -EUCLEAN;
+		goto out;
+	}
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t start = len, need = 0;
+		if (i < n) {
+			if (live[i].off < FF_FIRST_PAYLOAD || live[i].off % 8 ||
+			    !ff_align(live[i].len, &need)) {
+				r = -EUCLEAN;
+				goto out;
+			}
+			start = live[i].off - FF_BH;
+		}
+		if (start < pos) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint64_t gap = start - pos;
+		if (gap >= FF_MIN_BLOCK) {
+			v[k++] = (struct ff_rb){ pos, gap - FF_OVH, true };
+		} else if (gap) {
+			if (k == 0) {
+				r = -EUCLEAN;
+				goto out;
+			}
+			v[k - 1].size += gap;   /* only a live block precedes */
+		}
+		if (i == n)
+			break;
+		if (i + 1 < n && live[i + 1].off < FF_FIRST_PAYLOAD) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint64_t limit = i + 1 < n ? live[i + 1].off - FF_BH : len, stored, size = need;
+		if (limit < start || limit - start < FF_OVH + need) {
+			r = -EUCLEAN;
+			goto out;
+		}
+		uint8_t sb[8];
+		if ((r = bstack_get(bs, start, sb, 8)))
+			goto out;
+		stored = le64_get(sb);
+		if (stored >= need && stored % 8 == 0 && stored <= limit - start - FF_OVH) {
+			uint64_t rest = limit - start - FF_OVH - stored;
+			if (rest == 0 || rest >= FF_MIN_BLOCK)
+				size = stored;
+		}
+		v[k++] = (struct ff_rb){ start, size, false };
+		pos = start + FF_OVH + size;
+	}
+	/* the flag first, durably: a cut rebuild is recovered like a cut
+	 * operation (headers are what the recovery scan trusts) */
+	uint8_t h[FF_HEADER] = { 0 };
+	memcpy(h, ff_magic, 8);
+	h[8] = 1;
+	if ((r = bstack_set(bs, FF_RESERVED, h, sizeof h)))
+		goto out;
+	for (size_t i = 0; i < k && !r; i++)
+		r = ff_rb_write(bs, &v[i]);
+	if (!r)
+		r = bstack_sync(bs);
+out:
+	free(v);
+	return r;
 }
 
 int bs_firstfit_open(struct bstack *bs, struct bs_alloc **out)

@@ -1485,6 +1485,25 @@ int bs_ghost_create(struct bstack *bs, struct bs_alloc **out)
 	return 0;
 }
 
+/*
+ * Rebuild (fsck -y, from the caller's live set): the tree is emptied (root
+ * = 0, magic rewritten) in one durable write; the caller then opens and
+ * reclaims, which zeroes and inserts every gap between live blocks, cuts a
+ * free tail and coalesces and rebalances — the seed's own layout of free
+ * space.  Live bytes are never written.
+ */
+int bs_ghost_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n)
+{
+	uint8_t hdr[16];
+	(void)live;
+	(void)n;
+	if (bstack_len(bs) < GT_ARENA)
+		return -EUCLEAN;
+	memcpy(hdr, GT_MAGIC, 8);
+	le64_put(hdr + 8, 0);
+	return bstack_set(bs, GT_MAGIC_OFF, hdr, sizeof hdr);
+}
+
 int bs_ghost_open(struct bstack *bs, struct bs_alloc **out)
 {
 	uint64_t len = bstack_len(bs);

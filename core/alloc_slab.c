@@ -320,6 +320,32 @@ int bs_slab_open(struct bstack *bs, struct bs_alloc **out)
 	return slab_new(bs, bsize, out);
 }
 
+/*
+ * Rebuild (fsck -y, from the caller's live set): the free list is emptied
+ * (free_head = 0, magic rewritten) in one durable write; the caller then
+ * opens and reclaims, which pushes every block no live slice covers, the
+ * way a dealloc would.  The stored block size must be sane (-EUCLEAN
+ * otherwise: nothing tells what it was).
+ */
+int bs_slab_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n)
+{
+	uint64_t plen = bstack_len(bs), bsize;
+	uint8_t hdr[24];
+	int r;
+	(void)live;
+	(void)n;
+	if (plen < SLAB_ARENA)
+		return -EUCLEAN;
+	if ((r = bstack_get(bs, SLAB_MAGIC_OFF, hdr, sizeof hdr)))
+		return r;
+	bsize = le64_get(hdr + 8);
+	if (bsize < SLAB_MIN_BLOCK || (plen - SLAB_ARENA) % bsize != 0)
+		return -EUCLEAN;
+	memcpy(hdr, slab_magic, 8);
+	le64_put(hdr + 16, SLAB_SENTINEL);
+	return bstack_set(bs, SLAB_MAGIC_OFF, hdr, sizeof hdr);
+}
+
 /* ---- alloc / dealloc ----------------------------------------------------- */
 
 static int slab_alloc_inner(struct slab *sl, uint64_t len, struct bs_slice *out)

@@ -49,6 +49,7 @@ struct bstack {
 	uint8_t magic[8];
 	uint64_t n_writes, n_syncs;
 	struct bs_journal *j;   /* NULL: journal=off, every call its own sync */
+	struct bstack_found found;   /* the header against the file, at open */
 };
 
 /* ---- counted backend calls ---------------------------------------------- */
@@ -1159,6 +1160,7 @@ static int journal_attach(struct bstack *bs, struct bs_io *jio, uint64_t capacit
 		j->capacity /= 2;
 	j->pend_min = j->fl_min = j->jfloor = UINT64_MAX;
 	j->jpos = JRN_HDR_SIZE;
+	j->disk_len = bs->len;   /* reads see the file as it is until recovery */
 	bs->j = j;
 	return 0;
 }
@@ -1305,8 +1307,15 @@ static int read_header(struct bstack *bs, uint64_t size, uint64_t *clen, bool *l
 	return 0;
 }
 
-int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
-			struct bstack **out)
+/*
+ * The two-phase open (docs/design.md §2): bstack_open_found() validates the
+ * header and writes nothing; the handle's length is then the file's
+ * payload size, so the caller can read every byte that is on disk and
+ * judge what the recovery would drop.  bstack_attach_journal() may follow;
+ * bstack_recover() applies the recovery: the journal's replay for an image
+ * whose magic says a journal is live, else the length recovery.
+ */
+int bstack_open_found(struct bs_io *io, struct bstack **out, struct bstack_found *found)
 {
 	struct bstack *bs;
 	uint64_t size, clen;
@@ -1314,7 +1323,6 @@ int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
 	int r = bstack_new(io, &bs);
 	if (r) {
 		bs_io_close(io);
-		bs_io_close(jio);
 		return r;
 	}
 	r = bs_io_lock(io);
@@ -1322,49 +1330,100 @@ int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
 		r = bs_io_size(io, &size);
 	if (!r)
 		r = read_header(bs, size, &clen, &live);
-	if (!r && live && !jio)
-		r = BSTACK_E_LIVE;
-	if (!r && jio)
-		r = journal_attach(bs, jio, jcap);
-	else if (jio)
-		bs_io_close(jio);
-	if (r)
-		goto fail;
+	if (r) {
+		bs_io_close(io);
+		bstack_free(bs);
+		return r;
+	}
+	bs->found.clen = clen;
+	bs->found.payload = size - HDR;
+	bs->found.live = live;
+	bs->len = bs->found.payload;
+	if (found)
+		*found = bs->found;
+	*out = bs;
+	return 0;
+}
 
-	if (live) {
+int bstack_attach_journal(struct bstack *bs, struct bs_io *jio, uint64_t jcap)
+{
+	if (bs->j) {
+		bs_io_close(jio);
+		return -EINVAL;
+	}
+	return journal_attach(bs, jio, jcap);
+}
+
+void bstack_detach_journal(struct bstack *bs)
+{
+	journal_free(bs);
+}
+
+int bstack_recover(struct bstack *bs)
+{
+	uint64_t clen = bs->found.clen, payload = bs->found.payload;
+	int r = 0;
+	if (bs->found.live) {
 		/* the journal is the truth about what happened since the last
 		 * checkpoint: replay it (no length recovery of its own: a crash
 		 * during an apply may leave any length) */
-		if ((r = journal_replay(bs, size, &clen)))
-			goto fail;
-	} else {
-		/* Recovery: the file is the truth about what reached the disk. */
-		uint64_t payload = size - HDR;
-		if (payload > clen) {
-			/* a grow lost its clen update: back to the committed length */
-			r = dev_truncate(bs, HDR + clen);
-			if (!r)
-				r = dev_sync(bs);
-		} else if (payload < clen) {
-			/* a shrink truncated but lost its clen update */
-			clen = payload;
-			r = write_clen(bs, clen);
-			if (!r)
-				r = dev_sync(bs);
-		}
+		if (!bs->j)
+			return BSTACK_E_LIVE;
+		if ((r = journal_replay(bs, HDR + payload, &clen)))
+			return r;
+		bs->found.live = false;
+	} else if (payload > clen) {
+		/* Recovery: the file is the truth about what reached the disk.
+		 * A grow lost its clen update: back to the committed length */
+		r = dev_truncate(bs, HDR + clen);
+		if (!r)
+			r = dev_sync(bs);
+	} else if (payload < clen) {
+		/* a shrink truncated but lost its clen update */
+		clen = payload;
+		r = write_clen(bs, clen);
+		if (!r)
+			r = dev_sync(bs);
 	}
 	if (r)
-		goto fail;
+		return r;
 	bs->len = clen;
 	if (bs->j)
 		journal_set_len(bs, clen);
+	bs->found.clen = bs->found.payload = clen;
+	return 0;
+}
+
+int bstack_restore_len(struct bstack *bs)
+{
+	uint64_t payload = bs->found.payload;
+	int r = write_clen(bs, payload);
+	if (!r)
+		r = dev_sync(bs);
+	if (r)
+		return r;
+	bs->found.clen = payload;
+	bs->len = payload;
+	if (bs->j)
+		journal_set_len(bs, payload);
+	return 0;
+}
+
+int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
+			struct bstack **out)
+{
+	struct bstack *bs;
+	int r = bstack_open_found(io, &bs, NULL);
+	if (r) {
+		bs_io_close(jio);
+		return r;
+	}
+	if ((jio && (r = bstack_attach_journal(bs, jio, jcap))) || (r = bstack_recover(bs))) {
+		bstack_close(bs);
+		return r;
+	}
 	*out = bs;
 	return 0;
-fail:
-	journal_free(bs);
-	bs_io_close(io);
-	bstack_free(bs);
-	return r;
 }
 
 int bstack_open(struct bs_io *io, struct bstack **out)
@@ -1723,6 +1782,11 @@ int bstack_sync(struct bstack *bs)
 	int r = dev_sync(bs);
 	pthread_rwlock_unlock(&bs->lock);
 	return r;
+}
+
+struct bs_io *bstack_io(struct bstack *bs)
+{
+	return bs->io;
 }
 
 void bstack_stats(struct bstack *bs, struct bstack_stats *st)

@@ -59,6 +59,29 @@ struct bstack_stats {
  * then sync (only when something was repaired).  A refused file is never
  * written to. */
 int bstack_open(struct bs_io *io, struct bstack **out);
+
+/* The two phases of bstack_open().  bstack_open_found(): lock, validate
+ * the header, write nothing; *found (may be NULL) gets the header's clen
+ * and the file's payload size, and the handle's length is the payload
+ * size (every byte on disk readable) until bstack_recover() applies the
+ * recovery above (the length becomes clen or the payload size, as
+ * bstack_open's).  bstack_restore_len() is the repair instead of the
+ * recovery when the bytes past clen must be kept: clen := the payload
+ * size, durably. */
+struct bstack_found {
+	uint64_t clen;      /* the header's committed length */
+	uint64_t payload;   /* file size - 16 */
+	bool live;          /* magic "BSTJ": recovery is the journal's replay */
+};
+int bstack_open_found(struct bs_io *io, struct bstack **out, struct bstack_found *found);
+int bstack_recover(struct bstack *bs);
+/* Attach the redo journal (below) between open_found and recover; detach
+ * it again (a read-only check replays, then goes on without one). */
+int bstack_attach_journal(struct bstack *bs, struct bs_io *jio, uint64_t jcap);
+void bstack_detach_journal(struct bstack *bs);
+int bstack_restore_len(struct bstack *bs);
+/* The backend the handle was opened on (the volume's staging device). */
+struct bs_io *bstack_io(struct bstack *bs);
 /* Initialise an empty io (size 0) as a fresh image and open it. */
 int bstack_create(struct bs_io *io, struct bstack **out);
 /* Path convenience: open path; when create is true and the file does not

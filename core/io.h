@@ -30,6 +30,7 @@
 #ifndef BSTACKFS_IO_H
 #define BSTACKFS_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,6 +88,28 @@ static inline void bs_io_close(struct bs_io *io) { if (io) io->ops->close(io); }
  * (mode 0644); *created tells whether that happened (may be NULL).
  * Does not lock: the BStack takes the lock. */
 int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *created);
+
+/* Open path read-only (BS_IO_RDONLY): every write answers -EROFS; the
+ * lock is taken as for read-write. */
+#define BS_IO_RDONLY 2
+
+/* ---- the staging device (io_stage.c) ---------------------------------- */
+
+/*
+ * A staging device over base (taking ownership of it, closed on failure
+ * too): reads see base; every write, zero, truncate and sync is held in an
+ * ordered log in memory and read back, and base is never written until
+ * bs_io_stage_commit() replays the log in order (each logged sync a real
+ * one) and from then on passes every call through.  Closing an uncommitted
+ * device drops the log, so base keeps every byte: the two-phase open.
+ */
+int bs_io_stage_new(struct bs_io *base, struct bs_io **out);
+int bs_io_stage_commit(struct bs_io *io);
+/* Writes, zeros and truncates waiting in the log (0 once committed, and
+ * for a device that is not a staging one). */
+uint64_t bs_io_stage_pending(struct bs_io *io);
+/* True once committed (and for a device that is not a staging one). */
+bool bs_io_stage_committed(struct bs_io *io);
 
 /* ---- the memory test device ------------------------------------------- */
 

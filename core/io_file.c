@@ -9,6 +9,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 struct io_file {
 	struct bs_io io;
 	int fd;
+	bool rdonly;   /* BS_IO_RDONLY: every write is -EROFS */
 };
 
 static int file_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
@@ -45,6 +47,8 @@ static int file_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off
 {
 	struct io_file *f = (struct io_file *)io;
 	const uint8_t *p = buf;
+	if (f->rdonly)
+		return -EROFS;
 	while (n) {
 		ssize_t r = pwrite(f->fd, p, n, (off_t)off);
 		if (r < 0) {
@@ -63,6 +67,8 @@ static int file_zero(struct bs_io *io, uint64_t off, uint64_t n)
 {
 	struct io_file *f = (struct io_file *)io;
 	static const uint8_t zeros[64 * 1024];
+	if (f->rdonly)
+		return -EROFS;
 	if (off > (uint64_t)INT64_MAX || n > (uint64_t)INT64_MAX - off)
 		return -EFBIG;
 	/* A punched hole reads as zeros and gives the space back to the host
@@ -86,6 +92,8 @@ static int file_truncate(struct bs_io *io, uint64_t size)
 {
 	struct io_file *f = (struct io_file *)io;
 	struct stat st;
+	if (f->rdonly)
+		return -EROFS;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
 	/* Growing: reserve the blocks, so that a full host filesystem fails
@@ -190,8 +198,9 @@ int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *create
 	if (!f)
 		return -ENOMEM;
 	int was_created = 0;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && (flags & BS_IO_CREATE)) {
+	bool rdonly = (flags & BS_IO_RDONLY) != 0;
+	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && (flags & BS_IO_CREATE) && !rdonly) {
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		was_created = fd >= 0;
 	}
@@ -208,6 +217,7 @@ int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *create
 	}
 	f->io.ops = &file_ops;
 	f->fd = fd;
+	f->rdonly = rdonly;
 	*out = &f->io;
 	if (created)
 		*created = was_created;

@@ -97,6 +97,10 @@ struct vol {
 	char *path;                 /* for the host figures of statfs */
 	char *jpath;                /* the journal beside it (removed at close) */
 	struct vol_counters ctr;    /* syncs are read from the bstack */
+	struct vol_open_report rep; /* what the open found and did */
+	/* opts.allow_damaged and the allocator failed its check: opened for
+	 * the report only, the stage never committed, no mount-time work */
+	bool damaged;
 };
 
 static int64_t now_ns(void)
@@ -200,8 +204,10 @@ static int commit(struct vol *v, struct cat_node *n, bool trim);
 static int trim_one(void *ctx, struct cat_node *n)
 {
 	struct vol *v = ctx;
-	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size)
+	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size) {
+		v->rep.files_trimmed++;
 		return commit(v, n, true);
+	}
 	return 0;
 }
 
@@ -252,6 +258,239 @@ static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_erro
 	return r;
 }
 
+/* ---- the two-phase open ------------------------------------------------------
+ *
+ * Nothing is written to an image that is refused (docs/design.md §7): the
+ * open runs on a staging device (io_stage.c) that holds every write in
+ * memory.  Phase 1 reads and verifies — the header against the file, the
+ * catalog, the allocator with its open-time recovery applied *in the
+ * stage*, the allocator's invariant check, the catalog's extents against
+ * it — and performs the mount-time work (reclaim, catalog repair, trim)
+ * on the stage.  Phase 2, only when everything was accepted, commits the
+ * stage: the writes reach the image in their original order, each sync a
+ * real one, so the crash invariants of every layer hold for the replay
+ * too.  With opts.no_write the stage is never committed (fsck -n): the
+ * volume reads its own staged repairs and the image keeps every byte.
+ */
+
+static void pending_mark(struct vol *v, uint64_t *mark)
+{
+	*mark = bs_io_stage_pending(bstack_io(v->bs));
+}
+
+static uint64_t pending_since(struct vol *v, uint64_t mark)
+{
+	return bs_io_stage_pending(bstack_io(v->bs)) - mark;
+}
+
+/* A record pair with a slot that failed its checksum: which inode fell
+ * back to which version (guarantee 5: reported, not silent). */
+struct fb_ctx {
+	struct vol *v;
+	const struct cat_node *found;
+};
+
+static int fb_one(void *ctx, struct cat_node *n)
+{
+	struct fb_ctx *f = ctx;
+	if ((int64_t)n->pair == f->v->c->torn_pair) {
+		f->found = n;
+		return 1;
+	}
+	return 0;
+}
+
+static void note_fallback(struct vol *v)
+{
+	struct catalog *c = v->c;
+	struct fb_ctx f = { v, NULL };
+	if (c->torn_pair < 0)
+		return;
+	cat_foreach(c, fb_one, &f);
+	if (!f.found && c->losers && (int64_t)c->losers->pair == c->torn_pair)
+		f.found = c->losers;
+	if (f.found)
+		snprintf(v->rep.fallback, sizeof v->rep.fallback,
+			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
+			 "(\"%.64s\") uses its other version (seq %llu)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot,
+			 (unsigned long long)f.found->r.ino, f.found->r.name,
+			 (unsigned long long)f.found->r.seq);
+	else
+		snprintf(v->rep.fallback, sizeof v->rep.fallback,
+			 "catalog record pair %lld: slot %c fails its checksum; the pair holds "
+			 "no live inode (its other version is a removal or empty)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot);
+}
+
+struct first_violation {
+	char msg[160];
+	int n;
+};
+
+static void keep_first(void *ctx, const char *msg)
+{
+	struct first_violation *f = ctx;
+	if (f->n++ == 0)
+		snprintf(f->msg, sizeof f->msg, "%s", msg);
+}
+
+static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err);
+
+/* Open the allocator (its open-time recovery goes to the stage) and verify
+ * it before the volume is writable: an image whose allocator fails its
+ * check is refused, or with opts.repair rebuilt from the catalog. */
+static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
+{
+	struct first_violation fv = { "", 0 };
+	uint64_t mark;
+	int r;
+	pending_mark(v, &mark);
+	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
+		if (r == -EUCLEAN && v->opts.repair && v->c)
+			return rebuild_alloc(v, kind, err);
+		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
+		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
+		       strerror(-r));
+		return r;
+	}
+	uint64_t wrote = pending_since(v, mark);
+	/* only FirstFit has a crash recovery of its own (its stats say
+	 * whether it ran); the others' stats walk their free space */
+	struct bs_alloc_stats st;
+	if (kind == BS_ALLOC_FIRSTFIT)
+		bs_alloc_stats(v->a, &st);
+	for (int i = 0; kind == BS_ALLOC_FIRSTFIT && i < st.n_extra; i++)
+		if (strcmp(st.extra[i].key, "recovery_runs") == 0 && st.extra[i].value)
+			v->rep.alloc_recovered = true;
+	if (!v->rep.alloc_recovered)
+		v->rep.alloc_maintenance_writes = wrote;
+	if ((r = bs_alloc_check(v->a, keep_first, &fv)) < 0) {
+		seterr(err, "cannot check the %s allocator: %s", bs_alloc_kind_name(kind),
+		       strerror(-r));
+		return r;
+	}
+	v->rep.alloc_violations = r;
+	if (r == 0)
+		return 0;
+	if (v->opts.repair && v->c)
+		return rebuild_alloc(v, kind, err);
+	if (v->opts.allow_damaged) {
+		v->damaged = true;
+		return 0;
+	}
+	seterr(err, "the %s allocator's metadata is damaged (%d violation%s, first: %s); "
+	       "bstackfs-fsck -y rebuilds it from the catalog", bs_alloc_kind_name(kind), r,
+	       r == 1 ? "" : "s", fv.msg);
+	return -EUCLEAN;
+}
+
+/* fsck -y: the catalog (loaded and verified on its own) names every live
+ * allocation, so everything else is free: rebuild the allocator's metadata
+ * from it, then check again. */
+static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
+{
+	struct first_violation fv = { "", 0 };
+	struct bs_slice *live;
+	size_t n;
+	int r;
+	bs_alloc_close(v->a);
+	v->a = NULL;
+	if ((r = cat_live_slices(v->c, &live, &n)))
+		return r;
+	r = bs_alloc_rebuild(v->bs, kind, live, n, &v->a);
+	free(live);
+	if (r) {
+		seterr(err, "the %s allocator's metadata is damaged and cannot be rebuilt from "
+		       "the catalog: %s", bs_alloc_kind_name(kind), strerror(-r));
+		return r;
+	}
+	if ((r = bs_alloc_check(v->a, keep_first, &fv)) != 0) {
+		seterr(err, "the rebuilt %s allocator still fails its check%s%s",
+		       bs_alloc_kind_name(kind), r > 0 ? ": " : "", r > 0 ? fv.msg : "");
+		return r > 0 ? -EUCLEAN : r;
+	}
+	v->rep.alloc_rebuilt = true;
+	return 0;
+}
+
+/* The file is longer than the header's length: the recovery would cut it
+ * back (a grow that lost its length update).  Legitimately the cut bytes
+ * are never referenced by a catalog record (the record is written only
+ * after the grow is durable), so a catalog that references them means the
+ * length field is damaged: refuse, or with opts.repair restore the length
+ * from the file. */
+static int check_length(struct vol *v, const struct bstack_found *f, struct vol_error *err)
+{
+	uint8_t ref[CAT_ROOT_REF_SIZE];
+	struct catalog *c = NULL;
+	struct bs_slice *live = NULL;
+	size_t n = 0;
+	char msg[200];
+	uint64_t end = 0;
+	if (f->payload <= f->clen || f->payload < CAT_ROOT_REF_SIZE ||
+	    bstack_get(v->bs, 0, ref, sizeof ref))
+		return 0;
+	struct bs_slice root = cat_root_decode(ref);
+	if (ref_is_zero(ref) || cat_root_formatting(root))
+		return 0;
+	/* A catalog that does not load tells nothing here; the open goes on
+	 * with the recovery and judges the image as usual. */
+	if (cat_load(v->bs, root, &c, msg, sizeof msg) || cat_live_slices(c, &live, &n)) {
+		cat_free(c);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (live[i].off + live[i].len > end)
+			end = live[i].off + live[i].len;
+	free(live);
+	cat_free(c);
+	if (end <= f->clen)
+		return 0;
+	if (!v->opts.repair) {
+		seterr(err, "the header's length (%llu bytes) is shorter than the catalog's "
+		       "allocations (up to %llu of the file's %llu payload bytes): recovery would "
+		       "drop file data; bstackfs-fsck -y restores the length",
+		       (unsigned long long)f->clen, (unsigned long long)end,
+		       (unsigned long long)f->payload);
+		return -EUCLEAN;
+	}
+	int r = bstack_restore_len(v->bs);
+	if (r) {
+		seterr(err, "cannot restore the header's length: %s", strerror(-r));
+		return r;
+	}
+	v->rep.len_restored = true;
+	return 0;
+}
+
+/* No allocator magic, but one of them damaged (a tag letter off, the
+ * version bytes right) where it belongs: not a Linear image.  A Linear
+ * image made by bstackfs holds its catalog's first allocation at 16, and
+ * catalog bytes never look like this. */
+static int magic_damaged(struct vol *v, struct vol_error *err)
+{
+	static const struct { uint64_t off; const char *tag, *name; } tags[] = {
+		{ 16, "ALFF", "firstfit" }, { 24, "ALSL", "slab" }, { 32, "ALGT", "ghost" },
+	};
+	for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+		uint8_t m[8];
+		int same = 0;
+		if (!range_ok(tags[i].off, 8, bstack_len(v->bs)) ||
+		    bstack_get(v->bs, tags[i].off, m, 8))
+			continue;
+		for (int k = 0; k < 4; k++)
+			same += m[k] == (uint8_t)tags[i].tag[k];
+		if (same >= 2 && m[4] == 0 && m[5] == 1) {
+			seterr(err, "the allocator magic at payload %llu is damaged (it looks like "
+			       "%s's, \"%.4s\")", (unsigned long long)tags[i].off, tags[i].name,
+			       tags[i].tag);
+			return -EUCLEAN;
+		}
+	}
+	return 0;
+}
+
 static int mount_existing(struct vol *v, struct vol_error *err)
 {
 	enum bs_alloc_kind kind;
@@ -277,6 +516,8 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		/* an empty Linear image (its 16 reserved zero bytes only): a
 		 * format cut short, adopted like any empty arena */
 		kind = BS_ALLOC_LINEAR;
+	} else if (kind == BS_ALLOC_NONE && (r = magic_damaged(v, err))) {
+		return r;
 	} else if (kind == BS_ALLOC_NONE) {
 		/* Linear has no magic: it is recognised by its catalog's. */
 		struct bs_slice root = cat_root_decode(ref);
@@ -301,12 +542,10 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
 		return r;
 	}
-	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
-		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
-		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
-		       strerror(-r));
+	if (v->c)
+		note_fallback(v);
+	if ((r = open_alloc(v, kind, err)))
 		return r;
-	}
 	if (kind == BS_ALLOC_SLAB && v->opts.block_size &&
 	    slab_block(v->a) != v->opts.block_size) {
 		seterr(err, "block size mismatch: the image's slab blocks are %llu bytes",
@@ -326,10 +565,15 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 			seterr(err, "cannot write the catalog: %s", strerror(-r));
 		return r;
 	}
-	if ((r = cat_attach(v->c, v->a, msg, sizeof msg))) {
+	r = cat_attach(v->c, v->a, msg, sizeof msg);
+	if (v->damaged && r == -EUCLEAN)
+		r = 0;   /* vol_check reports it with the allocator's violations */
+	if (r) {
 		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
 		return r;
 	}
+	if (v->damaged)
+		return 0;   /* nothing is repaired on a damaged allocator */
 	/* Guarantee 4: space no record references goes back to the allocator.
 	 * Rename-over leftovers are still live here; cat_repair frees them
 	 * after tombstoning their records. */
@@ -345,9 +589,108 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		       "(a file overlaps free space)" : "reclaim failed: %s", strerror(-r));
 		return r;
 	}
-	v->ctr.leaked_bytes_reclaimed = got;
+	v->ctr.leaked_bytes_reclaimed = v->rep.leaked_bytes_reclaimed = got;
+	v->rep.catalog_repaired = v->c->torn_pair >= 0 || v->c->losers;
 	if ((r = cat_repair(v->c)) || (r = trim_all(v)))
 		seterr(err, "cannot repair the catalog: %s", strerror(-r));
+	return r;
+}
+
+/* A fresh (empty) backend: formatted directly, there is nothing to keep. */
+/* The mount's own work (format, the seed's open-time recovery, reclaim,
+ * repair, trim) is one transaction of the journal; a refusal undoes it. */
+static int mount_txn_end(struct vol *v, int r, struct vol_error *err)
+{
+	uint64_t seq = 0;
+	if (r) {
+		bstack_txn_abort(v->bs);
+		return r;
+	}
+	if ((r = bstack_txn_end(v->bs, &seq)) || (r = bstack_flush(v->bs, seq)))
+		seterr(err, "cannot write the image: %s", strerror(-r));
+	return r;
+}
+
+static int open_new(struct vol *v, struct bs_io *io, struct bs_io *jio,
+		    struct vol_error *err)
+{
+	int r;
+	if (v->opts.no_write) {
+		bs_io_close(io);
+		bs_io_close(jio);
+		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
+		return BSTACK_E_SHORT;
+	}
+	if ((r = bstack_create_journal(io, jio, v->opts.journal_bytes, &v->bs))) {
+		seterr(err, "%s", bstack_strerror(r));
+		v->bs = NULL;
+		return r;
+	}
+	bstack_txn_begin(v->bs);
+	return mount_txn_end(v, format(v, err), err);
+}
+
+/* An existing image: the two phases described above. */
+static int open_staged(struct vol *v, struct bs_io *io, struct bs_io *jio,
+		       bool may_format, struct vol_error *err)
+{
+	struct bstack_found found;
+	struct bs_io *sio;
+	int r = bs_io_stage_new(io, &sio);
+	if (r) {
+		bs_io_close(jio);
+		seterr(err, "cannot read the image: %s", strerror(-r));
+		return r;
+	}
+	if ((r = bstack_open_found(sio, &v->bs, &found))) {
+		bs_io_close(jio);
+		seterr(err, "%s", bstack_strerror(r));
+		v->bs = NULL;
+		return r;
+	}
+	if (jio && (r = bstack_attach_journal(v->bs, jio, v->opts.journal_bytes))) {
+		seterr(err, "cannot use the journal: %s", strerror(-r));
+		return r;
+	}
+	if (found.live) {
+		/* a crash left the journal live: its replay is the recovery
+		 * (into the stage, like every other open-time write) */
+		if (!bstack_journaled(v->bs)) {
+			seterr(err, "the image needs journal recovery: mount it with its journal "
+			       "(IMAGE-journal), not with journal=off");
+			return BSTACK_E_LIVE;
+		}
+		if ((r = bstack_recover(v->bs))) {
+			seterr(err, "cannot replay the journal: %s", bstack_strerror(r));
+			return r;
+		}
+		v->rep.len_recovered = true;
+	} else if ((r = check_length(v, &found, err))) {
+		return r;
+	}
+	/* a check that writes nothing goes on without the journal: what it
+	 * would write stays in the stage */
+	if (v->opts.no_write)
+		bstack_detach_journal(v->bs);
+	if (!found.live && !v->rep.len_restored) {
+		v->rep.len_recovered = found.payload != found.clen;
+		if ((r = bstack_recover(v->bs))) {
+			seterr(err, "cannot recover the header's length: %s", strerror(-r));
+			return r;
+		}
+	}
+	bstack_txn_begin(v->bs);
+	if (bstack_len(v->bs) == 0 && may_format && !v->opts.no_write)
+		r = format(v, err);
+	else if (bstack_len(v->bs) == 0)
+		seterr(err, "not a bstackfs image (empty payload)"), r = -EUCLEAN;
+	else
+		r = mount_existing(v, err);
+	if ((r = mount_txn_end(v, r, err)))
+		return r;
+	v->rep.writes = bs_io_stage_pending(sio);
+	if (!v->opts.no_write && !v->damaged && (r = bs_io_stage_commit(sio)))
+		seterr(err, "cannot write the open-time recovery: %s", strerror(-r));
 	return r;
 }
 
@@ -387,37 +730,14 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		return -ENOMEM;
 	}
 	v->opts = *opts;
-	v->opts.journal_io = NULL;
+	v->opts.journal_io = NULL;   /* open_new / open_staged take it */
 	pthread_mutex_init(&v->cm_mu, NULL);
 	pthread_cond_init(&v->cm_cv, NULL);
-	r = size == 0 ? bstack_create_journal(io, opts->journal_io, opts->journal_bytes, &v->bs)
-		      : bstack_open_journal(io, opts->journal_io, opts->journal_bytes, &v->bs);
+	r = size == 0 ? open_new(v, io, opts->journal_io, err)
+		      : open_staged(v, io, opts->journal_io, may_format, err);
+	if (!r && !opts->defer_threads && (r = committer_start(v)))
+		seterr(err, "cannot start the committer: %s", strerror(-r));
 	if (r) {
-		seterr(err, "%s", r == BSTACK_E_LIVE ?
-		       "the image needs journal recovery: mount it with its journal "
-		       "(IMAGE-journal), not with journal=off" : bstack_strerror(r));
-		v->bs = NULL;
-		vol_free(v);
-		return r;
-	}
-	/* the mount's own work (format, the seed's open-time recovery,
-	 * reclaim, repair, trim) is one transaction; a refusal undoes it */
-	bstack_txn_begin(v->bs);
-	if (bstack_len(v->bs) == 0 && may_format)
-		r = format(v, err);
-	else if (bstack_len(v->bs) == 0)
-		seterr(err, "not a bstackfs image (empty payload)"), r = -EUCLEAN;
-	else
-		r = mount_existing(v, err);
-	if (r) {
-		bstack_txn_abort(v->bs);
-		vol_free(v);
-		return r;
-	}
-	uint64_t seq = 0;
-	if ((r = bstack_txn_end(v->bs, &seq)) || (r = bstack_flush(v->bs, seq)) ||
-	    (!opts->defer_threads && (r = committer_start(v)))) {
-		seterr(err, "cannot write the image: %s", strerror(-r));
 		vol_free(v);
 		return r;
 	}
@@ -438,7 +758,8 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 	struct vol_opts o = opts ? *opts : (struct vol_opts){ 0 };
 	int created = 0, jcreated = 0;
 	char *jpath = NULL;
-	int r = bs_io_file_open(path, o.create ? BS_IO_CREATE : 0, &io, &created);
+	int flags = o.rdonly_file ? BS_IO_RDONLY : o.create ? BS_IO_CREATE : 0;
+	int r = bs_io_file_open(path, flags, &io, &created);
 	if (r) {
 		seterr(err, "cannot open: %s", strerror(-r));
 		return r;
@@ -449,7 +770,17 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 			bs_io_close(io);
 			return -ENOMEM;
 		}
-		if ((r = bs_io_file_open(jpath, BS_IO_CREATE, &jio, &jcreated))) {
+		/* read-only: the journal is only read (for a replay in memory),
+		 * and only if it is there */
+		r = bs_io_file_open(jpath, o.rdonly_file ? BS_IO_RDONLY : BS_IO_CREATE, &jio,
+				    &jcreated);
+		if (r == -ENOENT && o.rdonly_file) {
+			r = 0;
+			jio = NULL;
+			free(jpath);
+			jpath = NULL;
+		}
+		if (r) {
 			seterr(err, "cannot open the journal %s: %s", jpath, strerror(-r));
 			bs_io_close(io);
 			if (created)
@@ -1405,6 +1736,11 @@ int vol_close(struct vol *v)
 	if (!v)
 		return 0;
 	committer_stop(v);
+	if (v->damaged || v->opts.no_write) {
+		/* nothing of it may reach the image: the stage is dropped */
+		vol_free(v);
+		return 0;
+	}
 	op_lock(v);
 	int r = sync_all_locked(v);
 	/* orphans still open at unmount: their last close is now */
@@ -1596,9 +1932,30 @@ int vol_get_counters(struct vol *v, struct vol_counters *out)
 	return 0;
 }
 
+int vol_open_report(struct vol *v, struct vol_open_report *out)
+{
+	pthread_rwlock_rdlock(&v->lock);
+	*out = v->rep;
+	pthread_rwlock_unlock(&v->lock);
+	return 0;
+}
+
+bool vol_damaged(struct vol *v)
+{
+	return v->damaged;
+}
+
+static void report_nothing(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+}
+
 int vol_check(struct vol *v, bs_report_fn report, void *ctx)
 {
 	char msg[200];
+	if (!report)
+		report = report_nothing;
 	pthread_rwlock_rdlock(&v->lock);
 	int r = bs_alloc_check(v->a, report, ctx);
 	if (r >= 0 && cat_check_extents(v->c, msg, sizeof msg) == -EUCLEAN) {

@@ -60,6 +60,22 @@ struct vol_opts {
 	bool defer_threads;
 	uid_t uid;                /* owner of a newly formatted root dir */
 	gid_t gid;
+	/* fsck: repair damage the catalog proves how to repair (a header
+	 * length shorter than the catalog's allocations; allocator metadata
+	 * that fails its check, rebuilt from the catalog) instead of refusing. */
+	bool repair;
+	/* Never write the image (fsck -n, read-only): the open's recovery and
+	 * every later write stay in memory (io_stage.c) and are dropped at
+	 * close.  A missing or empty image is refused. */
+	bool no_write;
+	/* fsck without repair: an image whose allocator fails its check is
+	 * opened anyway, for the report only — never written (as no_write),
+	 * no mount-time reclaim or repair; vol_check lists the violations.
+	 * vol_damaged() tells. */
+	bool allow_damaged;
+	/* vol_open: open the file O_RDONLY (implies nothing about no_write;
+	 * a write then fails with -EROFS). */
+	bool rdonly_file;
 };
 
 struct vol_attr {
@@ -220,5 +236,26 @@ struct bs_alloc *vol_allocator(struct vol *v);
  * it (inside the arena, no two sharing a byte); report() gets one line per
  * violation.  Returns the number of violations or a negative errno. */
 int vol_check(struct vol *v, bs_report_fn report, void *ctx);
+
+/* What the open found and did (with no_write: would have done) — fsck's
+ * report and exit status, mount's notes.  Routine open-time maintenance
+ * (GhostTree's rebuild of its tree, the seed's open) is told apart from
+ * the repair of damage or of a crash. */
+struct vol_open_report {
+	bool len_recovered;       /* file-layer crash recovery: clen != file size */
+	bool len_restored;        /* repair: the header's length set to the file's */
+	bool alloc_recovered;     /* the allocator's crash recovery ran (FirstFit) */
+	uint64_t alloc_maintenance_writes; /* routine writes of the allocator's open */
+	int alloc_violations;     /* the allocator check at open (before a rebuild) */
+	bool alloc_rebuilt;       /* repair: allocator metadata rebuilt from the catalog */
+	uint64_t leaked_bytes_reclaimed;
+	bool catalog_repaired;    /* a torn slot zeroed, a rename-over leftover removed */
+	uint64_t files_trimmed;   /* spare capacity a crash left, trimmed */
+	char fallback[256];       /* "" or which record fell back to its other version */
+	uint64_t writes;          /* writes the open issued (or would have) */
+};
+int vol_open_report(struct vol *v, struct vol_open_report *out);
+/* Opened with allow_damaged and the allocator failed its check. */
+bool vol_damaged(struct vol *v);
 
 #endif

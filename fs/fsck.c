@@ -1,19 +1,34 @@
 /*
- * fsck.c — `bstackfs-fsck [-n] [-v] IMAGE`, the offline checker (DESIGN.md
- * §2, §3).  A front end only, like main.c: every check and repair is the
- * volume's own (core/volume.c), so fsck finds exactly what a mount finds.
+ * fsck.c — `bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [-C FD] IMAGE` (also
+ * installed as fsck.bstackfs), the offline checker (docs/design.md §2, §3).
+ * A front end only, like main.c: every check and repair is the volume's own
+ * (core/volume.c), so fsck finds exactly what a mount finds, and the
+ * mount's refusal and fsck's summary agree on every image.
  *
- * Repair (default): vol_open as a mount does — exclusive lock, the
- * bstack's and the allocator's open-time recovery, catalog verification,
- * reclaim of leaked space, catalog repair — then vol_check, a report, and
- * vol_close.
+ * Modes (e2fsck's letters):
+ *   (none)  check, and repair what a mount would (the open-time recovery of
+ *           a crash, leaked space, catalog repair), but not damage: an image
+ *           whose allocator fails its check is opened for the report only
+ *           and left as it is (exit 4).
+ *   -p, -a  also repair damage the catalog proves how to repair, without
+ *   -y      questions: a header length shorter than the catalog's
+ *           allocations is restored from the file, allocator metadata that
+ *           fails its check is rebuilt from the catalog (bs_alloc_ops
+ *           rebuild).  (fsck never asks, so -p and -y do the same.)
+ *   -n      no changes: the image is opened read-only (O_RDONLY) on a
+ *           staging device (io_stage.c), which keeps whatever the open would
+ *           write in memory — only the writes, never a copy of the image, so
+ *           any size works — and the report says what a repair would do.
+ *   -f      accepted for fstab/fsck(8): every run is a full check.
+ *   -C FD   progress lines "PASS DONE TOTAL IMAGE" on descriptor FD.
  *
- * No changes (-n): the image is opened read-only, flock(LOCK_EX|LOCK_NB)'d
- * like the file backend does (so a mounted image is refused and nobody
- * mounts it while we read), copied into a memory device and opened there;
- * whatever the open writes goes to the copy, and the copy's write count
- * tells whether a repair would change the image.  The copy costs memory,
- * hence the FSCK_DRY_MAX limit.
+ * The image lock: a mount that is still exiting holds it for a moment after
+ * umount returns, so the open is retried for up to FSCK_LOCK_WAIT_MS
+ * (environment BSTACKFS_FSCK_LOCK_WAIT_MS overrides) before "in use".
+ *
+ * Routine open-time maintenance (GhostTree's seed rebuilds its tree at every
+ * open) is not a repair: it is written (or, with -n, would be) but does not
+ * count as "errors corrected".
  *
  * Exit status (e2fsck's, OR-ed together where several apply):
  *   0 clean; 1 errors corrected; 4 errors left uncorrected (check
@@ -28,8 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -41,27 +55,29 @@
 #define FSCK_ERROR        8
 #define FSCK_USAGE        16
 
-/* -n copies the whole image into memory: refuse larger images. */
-#define FSCK_DRY_MAX (1ULL << 30)
+#define FSCK_LOCK_WAIT_MS 5000
+#define FSCK_LOCK_STEP_MS 100
 
 #define PROG "bstackfs-fsck"
 
 struct fsck_opts {
 	bool dry;                 /* -n */
+	bool repair;              /* -p, -a, -y */
 	bool verbose;             /* -v */
+	int progress_fd;          /* -C FD, -1 = none */
 	const char *image;
 };
 
 /* What one run found, for the report and the exit status. */
 struct fsck_result {
-	uint64_t reclaimed;       /* leaked bytes the open returned */
-	bool wrote;               /* the open wrote repairs (or would have) */
+	struct vol_open_report rep;
+	bool damaged;             /* opened for the report only */
 	int violations;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: %s [-n] [-v] IMAGE\n", PROG);
+	fprintf(f, "usage: %s [-n|-p|-a|-y] [-f] [-v] [-C FD] IMAGE\n", PROG);
 }
 
 static void help(void)
@@ -69,19 +85,23 @@ static void help(void)
 	usage(stdout);
 	printf("\n"
 	       "Checks the bstackfs image IMAGE (which must not be mounted) and repairs\n"
-	       "what a mount would: the allocator's open-time recovery and the reclaim\n"
+	       "what a mount would: the open-time recovery after a crash and the reclaim\n"
 	       "of leaked space (allocations no file names).\n"
 	       "\n"
-	       "    -n             no changes: check a copy in memory and report what a\n"
-	       "                   repair would do; the image is never written (images\n"
-	       "                   larger than 1 GiB are refused with -n)\n"
+	       "    -n             no changes: open the image read-only and report what a\n"
+	       "                   repair would do (any size; nothing is copied)\n"
+	       "    -p, -a, -y     also repair damage the catalog proves how to repair:\n"
+	       "                   restore a header length shorter than the files, rebuild\n"
+	       "                   damaged allocator metadata from the catalog\n"
+	       "    -f             accepted (every run is a full check)\n"
+	       "    -C FD          progress lines \"PASS DONE TOTAL IMAGE\" on descriptor FD\n"
 	       "    -v             also print the control-file figures (.bstackfs)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n"
 	       "\n"
 	       "Exit status (added up when several apply):\n"
 	       "    0   no errors\n"
-	       "    1   errors corrected (leaked space reclaimed, recovery written)\n"
+	       "    1   errors corrected (recovery, reclaim or repair written)\n"
 	       "    4   errors left uncorrected (check violations; with -n, repairs needed)\n"
 	       "    8   operational error: the image was refused (one line on stderr)\n"
 	       "    16  usage error\n");
@@ -90,8 +110,15 @@ static void help(void)
 /* The one-line refusal; returns FSCK_ERROR. */
 static int refuse(const char *image, const char *why)
 {
+	fflush(stdout);
 	fprintf(stderr, "%s: %s: %s\n", PROG, image, why);
 	return FSCK_ERROR;
+}
+
+static void progress(const struct fsck_opts *o, int pass, int done, int total)
+{
+	if (o->progress_fd >= 0)
+		dprintf(o->progress_fd, "%d %d %d %s\n", pass, done, total, o->image);
 }
 
 static int parse_args(int argc, char **argv, struct fsck_opts *o)
@@ -101,17 +128,41 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
+	int c, modes = 0;
+	char *end;
 
 	memset(o, 0, sizeof(*o));
+	o->progress_fd = -1;
 	opterr = 0;   /* our own message, in our own format */
-	while ((c = getopt_long(argc, argv, "nvhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "npayfvC:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o->dry = true;
+			modes |= 1;
+			break;
+		case 'p':
+		case 'a':
+			o->repair = true;
+			modes |= 2;
+			break;
+		case 'y':
+			o->repair = true;
+			modes |= 4;
+			break;
+		case 'f':
 			break;
 		case 'v':
 			o->verbose = true;
+			break;
+		case 'C':
+			errno = 0;
+			long fd = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || fd < 0 || fd > 65535) {
+				fprintf(stderr, "%s: -C needs a file descriptor number\n", PROG);
+				usage(stderr);
+				return FSCK_USAGE;
+			}
+			o->progress_fd = (int)fd;
 			break;
 		case 'h':
 			help();
@@ -120,7 +171,9 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 			printf("%s version %s\n", PROG, BSTACKFS_VERSION);
 			return FSCK_OK;
 		default:
-			if (optopt)
+			if (optopt == 'C')
+				fprintf(stderr, "%s: -C needs a file descriptor number\n", PROG);
+			else if (optopt)
 				fprintf(stderr, "%s: unknown option -%c\n", PROG, optopt);
 			else
 				fprintf(stderr, "%s: unknown option %s\n", PROG,
@@ -128,6 +181,12 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 			usage(stderr);
 			return FSCK_USAGE;
 		}
+	}
+	if (modes & (modes - 1)) {
+		fprintf(stderr, "%s: only one of the options -p/-a, -n or -y may be given\n",
+			PROG);
+		usage(stderr);
+		return FSCK_USAGE;
 	}
 	if (argc - optind != 1) {
 		fprintf(stderr, "%s: %s\n", PROG, argc - optind ? "exactly one IMAGE, please" :
@@ -156,6 +215,44 @@ static void print_figures(const struct vol_summary *s)
 	printf("free bytes: %" PRIu64 "\n", s->free_bytes);
 }
 
+/* Repairs of a crash or of damage (not routine maintenance). */
+static bool repaired(const struct vol_open_report *p)
+{
+	return p->len_recovered || p->len_restored || p->alloc_recovered ||
+	       p->alloc_rebuilt || p->catalog_repaired || p->files_trimmed;
+}
+
+static void print_open_report(const struct fsck_opts *o, const struct fsck_result *res)
+{
+	const struct vol_open_report *p = &res->rep;
+	const char *did = o->dry ? "would be" : "";
+	if (p->fallback[0])
+		printf("note: %s\n", p->fallback);
+	if (p->len_restored)
+		printf("repair: the header's length %srestored from the file (the catalog "
+		       "references bytes past it)\n", o->dry ? "would be " : "");
+	else if (p->len_recovered)
+		printf("recovery: the header's length and the file size disagreed (a crash); "
+		       "%sresolved as a mount does\n", o->dry ? "would be " : "");
+	if (p->alloc_recovered)
+		printf("recovery: the allocator's crash recovery %sran\n",
+		       o->dry ? "would have " : "");
+	if (p->alloc_rebuilt)
+		printf("repair: allocator metadata (%d violation%s) %s rebuilt from the "
+		       "catalog\n", p->alloc_violations, p->alloc_violations == 1 ? "" : "s",
+		       o->dry ? "would be" : "was");
+	if (p->catalog_repaired)
+		printf("repair: catalog %s\n", o->dry ? "would be repaired" : "repaired");
+	if (p->files_trimmed)
+		printf("repair: %" PRIu64 " file(s) %strimmed to their size\n", p->files_trimmed,
+		       o->dry ? "would be " : "");
+	if (p->alloc_maintenance_writes)
+		printf("maintenance: %" PRIu64 " routine open-time write(s) of the allocator%s%s "
+		       "(not a repair)\n", p->alloc_maintenance_writes, *did ? " " : "", did);
+	if (res->damaged)
+		printf("damaged: the allocator fails its check; nothing was changed\n");
+}
+
 /* Figures, the check's violations, the verdict; fills res->violations.
  * Returns 0 or a negative errno (after a refusal line). */
 static int check_and_report(struct vol *v, const struct fsck_opts *o,
@@ -172,23 +269,26 @@ static int check_and_report(struct vol *v, const struct fsck_opts *o,
 		refuse(o->image, strerror(-r));
 		return r;
 	}
+	bool rep = repaired(&res->rep);
 	printf("image: %s%s\n", o->image, o->dry ? " (no changes)" : "");
 	print_figures(&sum);
 	if (o->dry) {
-		printf("would reclaim %" PRIu64 " bytes\n", res->reclaimed);
-		printf("open-time repairs: %s\n", res->wrote ? "would be written" : "none");
+		printf("would reclaim %" PRIu64 " bytes\n", res->rep.leaked_bytes_reclaimed);
+		printf("open-time repairs: %s\n", rep ? "would be written" : "none");
 	} else {
-		printf("leaked bytes reclaimed: %" PRIu64 "\n", res->reclaimed);
-		printf("open-time repairs: %s\n", res->wrote ? "written" : "none");
+		printf("leaked bytes reclaimed: %" PRIu64 "\n", res->rep.leaked_bytes_reclaimed);
+		printf("open-time repairs: %s\n", rep ? "written" : "none");
 	}
+	print_open_report(o, res);
 	fflush(stdout);
+	progress(o, 2, 0, 1);
 	r = vol_check(v, report_violation, NULL);
 	if (r < 0) {
 		free(text);
-		fflush(stdout);
 		refuse(o->image, "the check failed to read the image");
 		return r;
 	}
+	progress(o, 2, 1, 1);
 	res->violations = r;
 	printf("violations: %d\n", r);
 	if (o->verbose)
@@ -199,7 +299,7 @@ static int check_and_report(struct vol *v, const struct fsck_opts *o,
 
 static int verdict(const struct fsck_opts *o, const struct fsck_result *res)
 {
-	bool repair = res->reclaimed || res->wrote;
+	bool repair = res->rep.leaked_bytes_reclaimed || repaired(&res->rep);
 	int st = FSCK_OK;
 
 	if (res->violations)
@@ -213,139 +313,111 @@ static int verdict(const struct fsck_opts *o, const struct fsck_result *res)
 	return st;
 }
 
-/* ---- the two modes ----------------------------------------------------- */
+/* ---- the run ------------------------------------------------------------ */
 
-static int refuse_open(const char *image, int r, const struct vol_error *err)
+static long lock_wait_ms(void)
 {
-	return refuse(image, err->msg[0] ? err->msg : strerror(-r));
+	const char *e = getenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
+	char *end;
+	long ms = e ? strtol(e, &end, 10) : FSCK_LOCK_WAIT_MS;
+	return e && (*end || ms < 0) ? FSCK_LOCK_WAIT_MS : ms;
 }
 
-static int run_repair(const struct fsck_opts *o)
+/* vol_open, retried while the image is in use, for a bounded time. */
+static int open_waiting(const struct fsck_opts *o, const struct vol_opts *vo,
+			struct vol **v, struct vol_error *err)
 {
-	/* with the journal: an image a crash left with a live journal is
-	 * replayed first, as a mount would */
-	struct vol_opts vo = { .allocator = BS_ALLOC_NONE, .create = false, .journal = true };
-	struct vol_counters ctr;
-	struct fsck_result res = { 0 };
+	long waited = 0, limit = lock_wait_ms();
+	for (;;) {
+		int r = vol_open(o->image, vo, v, err);
+		if (r != BSTACK_E_INUSE || waited >= limit)
+			return r;
+		struct timespec ts = { 0, FSCK_LOCK_STEP_MS * 1000000L };
+		nanosleep(&ts, NULL);
+		waited += FSCK_LOCK_STEP_MS;
+	}
+}
+
+/* Without -y, would the repair fix what this open refused or found
+ * damaged?  A second open that repairs on a staging device and writes
+ * nothing tells; *why gets its refusal otherwise. */
+static bool repairable(const struct fsck_opts *o, struct vol_open_report *rep,
+		       char *why, size_t whylen)
+{
+	struct vol_opts vo = {
+		.allocator = BS_ALLOC_NONE, .repair = true, .no_write = true,
+		.rdonly_file = true, .journal = true,
+	};
 	struct vol_error err = { "" };
 	struct vol *v;
-	int r = vol_open(o->image, &vo, &v, &err);
+	if (vol_open(o->image, &vo, &v, &err) < 0) {
+		snprintf(why, whylen, "%s", err.msg);
+		return false;
+	}
+	vol_open_report(v, rep);
+	int n = vol_check(v, NULL, NULL);
+	vol_close(v);
+	if (n != 0)
+		snprintf(why, whylen, "the repaired image would still fail its check");
+	return n == 0;
+}
 
+/* The open refused the image for damage -y can repair: report, exit 4. */
+static int refused_but_repairable(const struct fsck_opts *o, const struct vol_error *err,
+				  const struct vol_open_report *rep)
+{
+	struct fsck_opts dry = *o;
+	struct fsck_result res = { .rep = *rep };
+	dry.dry = true;
+	printf("image: %s%s\n", o->image, o->dry ? " (no changes)" : "");
+	printf("error: %s\n", err->msg);
+	print_open_report(&dry, &res);
+	printf("result: errors left uncorrected (-y repairs them)\n");
+	return FSCK_UNCORRECTED;
+}
+
+static int run(const struct fsck_opts *o)
+{
+	struct vol_opts vo = {
+		.allocator = BS_ALLOC_NONE,
+		.create = false,
+		.repair = o->repair,
+		.no_write = o->dry,
+		.rdonly_file = o->dry,
+		.allow_damaged = !o->repair,
+		/* an image a crash left with a live journal is replayed first
+		 * (in memory only with -n), as a mount would */
+		.journal = true,
+	};
+	struct fsck_result res = { 0 };
+	struct vol_error err = { "" };
+	struct vol_open_report probe;
+	char why[256];
+	struct vol *v;
+
+	progress(o, 1, 0, 1);
+	int r = open_waiting(o, &vo, &v, &err);
+	if (r == -EUCLEAN && !o->repair && repairable(o, &probe, why, sizeof why))
+		return refused_but_repairable(o, &err, &probe);
 	if (r < 0)
-		return refuse_open(o->image, r, &err);
-	/* Every repair the open writes is durable, so it synced: a clean
-	 * open issues no sync at all. */
-	vol_get_counters(v, &ctr);
-	res.reclaimed = ctr.leaked_bytes_reclaimed;
-	res.wrote = ctr.syncs != 0;
+		return refuse(o->image, err.msg[0] ? err.msg : strerror(-r));
+	progress(o, 1, 1, 1);
+	vol_open_report(v, &res.rep);
+	res.damaged = vol_damaged(v);
 	r = check_and_report(v, o, &res);
 	int cr = vol_close(v);
 	if (r < 0)
 		return FSCK_ERROR;
-	if (cr < 0) {
-		fflush(stdout);
+	if (cr < 0)
 		return refuse(o->image, "closing the image failed");
+	if (res.damaged) {
+		if (repairable(o, &probe, why, sizeof why))
+			printf("repairable: -y rebuilds the allocator's metadata from the catalog, "
+			       "keeping every file\n");
+		else
+			printf("not repairable by -y: %s\n", why);
 	}
 	return verdict(o, &res);
-}
-
-/* Read the whole (locked) file into a fresh memory device. */
-static int load_copy(int fd, uint64_t size, struct bs_memdev **out)
-{
-	uint8_t *buf = malloc(size ? size : 1);
-	struct bs_memdev *dev;
-	uint64_t done = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	while (done < size) {
-		ssize_t n = pread(fd, buf + done, size - done, (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			return n < 0 ? -errno : -EIO;   /* shrank under the lock */
-		}
-		done += (uint64_t)n;
-	}
-	if (!(dev = bs_memdev_new())) {
-		free(buf);
-		return -ENOMEM;
-	}
-	int r = bs_memdev_load(dev, buf, size);
-	free(buf);
-	if (r < 0) {
-		bs_memdev_free(dev);
-		return r;
-	}
-	bs_memdev_reset_counts(dev);
-	*out = dev;
-	return 0;
-}
-
-static int dry_on_copy(const struct fsck_opts *o, struct bs_memdev *dev)
-{
-	struct vol_opts vo = { .allocator = BS_ALLOC_NONE, .create = false };
-	struct vol_counters ctr;
-	struct fsck_result res = { 0 };
-	struct vol_error err = { "" };
-	struct bs_io *io;
-	struct vol *v;
-	int r = bs_io_mem_open(dev, &io);
-
-	if (r < 0)
-		return refuse(o->image, strerror(-r));
-	if ((r = vol_open_io(io, &vo, &v, &err)) < 0)
-		return refuse_open(o->image, r, &err);
-	vol_get_counters(v, &ctr);
-	res.reclaimed = ctr.leaked_bytes_reclaimed;
-	res.wrote = bs_memdev_writes(dev) != 0;
-	r = check_and_report(v, o, &res);
-	vol_close(v);   /* the copy: whatever it writes is thrown away */
-	return r < 0 ? FSCK_ERROR : verdict(o, &res);
-}
-
-static int run_dry(const struct fsck_opts *o)
-{
-	struct bs_memdev *dev = NULL;
-	struct stat st;
-	char why[160];
-	int fd = open(o->image, O_RDONLY | O_CLOEXEC);
-	int r;
-
-	if (fd < 0) {
-		snprintf(why, sizeof(why), "cannot open: %s", strerror(errno));
-		return refuse(o->image, why);
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return refuse(o->image, "not a regular file");
-	}
-	if ((uint64_t)st.st_size > FSCK_DRY_MAX) {
-		close(fd);
-		return refuse(o->image, "image larger than 1 GiB: -n would copy it into "
-			      "memory; run without -n");
-	}
-	/* The file backend's lock (io_file.c): held until we are done, so
-	 * the copy stays the image. */
-	while ((r = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
-		;
-	if (r < 0) {
-		int e = errno;
-		close(fd);
-		return refuse(o->image, e == EWOULDBLOCK ? bstack_strerror(BSTACK_E_INUSE) :
-			      strerror(e));
-	}
-	/* The size again, under the lock. */
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size > FSCK_DRY_MAX ||
-	    (r = load_copy(fd, (uint64_t)st.st_size, &dev)) < 0) {
-		close(fd);
-		return refuse(o->image, "cannot read the image into memory");
-	}
-	int status = dry_on_copy(o, dev);
-	bs_memdev_free(dev);
-	close(fd);
-	return status;
 }
 
 int main(int argc, char **argv)
@@ -355,5 +427,5 @@ int main(int argc, char **argv)
 
 	if (st >= 0)
 		return st;
-	return o.dry ? run_dry(&o) : run_repair(&o);
+	return run(&o);
 }

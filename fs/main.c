@@ -96,6 +96,24 @@ static int open_volume(const struct bsfs_opts *o, struct vol **v)
 			err.msg[0] ? err.msg : strerror(-rc));
 		return rc;
 	}
+	/* what the open recovered that a user should know of (guarantee 5:
+	 * a record that fell back to its older version is not silent) */
+	struct vol_open_report rep;
+	vol_open_report(*v, &rep);
+	if (rep.fallback[0])
+		fprintf(stderr, "bstackfs: %s: note: %s\n", o->image, rep.fallback);
+	/* -o ro writes nothing, so the recovery a crash calls for would be
+	 * lost at unmount: refuse unless norecovery asks for it in memory */
+	bool needs = rep.len_recovered || rep.alloc_recovered || rep.catalog_repaired ||
+		     rep.files_trimmed || rep.leaked_bytes_reclaimed;
+	if (o->ro && needs && !o->norecovery) {
+		fprintf(stderr, "bstackfs: %s: the image needs recovery (a crash's leftovers), "
+			"which a read-only mount cannot write; mount it read-write once, run "
+			"bstackfs-fsck, or add -o norecovery\n", o->image);
+		vol_close(*v);
+		*v = NULL;
+		return -EROFS;
+	}
 	return 0;
 }
 

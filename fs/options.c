@@ -21,6 +21,9 @@
 
 enum {
 	KEY_DISCARD,
+	KEY_RO,           /* kept for libfuse too: the kernel mount is read-only */
+	KEY_RW,
+	KEY_NORECOVERY,
 };
 
 #define BSFS_OPT(t, p) { t, offsetof(struct bsfs_opts, p), 1 }
@@ -35,6 +38,9 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_KEY("norecovery", KEY_NORECOVERY),
 	FUSE_OPT_KEY("defaults", KEY_DISCARD),
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -53,6 +59,15 @@ static int bsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 	(void)outargs;
 	switch (key) {
 	case KEY_DISCARD:
+		return 0;
+	case KEY_RO:
+		o->ro = 1;
+		return 1;
+	case KEY_RW:
+		o->ro = 0;
+		return 0;
+	case KEY_NORECOVERY:
+		o->norecovery = 1;
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!o->image) {
@@ -146,6 +161,18 @@ static int derive_vol_opts(struct bsfs_opts *o)
 	o->vol.allocator = BS_ALLOC_NONE;
 	o->vol.create = !o->nocreate;
 	o->vol.sync_writes = o->sync != 0;
+	if (o->norecovery && !o->ro) {
+		fprintf(stderr, "bstackfs: %s: norecovery needs ro (a writable mount "
+			"recovers the image)\n", o->image);
+		return -EINVAL;
+	}
+	if (o->ro) {
+		/* read-only for real: the file is opened O_RDONLY and nothing
+		 * is written (open-time work stays in memory) */
+		o->vol.create = false;
+		o->vol.rdonly_file = true;
+		o->vol.no_write = true;
+	}
 	o->vol.uid = getuid();
 	o->vol.gid = getgid();
 	/* the journal is on by default; an idle volume is checkpointed after
@@ -261,6 +288,11 @@ void bsfs_print_help(const char *prog)
 	       "                           as the seeds specify\n"
 	       "    -o nocreate            refuse a missing IMAGE instead of creating it\n"
 	       "                           (for fstab; create images with mkfs.bstackfs)\n"
+	       "    -o ro                  read-only: the image file is opened read-only\n"
+	       "                           and never written; an image that needs\n"
+	       "                           recovery is refused\n"
+	       "    -o norecovery          with ro: mount an image that needs recovery,\n"
+	       "                           recovered in memory only\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

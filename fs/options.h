@@ -26,6 +26,8 @@ struct bsfs_opts {
 	char *commit;             /* -o commit=SECONDS */
 	char *journal;            /* -o journal=on|off */
 	int nocreate;             /* -o nocreate: a missing image is refused */
+	int ro;                   /* -o ro: nothing is written to the image */
+	int norecovery;           /* -o norecovery (with ro) */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };
