@@ -90,7 +90,20 @@ struct vol {
 	struct vol_opts opts;
 	char *path;                 /* for the host figures of statfs */
 	struct vol_counters ctr;    /* syncs are read from the bstack */
+	/* sum of named files' sizes, kept by live_change(), and its highest
+	 * value since mount (peak_live_bytes) */
+	uint64_t live_now, live_peak;
 };
+
+/* File n's size goes from old to new (orphans are no named file's). */
+static void live_change(struct vol *v, const struct cat_node *n, uint64_t old, uint64_t new)
+{
+	if (n->orphan || n->r.kind != CAT_FILE || old == new)
+		return;
+	v->live_now = v->live_now - old + new;
+	if (v->live_now > v->live_peak)
+		v->live_peak = v->live_now;
+}
 
 static int64_t now_ns(void)
 {
@@ -338,6 +351,21 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 	return r;
 }
 
+static int add_size(void *ctx, struct cat_node *n)
+{
+	if (n->r.kind == CAT_FILE)
+		*(uint64_t *)ctx += n->r.size;
+	return 0;
+}
+
+/* peak_live_bytes counts from mount: start at what the image holds. */
+static void live_init(struct vol *v)
+{
+	v->live_now = 0;
+	cat_foreach(v->c, add_size, &v->live_now);
+	v->live_peak = v->live_now;
+}
+
 static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_format,
 		   struct vol **out, struct vol_error *err)
 {
@@ -387,6 +415,7 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		vol_free(v);
 		return r;
 	}
+	live_init(v);
 	*out = v;
 	return 0;
 }
@@ -578,11 +607,17 @@ static int drop(struct vol *v, struct cat_node *n)
 {
 	struct bs_slice s = n->r.alloc;
 	bool file = n->r.kind == CAT_FILE;
+	uint64_t size = n->r.size;
 	int r;
-	if (file && n->opens)
-		return cat_orphan(v->c, n);
+	if (file && n->opens) {
+		if (!(r = cat_orphan(v->c, n)))
+			v->live_now -= size < v->live_now ? size : v->live_now;
+		return r;
+	}
 	if ((r = cat_remove(v->c, n)))
 		return r;
+	if (file)
+		v->live_now -= size < v->live_now ? size : v->live_now;
 	if (s.len)
 		bs_dealloc(v->a, s);
 	if (file)
@@ -795,7 +830,8 @@ static int copy_range(struct vol *v, uint64_t from, uint64_t to, uint64_t n)
  * moving it.  *stale_end gets the end of the range past the size that may
  * hold old bytes (the caller zeroes what it exposes).
  */
-static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *stale_end)
+static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t need,
+		uint64_t *stale_end)
 {
 	struct bs_slice old = n->r.alloc, ns;
 	bool done = false;
@@ -807,6 +843,15 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t *s
 		 * capacity: fall through to copy-on-write (the allocator
 		 * changed nothing, tested in test_alloc_harness nospc_*). */
 		r = bs_grow_in_place(v->a, old, new_cap, &ns, &done);
+		/* Growth that does not scatter: when the amortised capacity
+		 * does not fit in place but what the write needs does (the
+		 * free space right behind the file: GhostTree's and
+		 * FirstFit's free neighbour), grow in place by just that
+		 * rather than move and leave the old place as a hole. */
+		if ((!r || r == -ENOSPC) && !done && need < new_cap) {
+			int r2 = bs_grow_in_place(v->a, old, need, &ns, &done);
+			r = r2 == -ENOSPC ? r : r2;
+		}
 		if (r && r != -ENOSPC)
 			return r;
 		if (!r && done) {
@@ -889,11 +934,11 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 	stale_end = f->r.alloc.len;
 	if (end > f->r.alloc.len) {
 		uint64_t cap = amortised_cap(f->r.alloc.len, end);
-		r = grow(v, f, cap, &stale_end);
+		r = grow(v, f, cap, end, &stale_end);
 		/* on a nearly full disk the amortised headroom may not fit
 		 * where the write itself does: ask for exactly what it needs */
 		if (r == -ENOSPC && cap > end)
-			r = grow(v, f, end, &stale_end);
+			r = grow(v, f, end, end, &stale_end);
 		if (r)
 			goto out;
 	}
@@ -906,8 +951,10 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 	if ((r = bstack_set_nosync(v->bs, f->r.alloc.off + off, buf, n)))
 		goto out;
 	f->data_dirty = true;
-	if (end > f->r.size)
+	if (end > f->r.size) {
+		live_change(v, f, f->r.size, end);
 		f->r.size = end;
+	}
 	f->r.mtime = f->r.ctime = now_ns();
 	f->rec_dirty = true;
 	if (v->opts.sync_writes) {
@@ -940,7 +987,7 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	uint64_t stale_end = old.len;
 	int r;
 	if (size > old.len) {
-		if ((r = grow(v, f, size, &stale_end)))
+		if ((r = grow(v, f, size, size, &stale_end)))
 			return r;
 		old = f->r.alloc;
 	}
@@ -958,8 +1005,10 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 		nr.alloc = (struct bs_slice){ old.off, size };
 	if (touch)
 		nr.mtime = nr.ctime = now_ns();
+	uint64_t old_size = f->r.size;
 	if ((r = store(v, f, &nr)))     /* durable: the new size and allocation */
 		return r;
+	live_change(v, f, old_size, size);
 	if (nr.alloc.len == old.len)
 		return 0;
 	/* then the allocator gives the rest back; failing here only leaks
@@ -1163,6 +1212,32 @@ static int linear_tidy(struct vol *v)
 	return r;
 }
 
+/*
+ * Give free space at the end of the payload back (the image shrinks):
+ * every allocator's free tail blocks (bs_alloc_trim_tail), and Linear's
+ * unreferenced tail holes.  Runs at unmount (vol_close); a checkpoint
+ * calls it with the volume lock held.  Only ever discards space no file
+ * or catalog record references: a crash inside it leaks at most what it
+ * was giving back, which mount reclaims.  *freed (may be NULL) gets the
+ * bytes the payload shrank by.
+ */
+static int give_back_tail(struct vol *v, uint64_t *freed)
+{
+	uint64_t before = bstack_len(v->bs), got = 0;
+	int r = v->a->kind == BS_ALLOC_LINEAR ? linear_tidy(v) : bs_alloc_trim_tail(v->a, &got);
+	if (freed)
+		*freed = before - bstack_len(v->bs);
+	return r;
+}
+
+int vol_give_back_tail(struct vol *v, uint64_t *freed)
+{
+	pthread_rwlock_wrlock(&v->lock);
+	int r = give_back_tail(v, freed);
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
 int vol_close(struct vol *v)
 {
 	if (!v)
@@ -1172,7 +1247,7 @@ int vol_close(struct vol *v)
 	while (v->c->orphans)
 		free_orphan(v, v->c->orphans);
 	if (!r)
-		r = linear_tidy(v);
+		r = give_back_tail(v, NULL);
 	vol_free(v);
 	return r;
 }
@@ -1242,6 +1317,8 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   leaked_bytes_reclaimed  space returned to the allocator at mount
  *   orphan_files            files removed while open, alive until last close
  *   orphan_bytes            bytes the allocator holds for them
+ *   peak_live_bytes         the highest live_bytes since mount
+ *   image_to_live_ratio     image_bytes / live_bytes, 4 decimals, 0 when no live bytes
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -1266,6 +1343,8 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	out->orphan_files = v->c->n_orphans;
 	for (struct cat_node *o = v->c->orphans; o; o = o->next)
 		out->orphan_bytes += backing_of(v, o);
+	out->image_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs);
+	out->peak_live_bytes = v->live_peak > s.live ? v->live_peak : s.live;
 }
 
 int vol_summary(struct vol *v, struct vol_summary *out)
@@ -1316,6 +1395,9 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
 	KV("orphan_files", s.orphan_files);
 	KV("orphan_bytes", s.orphan_bytes);
+	KV("peak_live_bytes", s.peak_live_bytes);
+	n += (size_t)snprintf(t + n, cap - n, "image_to_live_ratio %.4f\n",
+			      s.live_bytes ? (double)s.image_bytes / (double)s.live_bytes : 0.0);
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

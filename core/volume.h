@@ -78,8 +78,13 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
  * empty backend (size 0) is formatted when opts->create is set. */
 int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 		struct vol_error *err);
-/* Flush every file's data, trim capacities, sync, close. */
+/* Flush every file's data, trim capacities, sync, give free tail space
+ * back (vol_give_back_tail), close. */
 int vol_close(struct vol *v);
+/* Discard free space at the end of the payload, for every allocator (the
+ * image file shrinks); *freed (may be NULL) gets the bytes.  Unmount runs
+ * it; so may a checkpoint.  Crash: only leaks, reclaimed at mount. */
+int vol_give_back_tail(struct vol *v, uint64_t *freed);
 
 int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr *out);
 int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out);
@@ -151,6 +156,8 @@ struct vol_summary {
 	uint64_t backing_bytes;     /* bytes the allocator holds for them */
 	uint64_t orphan_bytes;
 	uint64_t free_bytes;
+	uint64_t image_bytes;       /* header + payload */
+	uint64_t peak_live_bytes;   /* the highest live_bytes since mount */
 };
 int vol_summary(struct vol *v, struct vol_summary *out);
 
