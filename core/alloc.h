@@ -111,8 +111,8 @@ struct bs_alloc_ops {
 		       uint64_t *reclaimed);
 	/*
 	 * Grow s to new_len (> s.len) only if that needs no move: same
-	 * underlying block, tail extension, or (FirstFit) merging the free
-	 * neighbour.  *done = true and *out = (s.off, new_len) when it did,
+	 * underlying block, tail extension, or (FirstFit; GhostTree beyond
+	 * the seed) taking from the free right neighbour.  *done = true and *out = (s.off, new_len) when it did,
 	 * the new bytes reading as zero; *done = false and nothing changed
 	 * when it would have to move.  The volume uses it so that a move is
 	 * always its own copy-on-write (alloc new, copy, repoint, free old),

@@ -48,7 +48,14 @@
  *
  * Amortised growth: appending grows the capacity geometrically (double,
  * with steps capped at VOL_GROW_STEP_MAX), so n bytes in small writes cost
- * O(log n) reallocs; the last release and close trim capacity back to the size
+ * O(log n) reallocs.  Growth does not scatter (issue 15): it is in place
+ * where the allocator can (tail, free right neighbour; GhostTree and
+ * FirstFit hand out the front of a free block, so a new file has room
+ * right behind it), and when the doubled capacity does not fit in place
+ * but the write does, the file grows in place by what the write needs
+ * instead of moving and leaving its old place as a hole.  Free tail space
+ * is given back at unmount (give_back_tail).  The last release and close
+ * trim capacity back to the size
  * (Linear can only shrink its tail allocation; elsewhere it keeps the
  * capacity, which the record states).
  *
@@ -846,10 +853,21 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t ne
 		/* Growth that does not scatter: when the amortised capacity
 		 * does not fit in place but what the write needs does (the
 		 * free space right behind the file: GhostTree's and
-		 * FirstFit's free neighbour), grow in place by just that
-		 * rather than move and leave the old place as a hole. */
-		if ((!r || r == -ENOSPC) && !done && need < new_cap) {
-			int r2 = bs_grow_in_place(v->a, old, need, &ns, &done);
+		 * FirstFit's free neighbour), grow in place by half the step,
+		 * a quarter, ... down to just what the write needs, rather
+		 * than move and leave the old place as a hole.  Measured on
+		 * the memory device, 3 files of 20 MiB rewritten 30 times in
+		 * 64 KiB writes (GhostTree; FirstFit alike): straight to
+		 * `need`, 4673 reallocs and 17654 syncs; halving, 1019 and
+		 * 3038; steps capped at 1 MiB instead of 64, 2247 and 6702;
+		 * 1.5x or 1.25x growth instead of doubling, more of both.
+		 * None copies a byte; the image is 62.9 MB for 62.9 MB live
+		 * in every variant. */
+		for (uint64_t want = new_cap; (!r || r == -ENOSPC) && !done && want > need;) {
+			want = old.len + (want - old.len) / 2;
+			if (want < need)
+				want = need;
+			int r2 = bs_grow_in_place(v->a, old, want, &ns, &done);
 			r = r2 == -ENOSPC ? r : r2;
 		}
 		if (r && r != -ENOSPC)
