@@ -111,8 +111,8 @@ struct bs_alloc_ops {
 		       uint64_t *reclaimed);
 	/*
 	 * Grow s to new_len (> s.len) only if that needs no move: same
-	 * underlying block, tail extension, or (FirstFit) merging the free
-	 * neighbour.  *done = true and *out = (s.off, new_len) when it did,
+	 * underlying block, tail extension, or (FirstFit; GhostTree beyond
+	 * the seed) taking from the free right neighbour.  *done = true and *out = (s.off, new_len) when it did,
 	 * the new bytes reading as zero; *done = false and nothing changed
 	 * when it would have to move.  The volume uses it so that a move is
 	 * always its own copy-on-write (alloc new, copy, repoint, free old),
@@ -121,6 +121,17 @@ struct bs_alloc_ops {
 	 */
 	int (*grow_in_place)(struct bs_alloc *a, struct bs_slice s, uint64_t new_len,
 			     struct bs_slice *out, bool *done);
+	/*
+	 * Give free space at the end of the payload back to the file system
+	 * (the image shrinks): every free block that ends at the payload end
+	 * is taken out of the allocator's free structure and discarded, until
+	 * the last block is live.  *freed gets the bytes discarded.  Crash:
+	 * only leaks (a block out of the free structure but not yet
+	 * discarded), which reclaim returns.  NULL: nothing to give back
+	 * (the allocator never keeps a free tail block).  bstackfs goes
+	 * beyond the seeds here; a no-op in seed-exact mode.
+	 */
+	int (*trim_tail)(struct bs_alloc *a, uint64_t *freed);
 	void (*destroy)(struct bs_alloc *a);   /* frees a, not the bstack */
 };
 
@@ -130,6 +141,13 @@ struct bs_alloc {
 	struct bstack *bs;
 	enum bs_alloc_kind kind;
 	uint64_t reserved_len;    /* 16 (Linear, FirstFit), 24 (Slab), 32 (Ghost) */
+	/* Seed-exact mode: every operation writes exactly the seed's bytes
+	 * (tests/seedcheck, the seed's own tests).  Off by default: bstackfs
+	 * then goes beyond the seed where that keeps space bounded (GhostTree
+	 * merges freed blocks while mounted and hands out the front of a
+	 * split block; trim_tail gives free tail space back), always in the
+	 * seed's on-disk format.  Set it right after create/open. */
+	bool seed_exact;
 	/* counters, updated with __atomic_fetch_add by the implementations */
 	uint64_t n_allocs, n_reallocs, n_reallocs_in_place, n_reallocs_moved;
 	uint64_t n_deallocs, n_tail_discards, n_bytes_copied;
@@ -189,6 +207,15 @@ static inline int bs_alloc_extent(struct bs_alloc *a, struct bs_slice s,
 static inline int bs_alloc_reclaim(struct bs_alloc *a, const struct bs_slice *live,
 				   size_t n, uint64_t *reclaimed)
 { return a->ops->reclaim(a, live, n, reclaimed); }
+
+static inline void bs_alloc_set_seed_exact(struct bs_alloc *a, bool on)
+{ a->seed_exact = on; }
+/* ops->trim_tail, or 0 with *freed = 0 when the allocator has none. */
+static inline int bs_alloc_trim_tail(struct bs_alloc *a, uint64_t *freed)
+{
+	*freed = 0;
+	return a->ops->trim_tail && !a->seed_exact ? a->ops->trim_tail(a, freed) : 0;
+}
 
 static inline int bs_grow_in_place(struct bs_alloc *a, struct bs_slice s, uint64_t n,
 				   struct bs_slice *out, bool *done)

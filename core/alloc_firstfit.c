@@ -443,9 +443,13 @@ static int ff_add_free(struct ff *ff, uint64_t p)
 }
 
 /* Seed find_large_enough_block: first free block with size >= need.
- * *found = 0 when none.  Bounded: a cycle is -EUCLEAN. */
+ * *found = 0 when none.  Bounded: a cycle is -EUCLEAN.  Beyond the seed
+ * (not in seed-exact mode): the best fit, the smallest such block (the
+ * first of equals; an exact fit ends the walk), so that a small request
+ * does not cut into the one free block a large file would fit in. */
 static int ff_find(struct ff *ff, uint64_t need, uint64_t *found, uint64_t *fsize)
 {
+	bool best = !ff->base.seed_exact;
 	uint64_t p, max = ff_max_blocks(ff), len = ff_len(ff);
 	uint8_t b[24];
 	int r = ff_get64(ff, FF_HEAD_OFF, &p);
@@ -462,10 +466,11 @@ static int ff_find(struct ff *ff, uint64_t need, uint64_t *found, uint64_t *fsiz
 		if (!(b[8] & 1) || ff_bad_size(ff, size) || size % 8 ||
 		    p + size + FF_BF > len)
 			return -EUCLEAN;
-		if (size >= need) {
+		if (size >= need && (!*found || size < *fsize)) {
 			*found = p;
 			*fsize = size;
-			return 0;
+			if (!best || size == need)
+				return 0;
 		}
 		p = le64_get(b + 16);
 	}
@@ -478,10 +483,56 @@ static bool ff_splits(uint64_t found_size, uint64_t req)
 }
 
 /* Where unlink_block puts the payload: the back of a split block, else
- * the whole found block from the front. */
-static uint64_t ff_taken_at(uint64_t found, uint64_t found_size, uint64_t req)
+ * the whole found block from the front.  Beyond the seed (not in
+ * seed-exact mode) always the front: ff_take_front. */
+static uint64_t ff_taken_at(struct ff *ff, uint64_t found, uint64_t found_size,
+			    uint64_t req)
 {
-	return ff_splits(found_size, req) ? found + found_size - req : found;
+	return ff_splits(found_size, req) && ff->base.seed_exact ? found + found_size - req
+								 : found;
+}
+
+/*
+ * Beyond the seed: split the free block at found (payload fsize) and take
+ * its FRONT, so the remainder is the allocation's free right neighbour and
+ * a growing file grows into it in place (ff_grow_in_place) instead of
+ * moving and leaving a hole.  Called with recovery_needed set and the
+ * intent naming found, like the seed's back split; recovery rebuilds the
+ * free list, so only the block structure matters at each cut:
+ *   1. the remainder's header and list links, inside the free payload
+ *      (a cut: still one free block, the bytes are free space);
+ *   2. the outer footer says the remainder's size (a cut: the seed's
+ *      partial-split pattern, repaired into two free blocks that coalesce);
+ *   3. the taken block: header (req, allocated), content, footer, one call
+ *      (a cut: the intent's block is allocated, recovery frees it and it
+ *      coalesces with the remainder: the old free block again);
+ *   4. the neighbours' links point at the remainder.
+ */
+static int ff_take_front(struct ff *ff, uint64_t found, uint64_t fsize, uint64_t req,
+			 uint8_t *buf)
+{
+	uint64_t rem = fsize - req - FF_OVH, np = found + req + FF_OVH;
+	uint8_t links[16], h[32] = { 0 };
+	int r = ff_get(ff, found, links, 16);
+	if (r)
+		return r;
+	uint64_t next = le64_get(links), prev = le64_get(links + 8);
+	if (!ff_ptr_ok(ff, next) || !ff_ptr_ok(ff, prev))
+		return -EUCLEAN;
+	le64_put(h, rem);
+	le32_put(h + 8, 1);
+	memcpy(h + 16, links, 16);
+	if ((r = ff_set(ff, np - FF_BH, h, 32)) ||                /* 1 */
+	    (r = ff_set64(ff, np + rem, rem)))                     /* 2 */
+		return r;
+	le64_put(buf, req);
+	memset(buf + 8, 0, 8);
+	le64_put(buf + FF_BH + req, req);
+	if ((r = ff_set(ff, found - FF_BH, buf, FF_OVH + req)))   /* 3 */
+		return r;
+	if ((r = ff_set64(ff, prev ? prev : FF_HEAD_OFF, np)))    /* 4 */
+		return r;
+	return next ? ff_set64(ff, next + 8, np) : 0;
 }
 
 /*
@@ -493,6 +544,8 @@ static int ff_take(struct ff *ff, uint64_t found, uint64_t fsize, uint64_t req,
 		   uint8_t *buf)
 {
 	int r;
+	if (ff_splits(fsize, req) && !ff->base.seed_exact)
+		return ff_take_front(ff, found, fsize, req, buf);
 	if (ff_splits(fsize, req)) {
 		uint64_t rem = fsize - req - FF_OVH;
 		uint8_t u[24] = { 0 };
@@ -820,7 +873,7 @@ static int ff_alloc_locked(struct ff *ff, uint64_t len, struct bs_slice *out)
 	if (!buf)
 		return -ENOMEM;
 	if (found) {
-		off = ff_taken_at(found, fsize, an);
+		off = ff_taken_at(ff, found, fsize, an);
 		if (!(r = ff_begin(ff, off)) && !(r = ff_take(ff, found, fsize, an, buf)))
 			r = ff_end(ff);
 	} else {
@@ -1120,7 +1173,7 @@ static int ff_move(struct ff *ff, struct bs_slice s, uint64_t new_len, uint64_t 
 	/* intent: the new block until it holds the data (a cut rolls the
 	 * move back), then the old block (a cut rolls it forward) */
 	if (found) {
-		*noff = ff_taken_at(found, fsize, an);
+		*noff = ff_taken_at(ff, found, fsize, an);
 		if ((r = ff_begin(ff, *noff)) || (r = ff_take(ff, found, fsize, an, buf)))
 			goto out;
 	} else {

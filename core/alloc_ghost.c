@@ -46,6 +46,30 @@
  * the payload, overlap within one dealloc_bulk, or are exactly a free
  * block's key (a plain double free) are -EINVAL before anything is written.
  *
+ * Beyond the seed in space (off in seed-exact mode, alloc.h, which
+ * tests/seedcheck and test_alloc_ghost use; on in bstackfs), still the
+ * seed's format, every state one the seed's open accepts:
+ *  - merging while mounted: the seed merges freed blocks only at open
+ *    (coalesce_and_rebalance), so a mounted image collects free blocks too
+ *    small for the next file while the tail grows.  An in-memory address
+ *    index (struct gidx) finds a freed block's free neighbours; they leave
+ *    the tree and the block goes back merged (gt_free_merged), a valid node
+ *    exactly like one the open-time pass builds.  With every free handled so,
+ *    no two free blocks are adjacent while mounted;
+ *  - tail give-back: a free block that ends at the payload end is removed
+ *    and discarded (gt_trim_tail_locked, after every tail discard, and
+ *    trim_tail() for the volume's unmount / checkpoint), so the image
+ *    shrinks instead of ending in free space;
+ *  - front splits and growth into the free right neighbour: alloc hands out
+ *    the front of a split block, so a growing file finds the rest of the
+ *    block right behind it and grows in place (gt_grow_into_neighbour)
+ *    instead of moving and leaving a hole behind.
+ * Each mutation is a sequence of the seed's own tree operations (remove,
+ * insert) plus node-sized zeroing, so a cut between two of them leaves only
+ * leaked, zeroed space (at most a stale node at a piece's start), which the
+ * caller's reclaim returns; tests/test_space.c cuts every write of a merge,
+ * a front split, a neighbour growth and a give-back.
+ *
  * Thread safety as the seed's `atomic` feature: `lock` serialises every tree
  * mutation; growing or shrinking the tail goes through try_extend_zeros /
  * try_discard, whose check-and-act is atomic in the file layer.
@@ -70,9 +94,32 @@
 #define GT_OVERHEAD     48      /* reserved + magic + root; nothing per block */
 #define GT_CHUNK        (1u << 20)
 
+/* One free block in the in-memory address index. */
+struct gfree {
+	uint64_t ptr, size;
+};
+
+/*
+ * The address index (beyond the seed, memory only): every free block of the
+ * tree, sorted by address, so that a freed block finds its free neighbours
+ * without a walk.  Invariant while `ok`: it lists exactly the tree's blocks.
+ * Every tree insert and removal updates it under `lock`; a tree operation
+ * that fails half-way (or an out-of-memory here) clears `ok`, and the next
+ * merging operation rebuilds it from a walk (or, if the tree cannot be
+ * walked, frees the seed's way, without merging).  A sorted array: inserts
+ * and removals move O(n) bytes in memory, negligible next to the synced node
+ * writes of the same operation.
+ */
+struct gidx {
+	struct gfree *v;
+	size_t n, cap;
+	bool ok;
+};
+
 struct ghost {
 	struct bs_alloc base;
 	pthread_mutex_t lock;
+	struct gidx idx;        /* under lock */
 };
 
 struct gnode {
@@ -102,6 +149,96 @@ static struct ghost *to_ghost(struct bs_alloc *a)
 static uint64_t gt_len(struct ghost *g)
 {
 	return bstack_len(g->base.bs);
+}
+
+/* ---- the address index ------------------------------------------------------ */
+
+/* First position whose block starts at or after p. */
+static size_t idx_lower(const struct gidx *x, uint64_t p)
+{
+	size_t lo = 0, hi = x->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (x->v[mid].ptr < p)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void idx_add(struct gidx *x, uint64_t ptr, uint64_t size)
+{
+	if (!x->ok)
+		return;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 64;
+		struct gfree *v = realloc(x->v, cap * sizeof *v);
+		if (!v) {
+			x->ok = false;
+			return;
+		}
+		x->v = v;
+		x->cap = cap;
+	}
+	size_t i = idx_lower(x, ptr);
+	if (i < x->n && x->v[i].ptr == ptr) {
+		x->ok = false;   /* the tree cannot hold two blocks at one address */
+		return;
+	}
+	memmove(&x->v[i + 1], &x->v[i], (x->n - i) * sizeof *x->v);
+	x->v[i] = (struct gfree){ ptr, size };
+	x->n++;
+}
+
+static void idx_del(struct gidx *x, uint64_t ptr)
+{
+	if (!x->ok)
+		return;
+	size_t i = idx_lower(x, ptr);
+	if (i == x->n || x->v[i].ptr != ptr) {
+		x->ok = false;
+		return;
+	}
+	memmove(&x->v[i], &x->v[i + 1], (x->n - i - 1) * sizeof *x->v);
+	x->n--;
+}
+
+/* The free block starting at p / ending at p, if the index knows one. */
+static bool idx_at(const struct gidx *x, uint64_t p, struct gfree *out)
+{
+	size_t i = idx_lower(x, p);
+	if (!x->ok || i == x->n || x->v[i].ptr != p)
+		return false;
+	*out = x->v[i];
+	return true;
+}
+
+static bool idx_ending_at(const struct gidx *x, uint64_t p, struct gfree *out)
+{
+	size_t i = idx_lower(x, p);
+	if (!x->ok || i == 0 || x->v[i - 1].ptr + x->v[i - 1].size != p)
+		return false;
+	*out = x->v[i - 1];
+	return true;
+}
+
+/* Make the index list exactly v[0..n) (sorted by address); ok again. */
+static int idx_set(struct gidx *x, const struct gblk *v, size_t n)
+{
+	x->ok = false;
+	if (n > x->cap) {
+		struct gfree *nv = realloc(x->v, n * sizeof *nv);
+		if (!nv)
+			return 0;   /* merging stays off; not an error of the caller's */
+		x->v = nv;
+		x->cap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		x->v[i] = (struct gfree){ v[i].ptr, v[i].size };
+	x->n = n;
+	x->ok = true;
+	return 0;
 }
 
 /* ---- sizes and slices ----------------------------------------------------- */
@@ -376,9 +513,13 @@ static int gt_insert(struct ghost *g, uint64_t ptr, uint64_t size)
 		path[n++] = (struct gpath){ cur, nd.size, nd.left, nd.right, left };
 		cur = left ? nd.left : nd.right;
 	}
-	if ((r = gt_write(g, ptr, size, 0, 1, 0, 0)))
-		return r;
-	return gt_up_pass(g, path, n, ptr);
+	if (!(r = gt_write(g, ptr, size, 0, 1, 0, 0)))
+		r = gt_up_pass(g, path, n, ptr);
+	if (r)
+		g->idx.ok = false;
+	else
+		idx_add(&g->idx, ptr, size);
+	return r;
 }
 
 /* avl_remove_min of the subtree at root: *min / *min_size the removed node,
@@ -416,6 +557,33 @@ static int gt_remove_min(struct ghost *g, uint64_t root, uint64_t *min,
 	}
 }
 
+/* Unlink path[fit] (ancestors path[0..fit), children as recorded): the
+ * seed's removal inside avl_find_best_fit_and_remove. */
+static int gt_unlink_at(struct ghost *g, const struct gpath *path, size_t fit)
+{
+	const struct gpath *f = &path[fit];
+	uint64_t repl;
+	int r = 0;
+	if (f->left == 0) {
+		repl = f->right;
+	} else if (f->right == 0) {
+		repl = f->left;
+	} else {
+		uint64_t succ, succ_sz, nr;
+		if ((r = gt_remove_min(g, f->right, &succ, &succ_sz, &nr)) ||
+		    (r = gt_write_update(g, succ, succ_sz, f->left, nr, NULL)) ||
+		    (r = gt_rebalance(g, succ, &repl)))
+			goto out;
+	}
+	r = gt_up_pass(g, path, fit, repl);
+out:
+	if (r)
+		g->idx.ok = false;
+	else
+		idx_del(&g->idx, f->ptr);
+	return r;
+}
+
 /* avl_find_best_fit_and_remove: the smallest block >= min (ties: lowest
  * address).  *found = false when none fits.  Caller holds the lock. */
 static int gt_take_best_fit(struct ghost *g, uint64_t min, bool *found,
@@ -424,7 +592,7 @@ static int gt_take_best_fit(struct ghost *g, uint64_t min, bool *found,
 	struct gpath path[GT_MAX_DEPTH];
 	size_t n = 0, fit = 0;
 	bool any = false;
-	uint64_t cur, repl;
+	uint64_t cur;
 	int r = gt_read_root(g, &cur);
 	*found = false;
 	if (r)
@@ -445,24 +613,43 @@ static int gt_take_best_fit(struct ghost *g, uint64_t min, bool *found,
 	}
 	if (!any)
 		return 0;
-	const struct gpath *f = &path[fit];
-	if (f->left == 0) {
-		repl = f->right;
-	} else if (f->right == 0) {
-		repl = f->left;
-	} else {
-		uint64_t succ, succ_sz, nr;
-		if ((r = gt_remove_min(g, f->right, &succ, &succ_sz, &nr)) ||
-		    (r = gt_write_update(g, succ, succ_sz, f->left, nr, NULL)) ||
-		    (r = gt_rebalance(g, succ, &repl)))
-			return r;
-	}
-	if ((r = gt_up_pass(g, path, fit, repl)))
+	if ((r = gt_unlink_at(g, path, fit)))
 		return r;
 	*found = true;
-	*ptr = f->ptr;
-	*size = f->size;
+	*ptr = path[fit].ptr;
+	*size = path[fit].size;
 	return 0;
+}
+
+/*
+ * Beyond the seed (merging): remove the exact key (size, ptr) from the tree
+ * with the same removal as a best-fit take.  -ENOENT when the tree does not
+ * hold it (the index disagreed: the caller falls back).  Caller holds the
+ * lock.
+ */
+static int gt_remove_key(struct ghost *g, uint64_t ptr, uint64_t size)
+{
+	struct gpath path[GT_MAX_DEPTH];
+	size_t n = 0;
+	uint64_t cur;
+	int r = gt_read_root(g, &cur);
+	while (!r && cur != 0) {
+		struct gnode nd;
+		if (n >= GT_MAX_DEPTH)
+			return -EUCLEAN;
+		if ((r = gt_read(g, cur, &nd)))
+			break;
+		bool left = gt_key_less(size, ptr, nd.size, cur);
+		path[n] = (struct gpath){ cur, nd.size, nd.left, nd.right, left };
+		if (cur == ptr && nd.size == size)
+			return gt_unlink_at(g, path, n);
+		n++;
+		cur = left ? nd.left : nd.right;
+	}
+	if (!r)
+		r = -ENOENT;
+	g->idx.ok = false;
+	return r;
 }
 
 /* ---- walking the tree --------------------------------------------------------- */
@@ -666,7 +853,8 @@ static int gt_coalesce(struct ghost *g, bool lenient)
 	if (r)
 		return r;
 	if (root == 0)
-		return 0;
+		return idx_set(&g->idx, NULL, 0);
+	g->idx.ok = false;   /* until the rebuild below completes */
 	if ((r = gt_walk(g, root, lenient, &w)))
 		goto out;
 	sort_blks(w.v, w.n, cmp_ptr);
@@ -684,14 +872,37 @@ static int gt_coalesce(struct ghost *g, bool lenient)
 		}
 		w.v[m++] = w.v[i];
 	}
+	struct gblk *by_addr = m ? malloc(m * sizeof *by_addr) : NULL;
+	if (by_addr)
+		memcpy(by_addr, w.v, m * sizeof *by_addr);
 	sort_blks(w.v, m, cmp_key);
-	if ((r = gt_build(g, w.v, 0, m, &new_root, &h)))
-		goto out;
-	if (new_root != root)
+	if (!(r = gt_build(g, w.v, 0, m, &new_root, &h)) && new_root != root)
 		r = gt_write_root(g, new_root);
+	if (!r && (by_addr || m == 0))
+		idx_set(&g->idx, by_addr, m);   /* an out-of-memory only disables merging */
+	free(by_addr);
 out:
 	free(w.v);
 	return r;
+}
+
+/* Merging needs the index: rebuild it from a walk when an earlier failure
+ * left it unsure.  False (free the seed's way) in seed-exact mode or when
+ * the tree cannot be walked.  Caller holds the lock. */
+static bool gt_merging(struct ghost *g)
+{
+	struct gblks w = { 0 };
+	uint64_t root;
+	if (g->base.seed_exact)
+		return false;
+	if (g->idx.ok)
+		return true;
+	if (gt_read_root(g, &root) == 0 && (root == 0 || gt_walk(g, root, false, &w) == 0)) {
+		sort_blks(w.v, w.n, cmp_ptr);
+		idx_set(&g->idx, w.v, w.n);
+	}
+	free(w.v);
+	return g->idx.ok;
 }
 
 /* ---- the allocator interface ------------------------------------------------ */
@@ -747,6 +958,14 @@ static int gt_slice(struct ghost *g, struct bs_slice s, uint64_t *ext)
  * in front (the caller gets the zeroed tail), or the whole block after zeroing
  * its stale node, or a fresh extension.  Crash: between remove and re-insert
  * the whole block leaks (seed).
+ *
+ * Beyond the seed (not in seed-exact mode): the caller gets the FRONT of a
+ * split block and the remainder's node moves to ptr + aligned (zero bytes
+ * of the free block until then), so the allocation has the rest of the
+ * block as its free right neighbour and can later grow into it in place
+ * (gt_grow_fast) instead of moving.  Steps: remove, insert the remainder,
+ * zero the old node (now the caller's first bytes).  A cut after the insert
+ * leaks the taken part with a stale node in it; reclaim zeroes it.
  */
 static int gt_take(struct ghost *g, uint64_t aligned, uint64_t *off)
 {
@@ -757,6 +976,12 @@ static int gt_take(struct ghost *g, uint64_t aligned, uint64_t *off)
 	if (r || !found) {
 		gt_unlock(g);
 		return r ? r : bstack_extend(g->base.bs, aligned, off);
+	}
+	if (size - aligned >= GT_MIN && !g->base.seed_exact) {
+		r = gt_insert(g, ptr + aligned, size - aligned);
+		gt_unlock(g);
+		*off = ptr;
+		return r ? r : bstack_zero(g->base.bs, ptr, GT_NODE);
 	}
 	if (size - aligned >= GT_MIN) {
 		r = gt_insert(g, ptr, size - aligned);
@@ -787,9 +1012,82 @@ static int gt_alloc(struct bs_alloc *a, uint64_t len, struct bs_slice *out)
 	return 0;
 }
 
+/*
+ * Beyond the seed: discard every free block that ends at the payload end,
+ * until the last block is live (the cascade FirstFit's seed does at
+ * dealloc).  Per block: 1. remove it from the tree, 2. discard it.  A cut
+ * between the two leaks the block (reclaim cuts it off); a concurrent
+ * extension between them (the tail moved) puts it back.  *freed (may be
+ * NULL) adds the bytes given back.  Caller holds the lock and has checked
+ * gt_merging().
+ */
+static int gt_trim_tail_locked(struct ghost *g, uint64_t *freed)
+{
+	struct gfree b;
+	bool done;
+	int r;
+	while (idx_ending_at(&g->idx, gt_len(g), &b)) {
+		uint64_t len = b.ptr + b.size;
+		if ((r = gt_remove_key(g, b.ptr, b.size)) ||
+		    (r = bstack_try_discard(g->base.bs, len, b.size, &done)))
+			return r;
+		if (!done)
+			return gt_insert(g, b.ptr, b.size);
+		BS_COUNT(&g->base, n_tail_discards, 1);
+		if (freed)
+			*freed += b.size;
+	}
+	return 0;
+}
+
+/*
+ * Beyond the seed: free [ptr, ptr + size), already zeroed, merged with its
+ * free neighbours, so that the tree never holds two adjacent blocks nor a
+ * block at the tail (as after the seed's open-time coalesce, plus the tail
+ * rule).  The merged block is an ordinary node: the format is the seed's.
+ *   1. remove the free left neighbour L (ending at ptr) from the tree;
+ *   2. remove the free right neighbour R (starting at ptr + size), then zero
+ *      its node: inside the merged block it is a seam, and every byte of a
+ *      free block past its own node is zero;
+ *   3. at the tail: discard the merged block (then cascade); else
+ *   4. insert it, its node at L's (or ptr's) address.
+ * A cut at any step leaves the pieces out of the tree: leaked, zeroed but
+ * for at most a stale node at their start, which reclaim zeroes and merges.
+ * Caller holds the lock and has checked gt_merging().
+ */
+static int gt_free_merged(struct ghost *g, uint64_t ptr, uint64_t size)
+{
+	uint64_t lo = ptr, hi = ptr + size;
+	struct gfree b;
+	bool done;
+	int r;
+	if (idx_ending_at(&g->idx, lo, &b)) {
+		if ((r = gt_remove_key(g, b.ptr, b.size)))
+			return r;
+		lo = b.ptr;
+	}
+	if (idx_at(&g->idx, hi, &b)) {
+		if ((r = gt_remove_key(g, b.ptr, b.size)) ||
+		    (r = bstack_zero(g->base.bs, b.ptr, GT_NODE)))
+			return r;
+		hi += b.size;
+	}
+	if (hi == gt_len(g)) {
+		if ((r = bstack_try_discard(g->base.bs, hi, hi - lo, &done)))
+			return r;
+		if (done) {
+			BS_COUNT(&g->base, n_tail_discards, 1);
+			return gt_trim_tail_locked(g, NULL);
+		}
+	}
+	return gt_insert(g, lo, hi - lo);
+}
+
 /* Give [ptr, ptr + size) back: discard it when it is the tail, else zero it
  * (outside the lock: the caller still owns it) and insert it.  Crash between
- * zero and insert: the block leaks, zeroed (seed). */
+ * zero and insert: the block leaks, zeroed (seed).  Beyond the seed (not in
+ * seed-exact mode) the insert merges with the free neighbours and a tail
+ * discard cascades (gt_free_merged). */
 static int gt_release(struct ghost *g, uint64_t ptr, uint64_t size)
 {
 	bool done;
@@ -798,12 +1096,30 @@ static int gt_release(struct ghost *g, uint64_t ptr, uint64_t size)
 		return r;
 	if (done) {
 		BS_COUNT(&g->base, n_tail_discards, 1);
-		return 0;
+		if (g->base.seed_exact)
+			return 0;
+		gt_lock(g);
+		if (gt_merging(g))
+			r = gt_trim_tail_locked(g, NULL);
+		gt_unlock(g);
+		return r;
 	}
 	if ((r = bstack_zero(g->base.bs, ptr, size)))
 		return r;
 	gt_lock(g);
-	r = gt_insert(g, ptr, size);
+	r = gt_merging(g) ? gt_free_merged(g, ptr, size) : gt_insert(g, ptr, size);
+	gt_unlock(g);
+	return r;
+}
+
+static int gt_trim_tail(struct bs_alloc *a, uint64_t *freed)
+{
+	struct ghost *g = to_ghost(a);
+	int r = 0;
+	*freed = 0;
+	gt_lock(g);
+	if (gt_merging(g))
+		r = gt_trim_tail_locked(g, freed);
 	gt_unlock(g);
 	return r;
 }
@@ -856,19 +1172,50 @@ static int gt_shrink(struct ghost *g, struct bs_slice s, uint64_t ext,
 	if ((r = bstack_zero(g->base.bs, s.off + new_len, ext - new_len)))
 		return r;
 	gt_lock(g);
-	r = gt_insert(g, s.off + an, ext - an);
+	r = gt_merging(g) ? gt_free_merged(g, s.off + an, ext - an)
+			  : gt_insert(g, s.off + an, ext - an);
 	gt_unlock(g);
 	return r;
 }
 
-/* The two non-moving grows: same block, or extend the tail.  *done false
- * (nothing changed) otherwise. */
+/*
+ * Beyond the seed (not in seed-exact mode): grow [off, off + ext) by `need`
+ * bytes into its free right neighbour R when R is large enough: 1. remove
+ * R, 2. insert what is left of it at R + need (zero bytes of R until then),
+ * 3. zero R's old node, now inside the allocation.  A cut leaves the taken
+ * part leaked (the caller has not recorded the growth yet); reclaim zeroes
+ * it.  *done false and nothing changed when R is missing or too small.
+ */
+static int gt_grow_into_neighbour(struct ghost *g, uint64_t off, uint64_t ext,
+				  uint64_t need, bool *done)
+{
+	struct gfree b;
+	int r = 0;
+	*done = false;
+	gt_lock(g);
+	if (gt_merging(g) && idx_at(&g->idx, off + ext, &b) && b.size >= need) {
+		r = gt_remove_key(g, b.ptr, b.size);
+		if (!r && b.size > need)
+			r = gt_insert(g, b.ptr + need, b.size - need);
+		*done = r == 0;
+	}
+	gt_unlock(g);
+	return *done ? bstack_zero(g->base.bs, off + ext, GT_NODE) : r;
+}
+
+/* The non-moving grows: same block, extend the tail, or (beyond the seed)
+ * take the free right neighbour.  *done false (nothing changed) otherwise. */
 static int gt_grow_fast(struct ghost *g, struct bs_slice s, uint64_t ext,
 			uint64_t an, bool *done)
 {
 	*done = an == ext;
 	if (*done)
 		return 0;
+	if (!g->base.seed_exact) {
+		int r = gt_grow_into_neighbour(g, s.off, ext, an - ext, done);
+		if (r || *done)
+			return r;
+	}
 	return bstack_try_extend_zeros(g->base.bs, s.off + ext, an - ext, done);
 }
 
@@ -1053,11 +1400,15 @@ static int gt_dealloc_bulk(struct bs_alloc *a, const struct bs_slice *s, size_t 
 	}
 	for (size_t i = 0; i < k && !r; i++)
 		r = bstack_zero(g->base.bs, v[i].ptr, v[i].size);
-	if (r || k == 0)
+	if (r || (k == 0 && (!done || a->seed_exact)))
 		goto out;
 	gt_lock(g);
+	bool merging = gt_merging(g);
 	for (size_t i = 0; i < k && !r; i++)
-		r = gt_insert(g, v[i].ptr, v[i].size);
+		r = merging ? gt_free_merged(g, v[i].ptr, v[i].size)
+			    : gt_insert(g, v[i].ptr, v[i].size);
+	if (!r && merging)
+		r = gt_trim_tail_locked(g, NULL);
 	gt_unlock(g);
 out:
 	if (!r)
@@ -1414,6 +1765,9 @@ static int gt_reclaim(struct bs_alloc *a, const struct bs_slice *live, size_t n,
 	}
 	if (inserted)
 		r = gt_coalesce(g, false);
+	/* beyond the seed: a free block the coalesce left at the tail goes */
+	if (!r && gt_merging(g))
+		r = gt_trim_tail_locked(g, NULL);
 out:
 	gt_unlock(g);
 	free(w.v);
@@ -1427,6 +1781,7 @@ static void gt_destroy(struct bs_alloc *a)
 {
 	struct ghost *g = to_ghost(a);
 	pthread_mutex_destroy(&g->lock);
+	free(g->idx.v);
 	free(g);
 }
 
@@ -1442,6 +1797,7 @@ static const struct bs_alloc_ops ghost_ops = {
 	.extent = gt_extent,
 	.reclaim = gt_reclaim,
 	.grow_in_place = gt_grow_in_place,
+	.trim_tail = gt_trim_tail,
 	.destroy = gt_destroy,
 };
 

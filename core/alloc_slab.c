@@ -29,6 +29,11 @@
  *     commit point).
  * Leaks are exactly the seed's crash table; reclaim() returns them.
  *
+ * Beyond the seed (off in seed-exact mode, alloc.h): a multi-block
+ * allocation reuses a run of contiguous free blocks, and trim_tail gives
+ * the free blocks at the end of the arena back; both rewrite the free list
+ * (R1 head = 0, R2, R3 relink; see take_free_run), so a cut only leaks.
+ *
  * Locking: `lock` serialises every free-list read-modify-write (pop, push,
  * reclaim).  Tail operations use the bstack's check-and-act calls so they
  * need no allocator lock, as in the seed.
@@ -348,6 +353,8 @@ int bs_slab_rebuild(struct bstack *bs, const struct bs_slice *live, size_t n)
 
 /* ---- alloc / dealloc ----------------------------------------------------- */
 
+static int take_free_run(struct slab *sl, uint64_t n, uint64_t *off);
+
 static int slab_alloc_inner(struct slab *sl, uint64_t len, struct bs_slice *out)
 {
 	struct bstack *bs = sl->base.bs;
@@ -372,6 +379,18 @@ static int slab_alloc_inner(struct slab *sl, uint64_t len, struct bs_slice *out)
 	n = blocks_needed(sl, len);
 	if (!mul_ok(n, sl->bsize, &total))
 		return -EINVAL;
+	off = 0;
+	if (!sl->base.seed_exact) {
+		pthread_mutex_lock(&sl->lock);
+		r = take_free_run(sl, n, &off);
+		pthread_mutex_unlock(&sl->lock);
+		if (r)
+			return r;
+		if (off) {
+			*out = (struct bs_slice){ off, len };
+			return 0;
+		}
+	}
 	r = bstack_extend(bs, total, &off);
 	if (r)
 		return r;
@@ -910,6 +929,174 @@ out:
 	return r;
 }
 
+/* ---- beyond the seed: runs of free blocks, the free tail ------------------ */
+
+/*
+ * The seed's Slab reuses freed blocks only one at a time: an allocation of
+ * more than one block always extends the tail, so large files churned on
+ * Slab grow the image without bound.  Not in seed-exact mode, bstackfs
+ *  - hands out a run of contiguous free blocks for a multi-block
+ *    allocation when the free list holds one (take_free_run), and
+ *  - gives the free blocks at the end of the arena back (slab_trim_tail).
+ * Both rewrite the free list from a snapshot of it (a block map):
+ *   R1 free_head = 0: every free block leaks for the moment, nothing else;
+ *   R2 the change: discard the tail run / keep the taken run out;
+ *   R3 relink every remaining free block in address order: the 8-byte next
+ *      pointers unsynced, one sync, then free_head (the seed's P1, P2 for
+ *      the whole list).
+ * A cut anywhere leaves free blocks on neither side (leaks, which reclaim
+ * returns), never a live block on the list.  Each costs O(free blocks) I/O,
+ * which is why Slab suits files up to its block size (README).
+ */
+
+/* Map the free list (walk_free_list); false when it holds a problem. */
+static int map_free(struct slab *sl, struct blockmap *m, uint64_t *count, bool *ok)
+{
+	*ok = false;
+	int r = map_init(m, arena_blocks(sl));
+	if (r)
+		return r;
+	r = walk_free_list(sl, m, count, NULL, NULL);
+	if (r < 0) {
+		free(m->bits);
+		m->bits = NULL;
+		return r;
+	}
+	*ok = r == 0;
+	return 0;
+}
+
+static void map_clear(struct blockmap *m, uint64_t i)
+{
+	m->bits[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+/* R3: link every block marked in m, lowest address first. */
+static int relist(struct slab *sl, const struct blockmap *m)
+{
+	struct bstack *bs = sl->base.bs;
+	uint64_t next = SLAB_SENTINEL;
+	int r;
+	for (uint64_t i = m->nblocks; i-- > 0;) {
+		uint8_t b[8];
+		if (!map_test(m, i))
+			continue;
+		le64_put(b, next);
+		next = SLAB_ARENA + i * sl->bsize;
+		if ((r = bstack_set_nosync(bs, next, b, 8)))
+			return r;
+	}
+	if (next == SLAB_SENTINEL)
+		return 0;
+	if ((r = bstack_sync(bs)))
+		return r;
+	return write_u64(bs, SLAB_FREE_HEAD, next);
+}
+
+/* The run of t < n free blocks that ends the arena (run = the free blocks
+ * counted back from the end by the caller's scan, i.e. the final run):
+ * take it off the list (R1, R3), extend the tail by n - t blocks (R2:
+ * the length is the commit point; a failed extension relinks the run),
+ * zero it.  *off = 0 when there is no such run. */
+static int take_tail_run(struct slab *sl, struct blockmap *m, uint64_t n, uint64_t t,
+			 uint64_t *off)
+{
+	struct bstack *bs = sl->base.bs;
+	uint64_t first = m->nblocks - t, plen = bstack_len(bs);
+	bool done;
+	int r;
+	*off = 0;
+	if (t == 0 || t >= n)
+		return 0;
+	for (uint64_t k = first; k < m->nblocks; k++)
+		map_clear(m, k);
+	if ((r = write_u64(bs, SLAB_FREE_HEAD, SLAB_SENTINEL)) ||   /* R1 */
+	    (r = relist(sl, m)))                                     /* R3 */
+		return r;
+	r = bstack_try_extend_zeros(bs, plen, (n - t) * sl->bsize, &done);
+	if (r || !done) {
+		/* the run goes back on the list */
+		for (uint64_t k = first; k < m->nblocks; k++)
+			m->bits[k / 8] |= (uint8_t)(1u << (k % 8));
+		int r2 = write_u64(bs, SLAB_FREE_HEAD, SLAB_SENTINEL);
+		if (!r2)
+			r2 = relist(sl, m);
+		return r ? r : r2;
+	}
+	if ((r = bstack_zero(bs, SLAB_ARENA + first * sl->bsize, t * sl->bsize)))
+		return r;
+	*off = SLAB_ARENA + first * sl->bsize;
+	return 0;
+}
+
+/* *off = the first of n contiguous free blocks taken off the list, zeroed;
+ * 0 when the list holds no such run.  Caller holds the lock. */
+static int take_free_run(struct slab *sl, uint64_t n, uint64_t *off)
+{
+	struct blockmap m;
+	uint64_t count, run = 0, i;
+	bool ok;
+	int r;
+
+	*off = 0;
+	if ((r = map_free(sl, &m, &count, &ok)) || !ok || count < n)
+		goto out;
+	for (i = 0; i < m.nblocks && run < n; i++)
+		run = map_test(&m, i) ? run + 1 : 0;
+	if (run < n) {
+		/* A free run at the end of the arena still saves that much
+		 * growth: take it and extend the tail by the rest. */
+		if ((r = take_tail_run(sl, &m, n, run, off)))
+			goto out;
+		goto out;
+	}
+	i -= n;
+	for (uint64_t k = 0; k < n; k++)
+		map_clear(&m, i + k);
+	if ((r = write_u64(sl->base.bs, SLAB_FREE_HEAD, SLAB_SENTINEL)) ||   /* R1 */
+	    (r = relist(sl, &m)) ||                                          /* R3 */
+	    (r = bstack_zero(sl->base.bs, SLAB_ARENA + i * sl->bsize, n * sl->bsize)))
+		goto out;
+	*off = SLAB_ARENA + i * sl->bsize;
+out:
+	free(m.bits);
+	return r;
+}
+
+static int slab_trim_tail(struct bs_alloc *a, uint64_t *freed)
+{
+	struct slab *sl = to_slab(a);
+	struct blockmap m;
+	uint64_t count, end;
+	bool ok, done;
+	int r;
+
+	*freed = 0;
+	pthread_mutex_lock(&sl->lock);
+	if ((r = map_free(sl, &m, &count, &ok)) || !ok)
+		goto out;
+	for (end = m.nblocks; end > 0 && map_test(&m, end - 1); end--)
+		;
+	if (end == m.nblocks)
+		goto out;
+	uint64_t n = m.nblocks - end;
+	if ((r = write_u64(a->bs, SLAB_FREE_HEAD, SLAB_SENTINEL)) ||       /* R1 */
+	    (r = bstack_try_discard(a->bs, SLAB_ARENA + m.nblocks * sl->bsize,
+				    n * sl->bsize, &done)))                  /* R2 */
+		goto out;
+	if (done) {
+		for (uint64_t i = end; i < m.nblocks; i++)
+			map_clear(&m, i);
+		BS_COUNT(a, n_tail_discards, 1);
+		*freed = n * sl->bsize;
+	}
+	r = relist(sl, &m);                                                  /* R3 */
+out:
+	free(m.bits);
+	pthread_mutex_unlock(&sl->lock);
+	return r;
+}
+
 static void slab_destroy(struct bs_alloc *a)
 {
 	struct slab *sl = to_slab(a);
@@ -930,5 +1117,6 @@ static const struct bs_alloc_ops slab_ops = {
 	.extent = slab_extent,
 	.reclaim = slab_reclaim,
 	.grow_in_place = slab_grow_in_place,
+	.trim_tail = slab_trim_tail,
 	.destroy = slab_destroy,
 };

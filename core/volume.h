@@ -113,8 +113,13 @@ int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 /* Start the volume's background thread (commit=N, idle checkpoints) after
  * an open with opts.defer_threads. */
 int vol_start_threads(struct vol *v);
-/* Flush every file's data, trim capacities, sync, close. */
+/* Flush every file's data, trim capacities, sync, give free tail space
+ * back (vol_give_back_tail), close. */
 int vol_close(struct vol *v);
+/* Discard free space at the end of the payload, for every allocator (the
+ * image file shrinks); *freed (may be NULL) gets the bytes.  Unmount runs
+ * it; so may a checkpoint.  Crash: only leaks, reclaimed at mount. */
+int vol_give_back_tail(struct vol *v, uint64_t *freed);
 
 int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr *out);
 int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out);
@@ -189,6 +194,8 @@ struct vol_summary {
 	uint64_t backing_bytes;     /* bytes the allocator holds for them */
 	uint64_t orphan_bytes;
 	uint64_t free_bytes;
+	uint64_t image_bytes;       /* header + payload */
+	uint64_t peak_live_bytes;   /* the highest live_bytes since mount */
 };
 int vol_summary(struct vol *v, struct vol_summary *out);
 

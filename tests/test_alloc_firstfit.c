@@ -24,6 +24,28 @@
 
 /* ---- fixture -------------------------------------------------------------- */
 
+/*
+ * This suite is the seed's behaviour and bytes: every allocator here runs
+ * in seed-exact mode (alloc.h).  What bstackfs does beyond the seed (best
+ * fit, front splits) is tested for every allocator in test_alloc_harness.c
+ * and, for space under churn, in test_space.c.
+ */
+static int seed_create(struct bstack *bs, struct bs_alloc **a)
+{
+	int r = bs_firstfit_create(bs, a);
+	if (!r)
+		bs_alloc_set_seed_exact(*a, true);
+	return r;
+}
+
+static int seed_open(struct bstack *bs, struct bs_alloc **a)
+{
+	int r = bs_firstfit_open(bs, a);
+	if (!r)
+		bs_alloc_set_seed_exact(*a, true);
+	return r;
+}
+
 struct fx {
 	struct bs_memdev *dev;
 	struct bstack *bs;
@@ -41,7 +63,7 @@ static void fx_new(struct fx *f)
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(f->dev != NULL);
 	f->bs = h_stack_create(f->dev);
-	CU_ASSERT_FATAL(bs_firstfit_create(f->bs, &f->a) == 0);
+	CU_ASSERT_FATAL(seed_create(f->bs, &f->a) == 0);
 }
 
 static void fx_close_handles(struct fx *f)
@@ -57,7 +79,7 @@ static int fx_reopen(struct fx *f)
 {
 	fx_close_handles(f);
 	fx_open_bstack(f);
-	return bs_firstfit_open(f->bs, &f->a);
+	return seed_open(f->bs, &f->a);
 }
 
 static void fx_free(struct fx *f)
@@ -228,7 +250,7 @@ static void create_refuses_a_stack_that_is_not_empty(void)
 	struct fx f;
 	struct bs_alloc *b = NULL;
 	fx_new(&f);
-	CU_ASSERT(bs_firstfit_create(f.bs, &b) == -EEXIST);
+	CU_ASSERT(seed_create(f.bs, &b) == -EEXIST);
 	CU_ASSERT(image_len(&f) == 48);
 	fx_free(&f);
 }
@@ -240,7 +262,7 @@ static void open_of_an_empty_stack_formats_it_as_the_seed_does(void)
 	struct bs_alloc *a = NULL;
 	uint8_t m[8];
 	bs = h_stack_create(dev);
-	CU_ASSERT(bs_firstfit_open(bs, &a) == 0);
+	CU_ASSERT(seed_open(bs, &a) == 0);
 	CU_ASSERT(bstack_len(bs) == 48);
 	CU_ASSERT(bstack_get(bs, 16, m, 8) == 0 && memcmp(m, "ALFF\x00\x01\x01\x00", 8) == 0);
 	bs_alloc_close(a);
@@ -941,7 +963,7 @@ static void open_refuses_a_bad_magic(void)
 	CU_ASSERT_FATAL(bstack_set(f.bs, 16, "ALFX", 4) == 0);
 	CU_ASSERT(fx_reopen(&f) == -EILSEQ && f.a == NULL);
 	CU_ASSERT_FATAL(bstack_set(f.bs, 16, "ALFF\x00\x02", 6) == 0);
-	CU_ASSERT(bs_firstfit_open(f.bs, &f.a) == -EILSEQ);
+	CU_ASSERT(seed_open(f.bs, &f.a) == -EILSEQ);
 	fx_free(&f);
 }
 
@@ -955,7 +977,7 @@ static void open_refuses_a_payload_of_1_to_47_bytes(void)
 		memcpy(buf + 16, "ALFF\x00\x01\x01\x00", 8);
 		bs = h_stack_create(dev);
 		CU_ASSERT_FATAL(bstack_push(bs, buf, n, NULL) == 0);
-		CU_ASSERT(bs_firstfit_open(bs, &a) == -EUCLEAN);
+		CU_ASSERT(seed_open(bs, &a) == -EUCLEAN);
 		CU_ASSERT(a == NULL && bstack_len(bs) == n);
 		bstack_close(bs);
 		bs_memdev_free(dev);
@@ -1429,7 +1451,7 @@ static void crash_at_every_cut(const struct crash_case *c)
 			f.dev = bs_memdev_new();
 			CU_ASSERT_FATAL(bs_memdev_load(f.dev, c->base, c->base_len) == 0);
 			fx_open_bstack(&f);
-			CU_ASSERT_FATAL(bs_firstfit_open(f.bs, &f.a) == 0);
+			CU_ASSERT_FATAL(seed_open(f.bs, &f.a) == 0);
 			struct bs_slice arg = c->arg;
 			bs_memdev_fail_at(f.dev, cut);
 			int r = c->op(f.a, &arg);
@@ -1444,7 +1466,7 @@ static void crash_at_every_cut(const struct crash_case *c)
 			fx_close_handles(&f);
 			bs_memdev_power_cycle(f.dev, keep);
 			fx_open_bstack(&f);
-			r = bs_firstfit_open(f.bs, &f.a);
+			r = seed_open(f.bs, &f.a);
 			CU_ASSERT_FATAL(r == 0);
 			int v = violations(&f);
 			CU_ASSERT(v == 0);
@@ -1642,7 +1664,7 @@ static void power_loss_in_a_bulk_alloc_leaves_none_or_all_and_leaks_nothing(void
 			g.dev = bs_memdev_new();
 			CU_ASSERT_FATAL(bs_memdev_load(g.dev, img, n) == 0);
 			fx_open_bstack(&g);
-			CU_ASSERT_FATAL(bs_firstfit_open(g.bs, &g.a) == 0);
+			CU_ASSERT_FATAL(seed_open(g.bs, &g.a) == 0);
 			bs_memdev_fail_at(g.dev, cut);
 			int r = bs_alloc_bulk(g.a, lens, 4, out);
 			if (!bs_memdev_dead(g.dev)) {
@@ -1657,7 +1679,7 @@ static void power_loss_in_a_bulk_alloc_leaves_none_or_all_and_leaks_nothing(void
 			fx_close_handles(&g);
 			bs_memdev_power_cycle(g.dev, keep);
 			fx_open_bstack(&g);
-			CU_ASSERT_FATAL(bs_firstfit_open(g.bs, &g.a) == 0);
+			CU_ASSERT_FATAL(seed_open(g.bs, &g.a) == 0);
 			CU_ASSERT(violations(&g) == 0);
 			for (size_t i = 0; i < 4; i++)
 				CU_ASSERT(holds(&g, live[i], tags[i], live[i].len));
@@ -1713,7 +1735,7 @@ static void power_loss_during_recovery_is_finished_by_the_next_open(void)
 		CU_ASSERT_FATAL(bs_memdev_load(g.dev, img, n) == 0);
 		fx_open_bstack(&g);
 		bs_memdev_fail_at(g.dev, cut);
-		int rc = bs_firstfit_open(g.bs, &g.a);
+		int rc = seed_open(g.bs, &g.a);
 		if (!bs_memdev_dead(g.dev)) {
 			CU_ASSERT(rc == 0);
 			fx_free(&g);
@@ -1728,7 +1750,7 @@ static void power_loss_during_recovery_is_finished_by_the_next_open(void)
 		g.bs = NULL;
 		bs_memdev_power_cycle(g.dev, 0);
 		fx_open_bstack(&g);
-		CU_ASSERT_FATAL(bs_firstfit_open(g.bs, &g.a) == 0);
+		CU_ASSERT_FATAL(seed_open(g.bs, &g.a) == 0);
 		CU_ASSERT(violations(&g) == 0);
 		struct bs_slice live[] = { x, y };
 		CU_ASSERT(holds(&g, x, 5, 16) && holds(&g, y, 6, 16));

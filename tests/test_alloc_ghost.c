@@ -16,6 +16,29 @@
 
 /* ---- fixtures ----------------------------------------------------------------- */
 
+/*
+ * This suite is the seed's tests and the seed's exact bytes: every
+ * allocator here runs in seed-exact mode (alloc.h).  What bstackfs does
+ * beyond the seed (merging freed blocks while mounted, front splits, the
+ * tail give-back) is tested in test_space.c and, for every allocator, in
+ * test_alloc_harness.c.
+ */
+static int seed_create(struct bstack *bs, struct bs_alloc **a)
+{
+	int r = bs_ghost_create(bs, a);
+	if (!r)
+		bs_alloc_set_seed_exact(*a, true);
+	return r;
+}
+
+static int seed_open(struct bstack *bs, struct bs_alloc **a)
+{
+	int r = bs_ghost_open(bs, a);
+	if (!r)
+		bs_alloc_set_seed_exact(*a, true);
+	return r;
+}
+
 struct fx {
 	struct bs_memdev *dev;
 	struct bstack *bs;
@@ -28,7 +51,7 @@ static void fx_fresh(struct fx *f)
 	f->dev = bs_memdev_new();
 	CU_ASSERT_FATAL(f->dev != NULL);
 	f->bs = h_stack_create(f->dev);
-	CU_ASSERT_FATAL(bs_ghost_create(f->bs, &f->a) == 0);
+	CU_ASSERT_FATAL(seed_create(f->bs, &f->a) == 0);
 }
 
 static void fx_shut(struct fx *f)
@@ -47,7 +70,7 @@ static int fx_reopen(struct fx *f)
 {
 	fx_shut(f);
 	f->bs = h_stack_open(f->dev);
-	return bs_ghost_open(f->bs, &f->a);
+	return seed_open(f->bs, &f->a);
 }
 
 static void fx_free(struct fx *f)
@@ -414,7 +437,7 @@ static void data_survives_reopen(void)
 	struct bs_slice s;
 	uint8_t buf[64];
 	CU_ASSERT_FATAL(bstack_open_path(path, true, &bs) == 0);
-	CU_ASSERT_FATAL(bs_ghost_create(bs, &a) == 0);
+	CU_ASSERT_FATAL(seed_create(bs, &a) == 0);
 	CU_ASSERT_FATAL(bs_alloc(a, 64, &s) == 0);
 	memset(buf, 0xAB, 64);
 	CU_ASSERT(bstack_set(bs, s.off, buf, 64) == 0);
@@ -422,7 +445,7 @@ static void data_survives_reopen(void)
 	bstack_close(bs);
 
 	CU_ASSERT_FATAL(bstack_open_path(path, false, &bs) == 0);
-	CU_ASSERT_FATAL(bs_ghost_open(bs, &a) == 0);
+	CU_ASSERT_FATAL(seed_open(bs, &a) == 0);
 	memset(buf, 0, 64);
 	CU_ASSERT(bstack_get(bs, s.off, buf, 64) == 0);
 	for (int i = 0; i < 64; i++)
@@ -441,7 +464,7 @@ static void new_rejects_partial_header(void)
 	f.dev = bs_memdev_new();
 	f.bs = h_stack_create(f.dev);
 	CU_ASSERT(bstack_extend(f.bs, 4, NULL) == 0);
-	CU_ASSERT_EQUAL(bs_ghost_open(f.bs, &f.a), -EUCLEAN);
+	CU_ASSERT_EQUAL(seed_open(f.bs, &f.a), -EUCLEAN);
 	f.a = NULL;
 	fx_free(&f);
 }
@@ -718,7 +741,7 @@ static void fresh_image_is_the_48_byte_header(void)
 	fx_free(&f);
 	f.dev = bs_memdev_new();
 	f.bs = h_stack_create(f.dev);
-	CU_ASSERT_FATAL(bs_ghost_open(f.bs, &f.a) == 0);
+	CU_ASSERT_FATAL(seed_open(f.bs, &f.a) == 0);
 	expect_file(&f, want, sizeof want);
 	fx_free(&f);
 }
@@ -744,7 +767,7 @@ static int open_img(struct fx *f, const uint8_t *p, size_t n)
 	CU_ASSERT_FATAL(bs_memdev_load(f->dev, img, 16 + n) == 0);
 	free(img);
 	f->bs = h_stack_open(f->dev);
-	int r = bs_ghost_open(f->bs, &f->a);
+	int r = seed_open(f->bs, &f->a);
 	if (r)
 		f->a = NULL;
 	return r;
@@ -1420,7 +1443,7 @@ typedef void (*act_fn)(struct fx *f, struct mslice *live, int n);
 static int reopen_raw(struct fx *f)
 {
 	f->bs = h_stack_open(f->dev);
-	int r = bs_ghost_open(f->bs, &f->a);
+	int r = seed_open(f->bs, &f->a);
 	if (r)
 		f->a = NULL;
 	return r;

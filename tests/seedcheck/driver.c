@@ -102,6 +102,8 @@ static int reopen(struct drv *d)
 		err = bstack_open(io, &d->bs);
 	if (!err)
 		err = bs_alloc_open(d->bs, d->kind, &d->a);
+	if (!err)
+		bs_alloc_set_seed_exact(d->a, true);   /* the seed's bytes, alloc.h */
 	return err;
 }
 
@@ -305,6 +307,8 @@ static int run(struct drv *d, FILE *script, unsigned long upto)
 		err = bstack_create(io, &d->bs);
 	if (!err)
 		err = bs_alloc_create(d->bs, d->kind, &opts, &d->a);
+	if (!err)
+		bs_alloc_set_seed_exact(d->a, true);   /* the seed's bytes, alloc.h */
 	if (!err)
 		err = report(d, 0, "create", NULL, 0);
 	while (!err && fgets(line, sizeof(line), script)) {
