@@ -42,9 +42,10 @@
  * unlink, rmdir, truncate to zero, rename over an existing file, the last
  * close of an orphan — is not freed by the request that removes it; the
  * slice goes onto the remote-free queue (vol_give_back) and the owner drains
- * a batch as ONE bulk dealloc: the request that next allocates when the
- * policy's threshold is reached (vol_owner_tick), or unconditionally at
- * fsync, statfs, unmount and when an allocation finds no room.  The queue
+ * a batch as ONE bulk dealloc: the request that next allocates space for a
+ * file (vol_alloc: whatever is queued), a removal that brings the queue to
+ * the policy's threshold (vol_owner_tick), fsync, statfs, unmount, and a
+ * catalog growth that finds no room.  The queue
  * is pushed and drained under the volume's write lock, so its single
  * consumer is whoever holds that lock.  A queued slice is already named by
  * no durable record (the removal's record went first), so a crash with
@@ -592,17 +593,16 @@ static void vol_give_back(struct vol *v, struct bs_slice s)
 		vol_owner_tick(v);
 }
 
-/* Allocate for a file: the owner's tick first; when there is no room, the
- * queued frees may hold it. */
+/* Allocate for a file.  The request that allocates is the owner: it ticks
+ * the policy and then drains whatever is still queued, so that freed space
+ * is always there for the next allocation (the threshold batches streams
+ * of removals, which allocate nothing). */
 static int vol_alloc(struct vol *v, uint64_t len, struct bs_slice *out)
 {
 	vol_owner_tick(v);
-	int r = bs_alloc(v->a, len, out);
-	if (r == -ENOSPC && v->fq && bs_freeq_depth(v->fq)) {
+	if (v->fq && bs_freeq_depth(v->fq))
 		vol_drain(v);
-		r = bs_alloc(v->a, len, out);
-	}
-	return r;
+	return bs_alloc(v->a, len, out);
 }
 
 static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
