@@ -29,6 +29,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("allocator=%s", allocator),
 	BSFS_OPT("block_size=%s", block_size),
 	BSFS_OPT("sync", sync),
+	BSFS_OPT("free_batch=%s", free_batch),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -159,6 +160,12 @@ static int derive_vol_opts(struct bsfs_opts *o)
 			o->image, o->block_size);
 		return -EINVAL;
 	}
+	if (o->free_batch && bs_freeq_policy_parse(o->free_batch, BS_FREEQ_DEFAULT_CAPACITY,
+						   &o->vol.free_batch) < 0) {
+		fprintf(stderr, "bstackfs: %s: bad free_batch '%s' (1..%u or adaptive)\n",
+			o->image, o->free_batch, BS_FREEQ_DEFAULT_CAPACITY);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -195,6 +202,7 @@ void bsfs_free_opts(struct bsfs_opts *o)
 	free(o->image_path);
 	free(o->allocator);
 	free(o->block_size);
+	free(o->free_batch);
 	free(o->cmd.mountpoint);
 	memset(o, 0, sizeof(*o));
 }
@@ -217,6 +225,8 @@ void bsfs_print_help(const char *prog)
 	       "                           image it must match (or be absent)\n"
 	       "    -o block_size=N        Slab block size in bytes (new images)\n"
 	       "    -o sync                every write is durable before it returns\n"
+	       "    -o free_batch=N|adaptive  removals free their space in batches of N\n"
+	       "                           (default 64), or of an adaptive size\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

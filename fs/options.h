@@ -20,6 +20,7 @@ struct bsfs_opts {
 	char *allocator;          /* -o allocator=NAME, NULL when absent */
 	char *block_size;         /* -o block_size=N, NULL when absent */
 	int sync;                 /* -o sync */
+	char *free_batch;         /* -o free_batch=N|adaptive, NULL when absent */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };
