@@ -1660,6 +1660,12 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	CU_ASSERT(close(fd) == 0);
 	fd = -1;
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 2) == d0 + 2);
+	/* the last close queued the space on the remote-free queue: pending,
+	 * not free, until an owner point — df — drains it (issue 10) */
+	CU_ASSERT(ctl_value(&m, "free_queue_bytes") >= (int64_t)(n + more));
+	struct statvfs sv;
+	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
+	CU_ASSERT(ctl_value(&m, "free_queue_depth") == 0);
 	CU_ASSERT(ctl_used(&m) <= used - (int64_t)(n + more));
 	CU_ASSERT(ctl_value(&m, "files") == 1);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 1000);
