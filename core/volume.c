@@ -38,6 +38,21 @@
  * mount reclaims it (leaked_bytes_reclaimed) — the role of ext4's orphan
  * list, with the reclaim pass in its place.
  *
+ * Remote frees (issue 10, core/freeq.h): the space a removal gives back —
+ * unlink, rmdir, truncate to zero, rename over an existing file, the last
+ * close of an orphan — is not freed by the request that removes it; the
+ * slice goes onto the remote-free queue (vol_give_back) and the owner drains
+ * a batch as ONE bulk dealloc: the request that next allocates space for a
+ * file (vol_alloc: whatever is queued), a removal that brings the queue to
+ * the policy's threshold (vol_owner_tick), fsync, statfs, unmount, and a
+ * catalog growth that finds no room.  The queue
+ * is pushed and drained under the volume's write lock, so its single
+ * consumer is whoever holds that lock.  A queued slice is already named by
+ * no durable record (the removal's record went first), so a crash with
+ * frees still queued leaves unreferenced space, and mount reclaims it
+ * (leaked_bytes_reclaimed): nothing is lost for good.  Until drained, queued
+ * space is pending — neither free (statfs, free_bytes) nor any file's.
+ *
  * Durability (§5): metadata changes are one durable record write.  File
  * data goes out with bstack_set_nosync and is made durable by fsync,
  * release, sync_all and close: first a sync (the data), then the record
@@ -111,6 +126,7 @@ struct vol {
 	/* sum of named files' sizes, kept by live_change(), and its highest
 	 * value since mount (peak_live_bytes) */
 	uint64_t live_now, live_peak;
+	struct bs_freeq *fq;        /* remote frees; drained under the write lock */
 };
 
 /* File n's size goes from old to new (orphans are no named file's). */
@@ -159,6 +175,7 @@ static int committer_start(struct vol *v);
 static void vol_free(struct vol *v)
 {
 	committer_stop(v);
+	bs_freeq_free(v->fq);   /* before the allocator it drains into */
 	cat_free(v->c);
 	bs_alloc_close(v->a);
 	bstack_close(v->bs);
@@ -772,6 +789,14 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 		      : open_staged(v, io, opts->journal_io, may_format, err);
 	if (!r && !opts->defer_threads && (r = committer_start(v)))
 		seterr(err, "cannot start the committer: %s", strerror(-r));
+	if (!r) {
+		struct bs_freeq_policy p = opts->free_batch;
+		if (p.kind == BS_FREEQ_FIXED && p.n == 0)
+			p = BS_FREEQ_POLICY_DEFAULT;
+		r = bs_freeq_new(v->a, BS_FREEQ_DEFAULT_CAPACITY, p, &v->fq);
+		if (r)
+			seterr(err, "bad free_batch policy");
+	}
 	if (r) {
 		vol_free(v);
 		return r;
@@ -1085,6 +1110,64 @@ static void touch_dir(struct cat_node *d, int64_t now)
 
 /* ---- create, mkdir, unlink, rmdir ----------------------------------------- */
 
+/* ---- remote frees (core/freeq.h) ------------------------------------------ */
+
+/*
+ * The owner's drain: one batch, one bulk dealloc.  Write lock held.  A failed
+ * dealloc only leaks until the next mount's reclaim (guarantee 4 holds: the
+ * records that named the space are already gone).
+ *
+ * Transactions (issue 9): a drain changes only allocator state, so it must
+ * sit inside a transaction of its own — begin before bs_freeq_drain /
+ * bs_freeq_maybe_drain, commit after — never inside the transaction of the
+ * request that happens to be the owner, whose commit must not wait on (or
+ * roll back) frees queued by other requests.
+ */
+static void vol_drain(struct vol *v)
+{
+	if (v->fq)
+		bs_freeq_drain(v->fq, NULL);
+}
+
+/* The owner's tick (the request about to allocate, or that just queued a
+ * free): the policy decides whether a batch is due. */
+static void vol_owner_tick(struct vol *v)
+{
+	if (v->fq)
+		bs_freeq_maybe_drain(v->fq, NULL);
+}
+
+/* Give s back through the queue.  The pushing request holds the write lock,
+ * so it cannot wait for an owner: a full queue is drained here first, and a
+ * closed one (unmount), or none yet (mount's own repairs), means freeing
+ * directly. */
+static void vol_give_back(struct vol *v, struct bs_slice s)
+{
+	if (s.len == 0)
+		return;
+	int r = v->fq ? bs_freeq_try_push(v->fq, s) : -EPIPE;
+	if (r == -EAGAIN) {
+		vol_drain(v);
+		r = bs_freeq_try_push(v->fq, s);
+	}
+	if (r)
+		bs_dealloc(v->a, s);
+	else
+		vol_owner_tick(v);
+}
+
+/* Allocate for a file.  The request that allocates is the owner: it ticks
+ * the policy and then drains whatever is still queued, so that freed space
+ * is always there for the next allocation (the threshold batches streams
+ * of removals, which allocate nothing). */
+static int vol_alloc(struct vol *v, uint64_t len, struct bs_slice *out)
+{
+	vol_owner_tick(v);
+	if (v->fq && bs_freeq_depth(v->fq))
+		vol_drain(v);
+	return bs_alloc(v->a, len, out);
+}
+
 static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		uint32_t uid, uint32_t gid, uint8_t kind, struct vol_attr *out)
 {
@@ -1108,8 +1191,14 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		.uid = uid, .gid = gid, .atime = now, .mtime = now, .ctime = now,
 	};
 	memcpy(rec.name, name, rec.name_len);
-	/* a new file is the zero-length allocation: no allocator I/O (§1) */
-	if ((r = cat_create(v->c, &rec, &n)))
+	/* a new file is the zero-length allocation: no allocator I/O (§1);
+	 * the catalog may have to grow, and the queued frees may hold room */
+	r = cat_create(v->c, &rec, &n);
+	if (r == -ENOSPC && bs_freeq_depth(v->fq)) {
+		vol_drain(v);
+		r = cat_create(v->c, &rec, &n);
+	}
+	if (r)
 		goto out;
 	if (kind == CAT_FILE)
 		v->ctr.allocs++;
@@ -1151,8 +1240,7 @@ static int drop(struct vol *v, struct cat_node *n)
 		return r;
 	if (file)
 		v->live_now -= size < v->live_now ? size : v->live_now;
-	if (s.len)
-		bs_dealloc(v->a, s);
+	vol_give_back(v, s);
 	if (file)
 		v->ctr.deallocs++;
 	return 0;
@@ -1421,7 +1509,7 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t ne
 		}
 	}
 	/* copy-on-write: 1. alloc new (crash: it leaks, reclaimed) */
-	if ((r = bs_alloc(v->a, new_cap, &ns)))
+	if ((r = vol_alloc(v, new_cap, &ns)))
 		return r;
 	if (old.len == 0) {
 		/* From the zero-length allocation nothing needs copying and
@@ -1588,7 +1676,7 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	 * until mount (the record already names the smaller slice) */
 	struct bs_slice out;
 	if (nr.alloc.len == 0) {
-		bs_dealloc(v->a, old);
+		vol_give_back(v, old);
 	} else {
 		bs_realloc(v->a, old, nr.alloc.len, &out);
 	}
@@ -1676,8 +1764,7 @@ static int commit(struct vol *v, struct cat_node *n, bool trim)
 /* The last close of an orphan: nothing names its space any more. */
 static void free_orphan(struct vol *v, struct cat_node *n)
 {
-	if (n->r.alloc.len)
-		bs_dealloc(v->a, n->r.alloc);
+	vol_give_back(v, n->r.alloc);
 	v->ctr.deallocs++;
 	cat_orphan_free(v->c, n);
 }
@@ -1692,6 +1779,7 @@ int vol_fsync(struct vol *v, uint64_t ino)
 	op_lock(v);
 	struct cat_node *n = node_get(v, ino);
 	r = n ? commit(v, n, false) : -ENOENT;
+	vol_drain(v);   /* an owner point (issue 10) */
 	return op_unlock(v, r, D_ALWAYS);
 }
 
@@ -1843,6 +1931,8 @@ int vol_close(struct vol *v)
 	/* orphans still open at unmount: their last close is now */
 	while (v->c->orphans)
 		free_orphan(v, v->c->orphans);
+	/* the seed's drop: close the queue and drain what is pending */
+	bs_freeq_close(v->fq, NULL);
 	if (!r)
 		r = give_back_tail(v, NULL);
 	r = op_unlock(v, r, D_ALWAYS);
@@ -1879,6 +1969,13 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
 	struct bs_alloc_stats st;
 	struct statvfs hv;
 	uint64_t host = 0;
+	if (bs_freeq_depth(v->fq)) {
+		/* an owner point: what is queued is pending, not free, so
+		 * drain it before counting */
+		pthread_rwlock_wrlock(&v->lock);
+		vol_drain(v);
+		pthread_rwlock_unlock(&v->lock);
+	}
 	pthread_rwlock_rdlock(&v->lock);
 	bs_alloc_stats(v->a, &st);
 	if (v->path && statvfs(v->path, &hv) == 0)
@@ -1923,6 +2020,13 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   orphan_bytes            bytes the allocator holds for them
  *   peak_live_bytes         the highest live_bytes since mount
  *   image_to_live_ratio     image_bytes / live_bytes, 4 decimals, 0 when no live bytes
+ *   remote_frees            frees queued for the owner since mount
+ *   free_queue_depth        of which still queued (pending: not in free_bytes)
+ *   free_queue_bytes        their bytes
+ *   free_queue_capacity     the queue's bound
+ *   drain_threshold         the policy's current threshold
+ *   drains                  batches drained (one bulk dealloc each)
+ *   queue_full              pushes that found the queue full
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -1965,7 +2069,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	struct bs_alloc_stats st;
 	struct vol_summary s;
 	uint64_t cat_start, cat_ext = 0;
-	size_t cap = 2048 + 64 * BS_ALLOC_MAX_EXTRA, n = 0;
+	size_t cap = 4096 + 64 * BS_ALLOC_MAX_EXTRA, n = 0;
 	char *t = malloc(cap);
 	if (!t)
 		return -ENOMEM;
@@ -2015,6 +2119,15 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("peak_live_bytes", s.peak_live_bytes);
 	n += (size_t)snprintf(t + n, cap - n, "image_to_live_ratio %.4f\n",
 			      s.live_bytes ? (double)s.image_bytes / (double)s.live_bytes : 0.0);
+	struct bs_freeq_stats fs;
+	bs_freeq_get_stats(v->fq, &fs);
+	KV("remote_frees", fs.pushes);
+	KV("free_queue_depth", fs.depth);
+	KV("free_queue_bytes", fs.queued_bytes);
+	KV("free_queue_capacity", fs.capacity);
+	KV("drain_threshold", fs.threshold);
+	KV("drains", fs.drains);
+	KV("queue_full", fs.queue_full);
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV
@@ -2032,6 +2145,7 @@ int vol_get_counters(struct vol *v, struct vol_counters *out)
 	bstack_stats(v->bs, &bst);
 	out->syncs = bst.syncs;
 	out->catalog_rewrites = v->c->rewrites;
+	bs_freeq_get_stats(v->fq, &out->freeq);
 	pthread_rwlock_unlock(&v->lock);
 	return 0;
 }

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "alloc.h"
+#include "freeq.h"
 #include "io.h"
 
 #define VOL_ROOT_INO 1
@@ -58,6 +59,9 @@ struct vol_opts {
 	/* Start no thread in vol_open (a daemon that forks after the open
 	 * starts them with vol_start_threads: threads do not survive fork). */
 	bool defer_threads;
+	/* -o free_batch: when the remote-free queue drains (volume.c); the
+	 * zero value, Fixed(0), means the default Fixed(64). */
+	struct bs_freeq_policy free_batch;
 	uid_t uid;                /* owner of a newly formatted root dir */
 	gid_t gid;
 	/* fsck: repair damage the catalog proves how to repair (a header
@@ -212,6 +216,7 @@ struct vol_counters {
 	uint64_t syncs;                   /* of the bstack, since open */
 	uint64_t leaked_bytes_reclaimed;  /* by this open's mount-time reclaim */
 	uint64_t catalog_rewrites;        /* copy-on-write moves of the catalog */
+	struct bs_freeq_stats freeq;      /* the remote-free queue */
 };
 int vol_get_counters(struct vol *v, struct vol_counters *out);
 

@@ -35,6 +35,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("commit=%s", commit),
 	BSFS_OPT("journal=%s", journal),
 	BSFS_OPT("nocreate", nocreate),
+	BSFS_OPT("free_batch=%s", free_batch),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -218,6 +219,12 @@ static int derive_vol_opts(struct bsfs_opts *o)
 			o->image, o->block_size);
 		return -EINVAL;
 	}
+	if (o->free_batch && bs_freeq_policy_parse(o->free_batch, BS_FREEQ_DEFAULT_CAPACITY,
+						   &o->vol.free_batch) < 0) {
+		fprintf(stderr, "bstackfs: %s: bad free_batch '%s' (1..%u or adaptive)\n",
+			o->image, o->free_batch, BS_FREEQ_DEFAULT_CAPACITY);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -256,6 +263,7 @@ void bsfs_free_opts(struct bsfs_opts *o)
 	free(o->block_size);
 	free(o->commit);
 	free(o->journal);
+	free(o->free_batch);
 	free(o->cmd.mountpoint);
 	memset(o, 0, sizeof(*o));
 }
@@ -293,6 +301,8 @@ void bsfs_print_help(const char *prog)
 	       "                           recovery is refused\n"
 	       "    -o norecovery          with ro: mount an image that needs recovery,\n"
 	       "                           recovered in memory only\n"
+	       "    -o free_batch=N|adaptive  removals free their space in batches of N\n"
+	       "                           (default 64), or of an adaptive size\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

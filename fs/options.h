@@ -28,6 +28,7 @@ struct bsfs_opts {
 	int nocreate;             /* -o nocreate: a missing image is refused */
 	int ro;                   /* -o ro: nothing is written to the image */
 	int norecovery;           /* -o norecovery (with ro) */
+	char *free_batch;         /* -o free_batch=N|adaptive, NULL when absent */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };

@@ -271,10 +271,13 @@ static void freeing_between_two_free_blocks_leaves_one_free_block(void)
 		struct bs_memdev *dev = bs_memdev_new();
 		struct vol *v = vopen(dev, merging[i], true);
 		five_files(v);
+		struct vol_statfs sf;
 		CU_ASSERT(vol_unlink(v, ROOT, "b") == 0);
 		CU_ASSERT(vol_unlink(v, ROOT, "d") == 0);
+		CU_ASSERT(vol_statfs(v, &sf) == 0);   /* drains the remote-free queue */
 		struct vol_summary s2 = summary(v);
 		CU_ASSERT(vol_unlink(v, ROOT, "c") == 0);
+		CU_ASSERT(vol_statfs(v, &sf) == 0);
 		struct vol_summary s3 = summary(v);
 		/* b, c and d are one block now, while mounted: c merged with
 		 * both neighbours, the free space grew by c */

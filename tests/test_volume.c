@@ -2457,6 +2457,348 @@ static void mutated_images_are_refused_or_mount_but_never_crash(void)
 	free(buf);
 }
 
+/* ---- the remote-free queue (issue 10, core/freeq.h) --------------------- */
+
+static struct vol *vopen_batch(struct bs_memdev *dev, enum bs_alloc_kind k, bool create,
+			       struct bs_freeq_policy p)
+{
+	struct bs_io *io;
+	struct vol *v = NULL;
+	struct vol_error err = { "" };
+	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2,
+			      .free_batch = p };
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT_FATAL(vol_open_io(io, &o, &v, &err) == 0);
+	return v;
+}
+
+static struct bs_freeq_stats fq_of(struct vol *v)
+{
+	struct vol_counters c;
+	vol_get_counters(v, &c);
+	return c.freeq;
+}
+
+/* The value of `key` in the control file's text (UINT64_MAX when absent). */
+static uint64_t ctl(struct vol *v, const char *key)
+{
+	char *t, pat[64];
+	size_t len;
+	uint64_t val = UINT64_MAX;
+	CU_ASSERT_FATAL(vol_stats_text(v, &t, &len) == 0);
+	snprintf(pat, sizeof pat, "\n%s ", key);
+	char *p = strstr(t, pat);
+	if (p)
+		val = strtoull(p + strlen(pat), NULL, 10);
+	free(t);
+	return val;
+}
+
+/* 200 unlinks under Fixed(64): three drains of 64, 8 frees still queued
+ * (pending: in no file and not free), then statfs drains them. */
+static void unlinks_are_queued_and_drained_in_batches(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		char name[32];
+		for (int i = 0; i < 200; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			uint64_t f = mkfile(v, ROOT, name);
+			put(v, f, (uint64_t)i, 0, 100);
+			CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		}
+		CU_ASSERT_EQUAL(ctl(v, "drain_threshold"), 64);
+		CU_ASSERT_EQUAL(ctl(v, "free_queue_capacity"), BS_FREEQ_DEFAULT_CAPACITY);
+		struct vol_summary s0, s1;
+		for (int i = 0; i < 200; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT_EQUAL(vol_unlink(v, ROOT, name), 0);
+		}
+		struct bs_freeq_stats q = fq_of(v);
+		CU_ASSERT_EQUAL(q.pushes, 200);
+		CU_ASSERT_EQUAL(q.drains, 3);
+		CU_ASSERT_EQUAL(q.drained, 192);
+		CU_ASSERT_EQUAL(q.depth, 8);
+		CU_ASSERT_EQUAL(q.queue_full, 0);
+		CU_ASSERT_EQUAL(ctl(v, "remote_frees"), 200);
+		CU_ASSERT_EQUAL(ctl(v, "drains"), 3);
+		CU_ASSERT_EQUAL(ctl(v, "free_queue_depth"), 8);
+		CU_ASSERT_EQUAL(ctl(v, "free_queue_bytes"), 800);
+		CU_ASSERT_EQUAL(ctl(v, "queue_full"), 0);
+		CU_ASSERT_EQUAL(vol_summary(v, &s0), 0);
+		uint64_t pay0 = ctl(v, "payload_bytes");
+		CU_ASSERT_EQUAL(s0.files, 0);
+		CU_ASSERT_EQUAL(s0.backing_bytes, 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		/* statfs is an owner point: it drains, then counts */
+		struct vol_statfs st;
+		CU_ASSERT_EQUAL(vol_statfs(v, &st), 0);
+		q = fq_of(v);
+		CU_ASSERT_EQUAL(q.depth, 0);
+		CU_ASSERT_EQUAL(q.drains, 4);
+		CU_ASSERT_EQUAL(ctl(v, "free_queue_bytes"), 0);
+		CU_ASSERT_EQUAL(vol_summary(v, &s1), 0);
+		/* the 8 queued frees were not counted free before the drain
+		 * (freed into the free list or given back at the tail; Linear
+		 * frees only its tail, and the catalog is there) */
+		if (k != BS_ALLOC_LINEAR)
+			CU_ASSERT(s1.free_bytes + (pay0 - ctl(v, "payload_bytes")) >=
+				  s0.free_bytes + 800);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+/* Truncate to zero, rename over a file and the last close of an orphan
+ * queue their frees too; rmdir has no space to give back. */
+static void every_removal_gives_its_space_back_through_the_queue(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t a = mkfile(v, ROOT, "a"), b = mkfile(v, ROOT, "b");
+		uint64_t c = mkfile(v, ROOT, "c"), d = mkfile(v, ROOT, "d");
+		mkdir_(v, ROOT, "dir");
+		put(v, a, 1, 0, 1000);
+		put(v, b, 2, 0, 1000);
+		put(v, c, 3, 0, 1000);
+		put(v, d, 4, 0, 1000);
+		vol_release(v, a);
+		vol_release(v, b);
+		vol_release(v, c);
+		vol_release(v, d);
+		uint64_t p0 = fq_of(v).pushes;
+		CU_ASSERT_EQUAL(vol_truncate(v, a, 0), 0);
+		CU_ASSERT_EQUAL(fq_of(v).pushes, p0 + 1);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "a", ROOT, "b", 0), 0);
+		CU_ASSERT_EQUAL(fq_of(v).pushes, p0 + 2);
+		CU_ASSERT_EQUAL(vol_open_file(v, c), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "c"), 0);
+		CU_ASSERT_EQUAL(fq_of(v).pushes, p0 + 2);   /* open: an orphan */
+		CU_ASSERT_EQUAL(vol_release(v, c), 0);
+		CU_ASSERT_EQUAL(fq_of(v).pushes, p0 + 3);
+		CU_ASSERT_EQUAL(vol_rmdir(v, ROOT, "dir"), 0);
+		CU_ASSERT_EQUAL(fq_of(v).pushes, p0 + 3);
+		CU_ASSERT_EQUAL(fq_of(v).depth, 3);
+		/* fsync is an owner point */
+		CU_ASSERT_EQUAL(vol_fsync(v, d), 0);
+		CU_ASSERT_EQUAL(fq_of(v).depth, 0);
+		CU_ASSERT_EQUAL(fq_of(v).drains, 1);
+		CU_ASSERT_EQUAL(fq_of(v).drained, 3);
+		CU_ASSERT(has(v, d, 4, 0, 1000));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+/* Unmount drains what is queued: the next mount reclaims nothing. */
+static void unmount_drains_the_queue(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t f = mkfile(v, ROOT, "f");
+		put(v, f, 1, 0, 5000);
+		vol_release(v, f);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		CU_ASSERT_EQUAL(fq_of(v).depth, 1);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+/* A crash with frees still queued loses nothing for good: the removals
+ * are durable, and mount reclaims their space. */
+static void a_crash_with_frees_queued_is_reclaimed_at_mount(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t keep = mkfile(v, ROOT, "keep");
+		put(v, keep, 9, 0, 300);
+		vol_release(v, keep);
+		char name[32];
+		for (int i = 0; i < 10; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			uint64_t f = mkfile(v, ROOT, name);
+			put(v, f, (uint64_t)i, 0, 1000);
+			vol_release(v, f);
+		}
+		for (int i = 0; i < 10; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT_EQUAL(vol_unlink(v, ROOT, name), 0);
+		}
+		CU_ASSERT_EQUAL(fq_of(v).depth, 10);
+		bs_memdev_fail_at(dev, 1);   /* the power goes before any drain */
+		vol_close(v);
+		bs_memdev_power_cycle(dev, 0);
+		v = vopen(dev, k, false);
+		for (int i = 0; i < 10; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT_EQUAL(ino_of(v, ROOT, name), 0);
+		}
+		uint64_t got = reclaimed_of(v);
+		if (got < 10000)
+			printf("\n%s: reclaimed %llu\n", bs_alloc_kind_name(k),
+			       (unsigned long long)got);
+		CU_ASSERT(got >= 10000);
+		CU_ASSERT(has(v, keep, 9, 0, 300));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+/* Power loss at every cut point of a drain inside the volume: the removed
+ * files stay removed, the kept one keeps its bytes, and what the drain had
+ * not freed is reclaimed at mount — once. */
+static void power_loss_at_every_cut_point_of_a_volume_drain(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		char name[32];
+		uint8_t *snap;
+		size_t snap_len;
+		struct vol *v = vopen(dev, k, true);
+		uint64_t keep = mkfile(v, ROOT, "keep");
+		for (int i = 0; i < 6; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			uint64_t f = mkfile(v, ROOT, name);
+			put(v, f, (uint64_t)i, 0, 700 + 100 * (size_t)i);
+			vol_release(v, f);
+		}
+		put(v, keep, 9, 0, 300);
+		vol_release(v, keep);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		bs_memdev_snapshot(dev, &snap, &snap_len);
+		int cuts = 0;
+		for (uint64_t n = 1; n < 400; n++) {
+			bs_memdev_load(dev, snap, snap_len);
+			v = vopen(dev, k, false);
+			for (int i = 0; i < 6; i += 2) {
+				snprintf(name, sizeof name, "f%d", i);
+				CU_ASSERT_EQUAL(vol_unlink(v, ROOT, name), 0);
+			}
+			CU_ASSERT_EQUAL(fq_of(v).depth, 3);
+			bs_memdev_fail_at(dev, n);
+			int r = vol_fsync(v, keep);    /* the drain */
+			bool done = r == 0 && !bs_memdev_dead(dev);
+			vol_close(v);
+			bool dead = bs_memdev_dead(dev);   /* in the drain or after */
+			bs_memdev_fail_at(dev, 0);
+			if (dead)
+				bs_memdev_power_cycle(dev, n % 2 ? UINT64_MAX : 0);
+			v = vopen(dev, k, false);
+			for (int i = 0; i < 6; i++) {
+				snprintf(name, sizeof name, "f%d", i);
+				CU_ASSERT_EQUAL(ino_of(v, ROOT, name) != 0, i % 2 == 1);
+			}
+			keep = ino_of(v, ROOT, "keep");
+			CU_ASSERT(has(v, keep, 9, 0, 300));
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			vol_close(v);
+			v = vopen(dev, k, false);
+			CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			vol_close(v);
+			if (done)
+				break;
+			cuts++;
+		}
+		/* Linear frees nothing below its tail: no write to cut */
+		CU_ASSERT(k == BS_ALLOC_LINEAR || cuts > 0);
+		free(snap);
+		bs_memdev_free(dev);
+	}
+}
+
+/* -o free_batch=adaptive: the threshold starts at 64 and an empty queue
+ * steps it up; Fixed(N) drains at N. */
+static void the_free_batch_policy_is_the_volumes(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen_batch(dev, BS_ALLOC_GHOST, true,
+				    (struct bs_freeq_policy){ BS_FREEQ_ADAPTIVE, 0 });
+	CU_ASSERT_EQUAL(ctl(v, "drain_threshold"), 64);
+	uint64_t f = mkfile(v, ROOT, "f");
+	put(v, f, 1, 0, 100);                        /* an allocation: a tick */
+	CU_ASSERT_EQUAL(ctl(v, "drain_threshold"), 128);
+	vol_close(v);
+	v = vopen_batch(dev, BS_ALLOC_GHOST, false,
+			(struct bs_freeq_policy){ BS_FREEQ_FIXED, 5 });
+	CU_ASSERT_EQUAL(ctl(v, "drain_threshold"), 5);
+	char name[32];
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "g%d", i);
+		uint64_t g = mkfile(v, ROOT, name);
+		put(v, g, 1, 0, 10);
+		vol_release(v, g);
+	}
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "g%d", i);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, name), 0);
+	}
+	CU_ASSERT_EQUAL(fq_of(v).drains, 2);
+	CU_ASSERT_EQUAL(fq_of(v).depth, 2);
+	vol_close(v);
+	bs_memdev_free(dev);
+}
+
+/* Freed space is reused: the next allocation drains the queue first, so a
+ * file of the freed size does not grow the image (GhostTree and FirstFit
+ * reuse any fitting hole). */
+static void drained_space_is_reused_without_growing_the_image(void)
+{
+	enum bs_alloc_kind kinds[] = { BS_ALLOC_GHOST, BS_ALLOC_FIRSTFIT };
+	for (size_t ki = 0; ki < 2; ki++) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, kinds[ki], true);
+		char name[32];
+		for (int i = 0; i < 100; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			uint64_t f = mkfile(v, ROOT, name);
+			put(v, f, 1, 0, 1000);
+			vol_release(v, f);
+		}
+		uint64_t top = mkfile(v, ROOT, "top");   /* the tail stays */
+		put(v, top, 2, 0, 100);
+		vol_release(v, top);
+		for (int i = 0; i < 100; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT_EQUAL(vol_unlink(v, ROOT, name), 0);
+		}
+		CU_ASSERT_EQUAL(fq_of(v).depth, 100 - 64);
+		uint64_t before = ctl(v, "payload_bytes");
+		/* the allocating request drains what is queued, then allocates */
+		uint64_t g = mkfile(v, ROOT, "g");
+		put(v, g, 3, 0, 1000);
+		CU_ASSERT_EQUAL(fq_of(v).depth, 0);
+		vol_release(v, g);
+		CU_ASSERT_EQUAL(ctl(v, "payload_bytes"), before);
+		CU_ASSERT(has(v, g, 3, 0, 1000));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
 static const struct h_test tests[] = {
 	H_TEST(mutated_images_are_refused_or_mount_but_never_crash),
 	H_TEST(empty_and_one_byte_files_read_back_after_reopen),
@@ -2515,6 +2857,13 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_after_unlinking_an_open_file_reclaims_its_space),
 	H_TEST(a_full_disk_fails_growth_cleanly_and_unlink_makes_room),
 	H_TEST(every_limit_leaves_each_growth_whole_or_not_at_all),
+	H_TEST(unlinks_are_queued_and_drained_in_batches),
+	H_TEST(every_removal_gives_its_space_back_through_the_queue),
+	H_TEST(unmount_drains_the_queue),
+	H_TEST(a_crash_with_frees_queued_is_reclaimed_at_mount),
+	H_TEST(power_loss_at_every_cut_point_of_a_volume_drain),
+	H_TEST(the_free_batch_policy_is_the_volumes),
+	H_TEST(drained_space_is_reused_without_growing_the_image),
 };
 
 H_MAIN("volume", tests)
