@@ -1,5 +1,5 @@
 /*
- * alloc.h — one interface over the four allocators (DESIGN.md §3), a struct
+ * alloc.h — one interface over the four allocators (docs/design.md §3), a struct
  * of function pointers like littlefs's block device.
  *
  * A slice is (off, len): a logical payload offset and the length the caller
@@ -99,7 +99,7 @@ struct bs_alloc_ops {
 	int (*extent)(struct bs_alloc *a, struct bs_slice s, uint64_t *start,
 		      uint64_t *len);
 	/*
-	 * Leak reclamation (bstackfs goes beyond the seeds, DESIGN §3): `live`
+	 * Leak reclamation (bstackfs goes beyond the seeds, docs/design.md §3): `live`
 	 * lists every slice the caller holds, sorted by off, zero-length ones
 	 * omitted.  Every byte of the arena that is neither inside a live
 	 * extent nor held as free is returned to the allocator; *reclaimed
@@ -116,7 +116,7 @@ struct bs_alloc_ops {
 	 * the new bytes reading as zero; *done = false and nothing changed
 	 * when it would have to move.  The volume uses it so that a move is
 	 * always its own copy-on-write (alloc new, copy, repoint, free old),
-	 * never the allocator's (DESIGN §4, guarantee 2).  Shrinking goes
+	 * never the allocator's (docs/design.md §4, guarantee 2).  Shrinking goes
 	 * through realloc, which every allocator does in place.
 	 */
 	int (*grow_in_place)(struct bs_alloc *a, struct bs_slice s, uint64_t new_len,

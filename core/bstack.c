@@ -1,5 +1,5 @@
 /*
- * bstack.c — the file layer (DESIGN.md §2).
+ * bstack.c — the file layer (docs/design.md §2).
  *
  * On-disk layout:
  *
@@ -252,7 +252,9 @@ struct bs_journal {
 static bool j_owner(struct bstack *bs)
 {
 	struct bs_journal *j = bs->j;
-	return j->depth > 0 && pthread_equal(j->owner, pthread_self());
+	/* read by any thread, written by the owner under bs->lock */
+	return __atomic_load_n(&j->depth, __ATOMIC_ACQUIRE) > 0 &&
+	       pthread_equal(__atomic_load_n(&j->owner, __ATOMIC_ACQUIRE), pthread_self());
 }
 
 static size_t hash_pg(uint64_t pg, size_t cap)
@@ -327,7 +329,7 @@ static uint64_t rd_floor(struct bs_journal *j)
 		f = j->pend_min;
 	if (j->fl_min < f)
 		f = j->fl_min;
-	if (j->depth && j->t_min < f)
+	if (__atomic_load_n(&j->depth, __ATOMIC_ACQUIRE) && j->t_min < f)
 		f = j->t_min;
 	return f;
 }
@@ -513,14 +515,14 @@ static void ov_shrink(struct bstack *bs, uint64_t nlen)
 
 static void txn_enter(struct bs_journal *j, struct bstack *bs)
 {
-	if (j->depth && pthread_equal(j->owner, pthread_self())) {
-		j->depth++;
+	if (j_owner(bs)) {
+		__atomic_add_fetch(&j->depth, 1, __ATOMIC_ACQ_REL);
 		return;
 	}
 	pthread_mutex_lock(&j->txn_mu);
 	pthread_rwlock_wrlock(&bs->lock);
-	j->owner = pthread_self();
-	j->depth = 1;
+	__atomic_store_n(&j->owner, pthread_self(), __ATOMIC_RELEASE);
+	__atomic_store_n(&j->depth, 1, __ATOMIC_RELEASE);
 	j->t_start_len = j->t_min = bs->len;
 	j->t_img_sync = false;
 	j->t_bytes = 0;
@@ -581,7 +583,7 @@ static int txn_seal(struct bstack *bs, uint64_t *seq)
 	if (r) {
 		/* out of memory: the transaction cannot be made durable */
 		jrn_rec_cancel(&j->pend, start);
-		j->broken = r;
+		__atomic_store_n(&j->broken, r, __ATOMIC_RELEASE);
 		return r;
 	}
 	jrn_rec_finish(&j->pend, start, s, bs->len,
@@ -598,13 +600,14 @@ static int txn_leave(struct bs_journal *j, struct bstack *bs, uint64_t *seq)
 {
 	if (seq)
 		*seq = 0;
-	if (--j->depth > 0)
+	if (__atomic_sub_fetch(&j->depth, 1, __ATOMIC_ACQ_REL) > 0)
 		return 0;
 	uint64_t s;
 	pthread_rwlock_wrlock(&bs->lock);
 	int r = txn_seal(bs, &s);
 	bool img = s == 0 && j->t_img_sync;
-	j->depth = 0;
+	bool full = j->pend.len > j->capacity / 4;
+	__atomic_store_n(&j->depth, 0, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&bs->lock);
 	pthread_mutex_unlock(&j->txn_mu);
 	/* an empty transaction that asked for file data to be durable (fsync
@@ -613,7 +616,7 @@ static int txn_leave(struct bs_journal *j, struct bstack *bs, uint64_t *seq)
 		r = dev_sync(bs);
 	/* records nobody flushed (writes, releases) are flushed before they
 	 * outgrow the journal's reserved room */
-	if (!r && j->pend.len > j->capacity / 4)
+	if (!r && full)
 		r = bstack_flush(bs, 0);
 	if (seq)
 		*seq = s;
@@ -693,8 +696,9 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 {
 	struct bs_journal *j = bs->j;
 	int r;
-	if (j->broken)
-		return j->broken;
+	int broken = __atomic_load_n(&j->broken, __ATOMIC_ACQUIRE);
+	if (broken)
+		return broken;
 	if (__atomic_load_n(&j->durable_seq, __ATOMIC_ACQUIRE) >= want)
 		return 0;
 	/* take the pending records */
@@ -786,7 +790,7 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 	return 0;
 fail:
 	jrn_buf_free(&g);
-	j->broken = r;
+	__atomic_store_n(&j->broken, r, __ATOMIC_RELEASE);
 	return r;
 }
 
@@ -829,7 +833,10 @@ int bstack_checkpoint(struct bstack *bs)
 	struct bs_journal *j = bs->j;
 	pthread_mutex_lock(&j->flush_mu);
 	int r = flush_locked(bs, UINT64_MAX);
-	if (!r && !j->pend.len)
+	pthread_rwlock_rdlock(&bs->lock);
+	bool idle = !j->pend.len;
+	pthread_rwlock_unlock(&bs->lock);
+	if (!r && idle)
 		r = checkpoint_locked(bs);
 	pthread_mutex_unlock(&j->flush_mu);
 	return r;
@@ -880,11 +887,11 @@ int bstack_txn_abort(struct bstack *bs)
 		j->ntp = 0;
 		j->nzr = 0;
 		bs->len = j->t_start_len;
-		j->depth = 0;
+		__atomic_store_n(&j->depth, 0, __ATOMIC_RELEASE);
 	}
 	pthread_rwlock_unlock(&bs->lock);
 	if (!clean) {
-		j->depth = 1;
+		__atomic_store_n(&j->depth, 1, __ATOMIC_RELEASE);
 		txn_leave(j, bs, NULL);
 		return -EBUSY;
 	}
@@ -972,8 +979,9 @@ static int j_mutate_locked(struct bstack *bs, struct jargs *a)
 	struct bs_journal *j = bs->j;
 	uint64_t end;
 	int r;
-	if (j->broken)
-		return j->broken;
+	int broken = __atomic_load_n(&j->broken, __ATOMIC_ACQUIRE);
+	if (broken)
+		return broken;
 	switch (a->op) {
 	case J_TRY_EXTEND:
 	case J_TRY_DISCARD:
@@ -1092,7 +1100,7 @@ int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t
 		while (!r && pos < end) {
 			uint64_t re = pos;
 			pthread_rwlock_rdlock(&bs->lock);
-			r = j->broken;
+			r = __atomic_load_n(&j->broken, __ATOMIC_ACQUIRE);
 			while (!r && re < end) {
 				uint64_t ne = (re / PG + 1) * PG < end ? (re / PG + 1) * PG : end;
 				if (!inplace_ok(bs, re, ne - re))

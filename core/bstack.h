@@ -1,5 +1,5 @@
 /*
- * bstack.h — the file layer: a BStack image (DESIGN.md §2).
+ * bstack.h — the file layer: a BStack image (docs/design.md §2).
  *
  *   file byte 0   magic[8]  "BSTK" major minor patch reserved
  *   file byte 8   clen      committed payload length, u64 LE

@@ -1,5 +1,5 @@
 /*
- * catalog.c — inode records of a bstackfs volume (DESIGN.md §4).
+ * catalog.c — inode records of a bstackfs volume (docs/design.md §4).
  *
  * On-disk layout (all integers little-endian):
  *

@@ -1,5 +1,5 @@
 /*
- * catalog.h — the directory of a bstackfs volume (DESIGN.md §4): inode
+ * catalog.h — the directory of a bstackfs volume (docs/design.md §4): inode
  * records stored in one allocation of the image's own allocator, reachable
  * from a 16-byte root reference at payload offset 0, plus the in-memory
  * index (ino -> node, (parent, name) -> node, per-directory children).
@@ -164,7 +164,7 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
  * or name.  n->r becomes r on success (seq assigned); untouched on error. */
 int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);
 /* Durably remove n (a tombstone), then drop it from memory.  The caller
- * frees n's allocation afterwards (unlink order, DESIGN §4). */
+ * frees n's allocation afterwards (unlink order, docs/design.md §4). */
 int cat_remove(struct catalog *c, struct cat_node *n);
 /* Like cat_remove, but n (a file) is kept in memory as an orphan: gone
  * from every name index, readdir, by-inode index and count, its pair free

@@ -6,7 +6,7 @@
  * volatile image `vol` at once (so reads see it).  A sync folds the log into
  * durable.  Power loss keeps durable plus the first `keep` pending entries,
  * in order: with keep = 0 everything not yet synced is lost (the default
- * model of DESIGN §2); other values test that an operation does not rely on
+ * model of docs/design.md §2); other values test that an operation does not rely on
  * unsynced writes reaching the disk in any order but issue order.
  *
  * Power domains: a sibling device (bs_memdev_new_sibling) shares its

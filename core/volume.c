@@ -1,5 +1,5 @@
 /*
- * volume.c — named files and directories over any allocator (DESIGN.md
+ * volume.c — named files and directories over any allocator (docs/design.md
  * §1, §3-§6).  The catalog (catalog.c) holds the names and attributes; each
  * regular file is one allocation whose bytes are the file's bytes.
  *
@@ -10,7 +10,7 @@
  * increase zeroes the part of that range it exposes, so holes and
  * truncate-up read as zeros.
  *
- * Crash invariant (DESIGN §4, guarantee 2): no durable record ever names
+ * Crash invariant (docs/design.md §4, guarantee 2): no durable record ever names
  * space the allocator holds as free, and no two records share a byte.  The
  * allocator is never allowed to move a file (it could free the old place
  * before the record moves); the volume does every move itself:
@@ -175,7 +175,16 @@ static int committer_start(struct vol *v);
 static void vol_free(struct vol *v)
 {
 	committer_stop(v);
-	bs_freeq_free(v->fq);   /* before the allocator it drains into */
+	/* before the allocator it drains into; a drain is a transaction of
+	 * its own (the allocator's lock is taken inside the journal's) */
+	if (v->fq && v->bs && bs_freeq_depth(v->fq)) {
+		uint64_t seq = 0;
+		bstack_txn_begin(v->bs);
+		bs_freeq_close(v->fq, NULL);
+		if (!bstack_txn_end(v->bs, &seq) && seq)
+			bstack_flush(v->bs, seq);
+	}
+	bs_freeq_free(v->fq);
 	cat_free(v->c);
 	bs_alloc_close(v->a);
 	bstack_close(v->bs);
@@ -1772,7 +1781,7 @@ static void free_orphan(struct vol *v, struct cat_node *n)
 /* fsync keeps the spare capacity (the record states it): a file written
  * and fsynced in turns would otherwise shrink and regrow, copying itself
  * each time it cannot grow in place.  The trim comes at release/close
- * (DESIGN §4: "at close the allocation is trimmed back"). */
+ * (docs/design.md §4: "at close the allocation is trimmed back"). */
 int vol_fsync(struct vol *v, uint64_t ino)
 {
 	int r;
@@ -1910,10 +1919,9 @@ static int give_back_tail(struct vol *v, uint64_t *freed)
 
 int vol_give_back_tail(struct vol *v, uint64_t *freed)
 {
-	pthread_rwlock_wrlock(&v->lock);
+	op_lock(v);
 	int r = give_back_tail(v, freed);
-	pthread_rwlock_unlock(&v->lock);
-	return r;
+	return op_unlock(v, r, D_METADATA);
 }
 
 int vol_close(struct vol *v)
@@ -1972,9 +1980,9 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
 	if (bs_freeq_depth(v->fq)) {
 		/* an owner point: what is queued is pending, not free, so
 		 * drain it before counting */
-		pthread_rwlock_wrlock(&v->lock);
+		op_lock(v);
 		vol_drain(v);
-		pthread_rwlock_unlock(&v->lock);
+		op_unlock(v, 0, D_METADATA);
 	}
 	pthread_rwlock_rdlock(&v->lock);
 	bs_alloc_stats(v->a, &st);

@@ -1,5 +1,5 @@
 /*
- * volume.h — named files and directories over any allocator (DESIGN.md
+ * volume.h — named files and directories over any allocator (docs/design.md
  * §1, §3-§6).  Knows nothing about FUSE: fs/ translates requests into these
  * calls.  Every function returns 0 (or a byte count where stated) or a
  * negative errno.
@@ -178,7 +178,7 @@ int vol_fsync(struct vol *v, uint64_t ino);
 /* Count one open of regular file ino (-ENOENT, -EISDIR).  A file unlinked
  * or renamed over while open loses its name at once (durably) but stays
  * readable and writable by inode (getattr: nlink 0) until its last
- * release, which frees its space (DESIGN §4; volume.c). */
+ * release, which frees its space (docs/design.md §4; volume.c). */
 int vol_open_file(struct vol *v, uint64_t ino);
 /* Count one close (a release without a counted open counts as the last):
  * sync the file's data and record; the last close also trims the

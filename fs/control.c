@@ -1,6 +1,6 @@
 /*
  * control.c — /.bstackfs and /.bstackfs.json, the read-only statistics
- * files of DESIGN.md §6.  The text itself comes from the volume
+ * files of docs/design.md §6.  The text itself comes from the volume
  * (vol_stats_text), the JSON from that text (bs_stats_json); this file only
  * gives them a place in the tree and keeps one snapshot per open.
  */

@@ -1,5 +1,5 @@
 /*
- * control.h — the control files /.bstackfs and /.bstackfs.json (DESIGN.md
+ * control.h — the control files /.bstackfs and /.bstackfs.json (docs/design.md
  * §6): read-only regular files at the root that are not allocations.  Each
  * open takes a snapshot of vol_stats_text() that lives in the file handle,
  * so a reader sees one consistent set of figures however long it takes;

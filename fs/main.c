@@ -1,5 +1,5 @@
 /*
- * main.c — `bstackfs [options] IMAGE MOUNTPOINT` (DESIGN.md §7).
+ * main.c — `bstackfs [options] IMAGE MOUNTPOINT` (docs/design.md §7).
  *
  * The order of the steps is the contract's "nothing is written to an image
  * that was refused":

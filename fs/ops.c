@@ -1,5 +1,5 @@
 /*
- * ops.c — FUSE low-level operations over the volume (DESIGN.md §1, §5, §6).
+ * ops.c — FUSE low-level operations over the volume (docs/design.md §1, §5, §6).
  *
  * Every operation is request plumbing: decode the request, call the volume,
  * translate its negative errno into a reply.  What the kernel cannot know

@@ -1,5 +1,5 @@
 /*
- * ops.h — the FUSE low-level operations (DESIGN.md §1, §5): thin calls into
+ * ops.h — the FUSE low-level operations (docs/design.md §1, §5): thin calls into
  * the volume plus errno translation.  FUSE node ids are volume inode
  * numbers (FUSE_ROOT_ID == VOL_ROOT_INO), stable for the life of a file, so
  * forget has nothing to do.

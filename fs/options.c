@@ -1,5 +1,5 @@
 /*
- * options.c — parsing of `bstackfs [options] IMAGE MOUNTPOINT` (DESIGN.md
+ * options.c — parsing of `bstackfs [options] IMAGE MOUNTPOINT` (docs/design.md
  * §7) with libfuse's conventions, so the same binary works by hand and
  * from /etc/fstab (mount.fuse3 passes `IMAGE MOUNTPOINT -o rw,...`).
  *
@@ -249,7 +249,7 @@ int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o)
 			"see bstackfs --help)\n", o->image ? "MOUNTPOINT" : "IMAGE and MOUNTPOINT");
 		return -EINVAL;
 	}
-	/* The kernel enforces modes and owners (DESIGN.md §1, issue 6). */
+	/* The kernel enforces modes and owners (docs/design.md §1, issue 6). */
 	if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
 		return -EINVAL;
 	return derive_vol_opts(o);

@@ -1,5 +1,5 @@
 /*
- * options.h — the command line of DESIGN.md §7:
+ * options.h — the command line of docs/design.md §7:
  *   bstackfs [options] IMAGE MOUNTPOINT
  * bstackfs's own -o options (allocator=, block_size=, sync, nocreate) are taken out
  * of the argument vector; libfuse's (-f -d -s -h -V, -o ...) stay for

@@ -1,5 +1,5 @@
 /*
- * test_bstack.c — the file layer (core/bstack.h, DESIGN.md §2): every
+ * test_bstack.c — the file layer (core/bstack.h, docs/design.md §2): every
  * operation and its edges, the exact on-disk bytes, reopen and recovery,
  * refusals, the lock, threads, and power loss at every write and sync of
  * every mutation (on the memory device of core/io.h).
@@ -516,7 +516,7 @@ static void try_discard_acts_only_when_the_length_matches(void)
 	bs_memdev_free(dev);
 }
 
-/* Every mutation is durable when it returns, with one sync (DESIGN §5:
+/* Every mutation is durable when it returns, with one sync (docs/design.md §5:
  * syncs are the cost users pay), and the stats count what the device saw. */
 static void each_mutation_issues_one_sync_and_stats_count_it(void)
 {
@@ -722,7 +722,7 @@ static void a_file_shorter_than_its_header_says_gets_the_payload_size(void)
 	free(path);
 }
 
-/* DESIGN §2: a header claiming more than the file is the "shorter" case of
+/* docs/design.md §2: a header claiming more than the file is the "shorter" case of
  * recovery, not a refusal: clen becomes the payload size. */
 static void a_header_claiming_more_than_the_file_is_recovered(void)
 {

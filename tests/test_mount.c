@@ -823,7 +823,7 @@ out:
 
 /* ---- df and the control file ------------------------------------------ */
 
-/* The §6 keys of DESIGN.md; the README's table must hold at least these. */
+/* The §6 keys of docs/design.md; the README's table must hold at least these. */
 static const char *const design_keys[] = {
 	"allocator", "magic", "image_bytes", "payload_bytes", "files", "live_bytes",
 	"backing_bytes", "free_blocks", "free_bytes", "largest_free_bytes",

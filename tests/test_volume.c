@@ -83,7 +83,6 @@ static struct vol *vopen(struct bs_memdev *dev, enum bs_alloc_kind k, bool creat
 	struct vol *v = NULL;
 	struct vol_error err = { "" };
 	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
-	add_journal(dev, &o);
 	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
 	int r = vopen_io(dev, io, &o, &v, &err);
 	if (r)

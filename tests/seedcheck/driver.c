@@ -4,7 +4,7 @@
  * prints, per step, the same line the seed driver (main.rs) prints: the
  * step, the op, the slices returned (off:len), and the image's length and
  * FNV-1a hash.  The image is the device's durable contents: every
- * allocator operation is durable when it returns (DESIGN §2), so after a
+ * allocator operation is durable when it returns (docs/design.md §2), so after a
  * step nothing may be pending; a step that leaves writes unsynced is
  * reported as an error.
  *

@@ -2,7 +2,7 @@
 //! `super::{BStackAllocator, BStackBulkAllocator, BStackSlice}` and the
 //! `read_buf_le!` / `write_buf!` / `read_bstack!` macros), written fresh
 //! for the differential test.  Only the bytes matter here: the BStack is a
-//! plain file with the 16-byte header of DESIGN.md §2, and no operation
+//! plain file with the 16-byte header of docs/design.md §2, and no operation
 //! syncs (durability is not what this test compares).
 
 use std::fmt;
@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The header magic bstackfs writes (DESIGN.md §2).
+/// The header magic bstackfs writes (docs/design.md §2).
 const MAGIC: [u8; 8] = *b"BSTK\x00\x01\x08\x00";
 const HEADER: u64 = 16;
 
