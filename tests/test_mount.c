@@ -1857,9 +1857,12 @@ static void kill_during_a_create_remove_loop_loses_no_completed_operation(void)
 		int nul = open("/dev/null", O_RDWR);
 		dup2(nul, 1);
 		dup2(nul, 2);
-		/* the log is written only after each command returned */
+		/* the log is written only after each command returned, and
+		 * succeeded: cat reports a failed close (the shell's own
+		 * redirection of a builtin would ignore one, and a close cut
+		 * by the kill is exactly the operation in flight) */
 		execlp("sh", "sh", "-c",
-		       "i=1; while [ $i -le 100000 ]; do echo \"line $i\" > \"$0/f$i\" || exit 1; "
+		       "i=1; while [ $i -le 100000 ]; do echo \"line $i\" | cat > \"$0/f$i\" || exit 1; "
 		       "echo \"w $i\" >> \"$1\"; if [ $((i % 3)) -eq 0 ]; then "
 		       "rm \"$0/f$((i - 2))\" || exit 1; echo \"r $((i - 2))\" >> \"$1\"; fi; "
 		       "i=$((i + 1)); done", m.mnt, log, (char *)NULL);
