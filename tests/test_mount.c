@@ -1919,7 +1919,8 @@ static void kill_during_a_create_remove_loop_loses_no_completed_operation(void)
 		}
 		if (strcmp(got, want) != 0) {
 			bad++;
-			fprintf(stderr, "kill -9 loop: %s lost (size %lld)\n", p, (long long)size);
+			fprintf(stderr, "kill -9 loop: %s lost (size %lld; %d operations logged, "
+				"the last %c %d)\n", p, (long long)size, n, last_op, last);
 		}
 	}
 	CU_ASSERT(bad == 0);
