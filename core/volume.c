@@ -118,6 +118,8 @@ struct vol {
 	struct vol_opts opts;
 	char *path;                 /* for the host figures of statfs */
 	char *jpath;                /* the journal beside it (removed at close) */
+	dev_t jdev;                 /* ... if the path still names that file */
+	ino_t jino;
 	struct vol_counters ctr;    /* syncs are read from the bstack */
 	struct vol_open_report rep; /* what the open found and did */
 	/* opts.allow_damaged and the allocator failed its check: opened for
@@ -871,6 +873,11 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 	}
 	(*out)->path = strdup(path);
 	(*out)->jpath = jpath;
+	struct stat jst;
+	if (jpath && stat(jpath, &jst) == 0) {
+		(*out)->jdev = jst.st_dev;
+		(*out)->jino = jst.st_ino;
+	}
 	return 0;
 }
 
@@ -1948,7 +1955,12 @@ int vol_close(struct vol *v)
 	int c = bstack_checkpoint(v->bs);
 	if (!r)
 		r = c;
-	if (!r && v->jpath)
+	/* Only our own journal: an image removed and made again under the
+	 * same name while this daemon was closing has a journal of its own
+	 * at the same path. */
+	struct stat jst;
+	if (!r && v->jpath && stat(v->jpath, &jst) == 0 && jst.st_dev == v->jdev &&
+	    jst.st_ino == v->jino)
 		unlink(v->jpath);
 	vol_free(v);
 	return r;
