@@ -423,6 +423,32 @@ static int ov_touch(struct bstack *bs, uint64_t pg, struct ov_page **out)
 	return 0;
 }
 
+/* The dirty bitmap of a page, a word at a time: these run on every
+ * write and every commit. */
+static void bits_set(uint64_t *w, uint64_t from, uint64_t to, bool on)
+{
+	while (from < to) {
+		uint64_t i = from / 64, lo = from % 64;
+		uint64_t hi = to - i * 64 < 64 ? to - i * 64 : 64;
+		uint64_t m = (hi == 64 ? ~0ULL : (1ULL << hi) - 1) & ~((1ULL << lo) - 1);
+		w[i] = on ? w[i] | m : w[i] & ~m;
+		from = i * 64 + hi;
+	}
+}
+
+/* The first bit at or after b whose value is `on` (PG when none). */
+static uint64_t bits_next(const uint64_t *w, uint64_t b, bool on)
+{
+	while (b < PG) {
+		uint64_t word = on ? w[b / 64] : ~w[b / 64];
+		word &= ~0ULL << (b % 64);
+		if (word)
+			return (b / 64) * 64 + (uint64_t)__builtin_ctzll(word);
+		b = (b / 64 + 1) * 64;
+	}
+	return PG;
+}
+
 /* Write into the overlay (buf NULL: zeros).  Write lock held, inside the
  * owner's transaction. */
 static int ov_write(struct bstack *bs, uint64_t off, const uint8_t *buf, uint64_t n)
@@ -440,8 +466,7 @@ static int ov_write(struct bstack *bs, uint64_t off, const uint8_t *buf, uint64_
 			memcpy(p->data + in, buf + (pos - off), (size_t)k);
 		else
 			memset(p->data + in, 0, (size_t)k);
-		for (uint64_t b = in; b < in + k; b++)
-			p->dirty[b / 64] |= 1ULL << (b % 64);
+		bits_set(p->dirty, in, in + k, true);
 		pos += k;
 	}
 	j->t_bytes += n;
@@ -497,8 +522,7 @@ static void ov_shrink(struct bstack *bs, uint64_t nlen)
 			continue;
 		uint64_t from = nlen > base ? nlen - base : 0;
 		memset(p->data + from, 0, (size_t)(PG - from));
-		for (uint64_t b = from; b < PG; b++)
-			p->dirty[b / 64] &= ~(1ULL << (b % 64));
+		bits_set(p->dirty, from, PG, false);
 	}
 	for (size_t i = 0; i < j->nzr; i++) {
 		if (j->zr[i].off >= nlen)
@@ -561,14 +585,9 @@ static int txn_seal(struct bstack *bs, uint64_t *seq)
 	for (size_t i = 0; !r && i < j->ntp; i++) {
 		struct ov_page *p = j->tpages[i];
 		uint64_t base = p->pg * PG;
-		for (uint64_t b = 0; !r && b < PG;) {
-			if (!(p->dirty[b / 64] & (1ULL << (b % 64)))) {
-				b++;
-				continue;
-			}
-			uint64_t e = b;
-			while (e < PG && (p->dirty[e / 64] & (1ULL << (e % 64))))
-				e++;
+		for (uint64_t b = bits_next(p->dirty, 0, true); !r && b < PG;
+		     b = bits_next(p->dirty, b, true)) {
+			uint64_t e = bits_next(p->dirty, b, false);
 			if (base + b < bs->len) {
 				uint64_t to = base + e < bs->len ? e : bs->len - base;
 				r = jrn_rec_add(&j->pend, base + b, p->data + b, (uint32_t)(to - b));
@@ -727,8 +746,12 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 	bool new_epoch = !j->live;
 	if (new_epoch) {
 		uint8_t h[JRN_HDR_USED];
-		j->salt = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (uint64_t)time(NULL) ^
-			  (first * 0x9E3779B97F4A7C15ULL);
+		/* a new salt per epoch: stale records of an earlier epoch further
+		 * on in the file never decode (time, pid, sequence number) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		j->salt = ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec ^
+			   (uint64_t)getpid() << 20) * 0x9E3779B97F4A7C15ULL ^ first ^ j->salt;
 		jrn_hdr_encode(h, j->salt, first);
 		if ((r = bs_io_pwrite(j->io, h, sizeof h, 0)))
 			goto fail;
