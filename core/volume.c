@@ -1027,6 +1027,9 @@ static int op_unlock(struct vol *v, int r, enum durability d)
  * idle_checkpoint_s seconds, so an idle image is a plain bstack image that
  * other programs can open after a crash.  Neither runs without a journal.
  */
+static int give_back_tail(struct vol *v, uint64_t *freed);
+static void vol_drain(struct vol *v);
+
 static void *committer_main(void *arg)
 {
 	struct vol *v = arg;
@@ -1054,8 +1057,15 @@ static void *committer_main(void *arg)
 		    now - last_op >= (int64_t)v->opts.idle_checkpoint_s * 1000000000LL) {
 			struct bstack_journal_stats st;
 			bstack_journal_stats(v->bs, &st);
-			if (st.journal_used_bytes || v->opts.commit_s)
+			if (st.journal_used_bytes || v->opts.commit_s) {
+				/* queued frees are drained and free tail space
+				 * goes back at every checkpoint */
+				op_lock(v);
+				vol_drain(v);
+				int r = give_back_tail(v, NULL);
+				op_unlock(v, r, D_ALWAYS);
 				bstack_checkpoint(v->bs);
+			}
 			__atomic_store_n(&v->last_op_ns, 0, __ATOMIC_RELAXED);
 		}
 		pthread_mutex_lock(&v->cm_mu);
@@ -1873,15 +1883,14 @@ static int sync_all_locked(struct vol *v)
 	return s.r;
 }
 
-static int give_back_tail(struct vol *v, uint64_t *freed);
-
 /* An explicit sync: everything durable, and the journal checkpointed. */
 int vol_sync_all(struct vol *v)
 {
 	op_lock(v);
 	int r = sync_all_locked(v);
+	vol_drain(v);   /* what is queued is freed, then the free tail goes back */
 	if (!r)
-		r = give_back_tail(v, NULL);   /* free tail space, at every checkpoint */
+		r = give_back_tail(v, NULL);
 	r = op_unlock(v, r, D_ALWAYS);
 	if (!r)
 		r = bstack_checkpoint(v->bs);

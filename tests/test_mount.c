@@ -2041,6 +2041,33 @@ static void journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal(void)
 	mnt_done(&m);
 }
 
+
+/* An idle volume is checkpointed (2 s): the image says BSTK again while
+ * still mounted, and free tail space has gone back to the host. */
+static void an_idle_volume_is_checkpointed_and_gives_its_tail_back(void)
+{
+	struct mnt m;
+	char tag[5];
+	struct stat st0, st1;
+
+	CU_ASSERT_FATAL(mnt_fresh(&m, NULL));
+	CU_ASSERT(write_pattern_file(mpath(&m, "small"), 1000, 1) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "tail"), 4 << 20, 2) == 0);
+	CU_ASSERT(stat(m.img, &st0) == 0);
+	CU_ASSERT(sh("rm '%s'", mpath(&m, "tail")) == 0);
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
+	int64_t c0 = ctl_value(&m, "checkpoints");
+	sleep_ms(3500);
+	image_tag(m.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTK");
+	CU_ASSERT(stat(m.img, &st1) == 0);
+	CU_ASSERT(st1.st_size + (4 << 20) / 2 < st0.st_size);
+	CU_ASSERT(ctl_value(&m, "checkpoints") > c0);
+	CU_ASSERT(prefix_ok(mpath(&m, "small"), 1000, 1, 0));
+	mnt_done(&m);
+}
+
 /* Bytes the allocator holds: payload minus free space. */
 static int64_t ctl_used(const struct mnt *m)
 {
@@ -2377,6 +2404,7 @@ static const struct h_test tests[] = {
 	H_TEST(kill_during_a_create_remove_loop_loses_no_completed_operation),
 	H_TEST(commit_interval_groups_operations_and_keeps_each_whole_or_absent),
 	H_TEST(journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal),
+	H_TEST(an_idle_volume_is_checkpointed_and_gives_its_tail_back),
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),
 	H_TEST(rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused),
