@@ -746,6 +746,33 @@ static int link_loaded(void *ctx, struct cat_node *n)
 	return 0;
 }
 
+static int cmp_node_ino(const void *x, const void *y)
+{
+	const struct cat_node *p = *(struct cat_node *const *)x, *q = *(struct cat_node *const *)y;
+	return p->r.ino < q->r.ino ? -1 : p->r.ino > q->r.ino;
+}
+
+/* Link every loaded node under its parent, in inode order (so readdir
+ * lists a loaded directory in creation order).  The walk is over a
+ * snapshot: link_loaded reserves room in the indexes, which may rehash
+ * by_ino, and takes a rename-over loser out of it, and a walk of the live
+ * table would then visit a node twice or not at all (found by the
+ * kill -9 test: a catalog that filled its last pair at the crash was
+ * refused as holding "two entries" of one file, or lost it). */
+static int link_all(struct catalog *c, char *err, size_t errlen)
+{
+	struct list_ctx all = { malloc((c->by_ino.n ? c->by_ino.n : 1) * sizeof *all.v), 0 };
+	struct link_ctx l = { c, err, errlen, 0 };
+	if (!all.v)
+		return -ENOMEM;
+	cat_foreach(c, list_one, &all);
+	qsort(all.v, all.n, sizeof *all.v, cmp_node_ino);
+	for (uint64_t i = 0; i < all.n && !l.r; i++)
+		link_loaded(&l, all.v[i]);
+	free(all.v);
+	return l.r;
+}
+
 /* Every node must be reachable from the root (no cycles, no orphans). */
 static int check_tree(struct catalog *c, char *err, size_t errlen)
 {
@@ -837,9 +864,7 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 		r = fail(err, errlen, "catalog corrupt: no root directory");
 		goto fail;
 	}
-	struct link_ctx l = { c, err, errlen, 0 };
-	cat_foreach(c, link_loaded, &l);
-	if ((r = l.r) || (r = check_tree(c, err, errlen)))
+	if ((r = link_all(c, err, errlen)) || (r = check_tree(c, err, errlen)))
 		goto fail;
 	free(buf);
 	*out = c;

@@ -250,6 +250,42 @@ static void the_catalog_grows_by_copy_on_write_and_keeps_every_record(void)
 	fix_free(&f);
 }
 
+/* A catalog whose node count is exactly a power of two makes load grow
+ * the inode index while it links the nodes under their parents; the link
+ * pass once walked that live table and then visited a node twice (refused
+ * as "two entries named ...") or skipped it (a lost file).  Every count
+ * here hits the growth; every file must come back, listed in creation
+ * order. */
+static void a_reload_that_grows_the_index_mid_link_keeps_every_file(void)
+{
+	static const int totals[] = { 64, 128, 256, 1024 };
+	for (unsigned k = 0; k < sizeof totals / sizeof *totals; k++) {
+		struct fix f;
+		char err[200], name[16];
+		int files = totals[k] - 1;   /* the root is the other node */
+		fix_new(&f);
+		for (int i = 0; i < files; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			mk(&f, 1, name, CAT_FILE);
+		}
+		CU_ASSERT_EQUAL_FATAL(fix_reload(&f, err, sizeof err), 0);
+		CU_ASSERT_EQUAL(f.c->n_files, (uint64_t)files);
+		int found = 0, in_order = 0, i = 0;
+		for (int j = 0; j < files; j++) {
+			snprintf(name, sizeof name, "f%d", j);
+			found += cat_lookup(f.c, 1, name, strlen(name)) != NULL;
+		}
+		for (struct cat_node *n = cat_get(f.c, 1)->first; n; n = n->next, i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			in_order += strcmp(n->r.name, name) == 0;
+		}
+		CU_ASSERT_EQUAL(found, files);
+		CU_ASSERT_EQUAL(in_order, files);
+		CU_ASSERT_EQUAL(i, files);
+		fix_free(&f);
+	}
+}
+
 /* Offset of slot s of n's pair. */
 static uint64_t slot_at(struct fix *f, uint64_t pair, unsigned s)
 {
@@ -463,6 +499,7 @@ static const struct h_test tests[] = {
 	H_TEST(format_then_load_finds_the_root_directory),
 	H_TEST(created_stored_and_removed_records_survive_a_reload),
 	H_TEST(the_catalog_grows_by_copy_on_write_and_keeps_every_record),
+	H_TEST(a_reload_that_grows_the_index_mid_link_keeps_every_file),
 	H_TEST(a_torn_slot_reverts_the_record_to_its_previous_version),
 	H_TEST(two_bad_slots_refuse_the_catalog_with_a_message),
 	H_TEST(a_rename_over_left_half_done_keeps_the_newer_record),
