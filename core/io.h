@@ -51,6 +51,14 @@ struct bs_io_ops {
 	 * (fallocate with KEEP_SIZE); -ENOSPC when it cannot.  Not a write:
 	 * nothing reaches the file's bytes or size.  May be NULL. */
 	int (*reserve)(struct bs_io *io, uint64_t size);
+	/* Grow the file to `size` with zeros written for real (not a hole,
+	 * not an unwritten extent), so that later writes inside it change
+	 * none of the host filesystem's metadata: an fdatasync after such an
+	 * overwrite flushes data only, while one after an append (or into a
+	 * fallocated extent) also costs the host a journal commit.  For the
+	 * journal file, whose appends are synced at every commit.  Counts as
+	 * writes; a file already that long is left as it is.  May be NULL. */
+	int (*prefill)(struct bs_io *io, uint64_t size);
 	/* fdatasync (F_FULLFSYNC on macOS). */
 	int (*sync)(struct bs_io *io);
 	int (*size)(struct bs_io *io, uint64_t *size);
@@ -75,6 +83,8 @@ static inline int bs_io_truncate(struct bs_io *io, uint64_t size)
 { return io->ops->truncate(io, size); }
 static inline int bs_io_reserve(struct bs_io *io, uint64_t size)
 { return io->ops->reserve ? io->ops->reserve(io, size) : 0; }
+static inline int bs_io_prefill(struct bs_io *io, uint64_t size)
+{ return io->ops->prefill ? io->ops->prefill(io, size) : 0; }
 static inline int bs_io_sync(struct bs_io *io) { return io->ops->sync(io); }
 static inline int bs_io_size(struct bs_io *io, uint64_t *s) { return io->ops->size(io, s); }
 static inline int bs_io_lock(struct bs_io *io) { return io->ops->lock(io); }

@@ -138,6 +138,32 @@ static int file_reserve(struct bs_io *io, uint64_t size)
 	return -errno;
 }
 
+static int file_prefill(struct bs_io *io, uint64_t size)
+{
+	struct io_file *f = (struct io_file *)io;
+	enum { CHUNK = 1 << 20 };
+	struct stat st;
+	if (f->rdonly)
+		return -EROFS;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size >= size)
+		return 0;
+	uint8_t *zeros = calloc(1, CHUNK);
+	if (!zeros)
+		return -ENOMEM;
+	int r = 0;
+	for (uint64_t off = (uint64_t)st.st_size; !r && off < size;) {
+		size_t k = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+		r = file_pwrite(io, zeros, k, off);
+		off += k;
+	}
+	free(zeros);
+	return r;
+}
+
 static int file_sync(struct bs_io *io)
 {
 	struct io_file *f = (struct io_file *)io;
@@ -186,6 +212,7 @@ static const struct bs_io_ops file_ops = {
 	.zero = file_zero,
 	.truncate = file_truncate,
 	.reserve = file_reserve,
+	.prefill = file_prefill,
 	.sync = file_sync,
 	.size = file_size,
 	.lock = file_lock,

@@ -324,6 +324,14 @@ static int st_reserve(struct bs_io *io, uint64_t size)
 	return bs_io_reserve(s->base, size);
 }
 
+/* Zeros written for speed, not content: only a committed (pass-through)
+ * stage lets them reach the base; an uncommitted one writes nothing. */
+static int st_prefill(struct bs_io *io, uint64_t size)
+{
+	struct io_stage *s = to_st(io);
+	return s->passthrough ? bs_io_prefill(s->base, size) : 0;
+}
+
 static int st_size(struct bs_io *io, uint64_t *size)
 {
 	struct io_stage *s = to_st(io);
@@ -352,6 +360,7 @@ static const struct bs_io_ops stage_ops = {
 	.zero = st_zero,
 	.truncate = st_truncate,
 	.reserve = st_reserve,
+	.prefill = st_prefill,
 	.sync = st_sync,
 	.size = st_size,
 	.lock = st_lock,

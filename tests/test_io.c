@@ -10,6 +10,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -709,6 +713,104 @@ static void file_zero_reads_back_as_zeros_and_keeps_the_size(void)
 	free(path);
 }
 
+/* Extents of path's [0, len) that are holes or unwritten (fallocated but
+ * never written): what makes an fdatasync after an overwrite cost the
+ * host filesystem a metadata commit.  -1 when FIEMAP is unsupported. */
+static long unwritten_or_holes(const char *path, uint64_t len)
+{
+	int fd = open(path, O_RDONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	fsync(fd);
+	enum { N = 256 };
+	struct fiemap *fm = calloc(1, sizeof *fm + N * sizeof(struct fiemap_extent));
+	CU_ASSERT_FATAL(fm != NULL);
+	fm->fm_length = len;
+	fm->fm_flags = FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = N;
+	long bad = 0;
+	if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0) {
+		bad = -1;
+	} else {
+		uint64_t covered = 0;
+		for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+			struct fiemap_extent *e = &fm->fm_extents[i];
+			if (e->fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+				bad++;
+			if (e->fe_logical > covered)
+				bad++;   /* a hole before this extent */
+			covered = e->fe_logical + e->fe_length;
+		}
+		if (covered < len)
+			bad++;
+	}
+	free(fm);
+	close(fd);
+	return bad;
+}
+
+static void file_prefill_writes_real_zeros_and_keeps_what_is_there(void)
+{
+	char *path;
+	struct bs_io *io = file_new("prefill", &path);
+	const uint64_t len = (3ULL << 20) + 5;
+	CU_ASSERT(bs_io_pwrite(io, "abc", 3, 0) == 0);
+	CU_ASSERT(bs_io_reserve(io, len) == 0);   /* unwritten extents past EOF */
+	CU_ASSERT_EQUAL(bs_io_prefill(io, len), 0);
+	uint64_t size = 0;
+	CU_ASSERT(bs_io_size(io, &size) == 0);
+	CU_ASSERT_EQUAL(size, len);
+	uint8_t b[4] = { 1, 1, 1, 1 }, z[4] = { 0 };
+	CU_ASSERT(bs_io_pread(io, b, 3, 0) == 0 && memcmp(b, "abc", 3) == 0);
+	CU_ASSERT(bs_io_pread(io, b, 4, len - 4) == 0 && memcmp(b, z, 4) == 0);
+	long bad = unwritten_or_holes(path, len);
+	if (bad >= 0)
+		CU_ASSERT_EQUAL(bad, 0);
+	/* a shorter target changes nothing */
+	CU_ASSERT_EQUAL(bs_io_prefill(io, 10), 0);
+	CU_ASSERT(bs_io_size(io, &size) == 0 && size == len);
+	bs_io_close(io);
+	free(path);
+}
+
+/* A journal on a real file is written out with zeros ahead of its end, so
+ * that a commit overwrites mapped blocks (a data-only fdatasync): its size
+ * changes once per megabyte of records, not at every commit, never past
+ * its capacity, and what it holds has no holes or unwritten extents. */
+static void a_journal_file_is_prefilled_ahead_of_its_records(void)
+{
+	char *ipath, *jpath;
+	struct bs_io *io = file_new("jimg", &ipath), *jio = file_new("jimg-journal", &jpath);
+	const uint64_t cap = 2ULL << 20;
+	struct bstack *bs = NULL;
+	CU_ASSERT_FATAL(bstack_create_journal(io, jio, cap, &bs) == 0);
+	static uint8_t rec[3000];
+	struct stat st;
+	off_t last = -1;
+	int changes = 0;
+	uint64_t off;
+	for (int i = 0; i < 300; i++) {
+		memset(rec, i, sizeof rec);
+		CU_ASSERT(bstack_txn_begin(bs) == 0);
+		CU_ASSERT(bstack_push(bs, rec, sizeof rec, &off) == 0);
+		uint64_t seq = 0;
+		CU_ASSERT(bstack_txn_end(bs, &seq) == 0 && seq > 0);
+		CU_ASSERT(bstack_flush(bs, seq) == 0);
+		CU_ASSERT_FATAL(stat(jpath, &st) == 0);
+		changes += st.st_size != last;
+		last = st.st_size;
+		CU_ASSERT((uint64_t)st.st_size <= cap);
+	}
+	/* 300 records of ~3 KiB: about 900 KiB, one checkpoint at 2 MiB */
+	CU_ASSERT(changes >= 1 && changes <= 3);
+	CU_ASSERT((uint64_t)st.st_size > (1ULL << 20));
+	long bad = unwritten_or_holes(jpath, (uint64_t)st.st_size);
+	if (bad >= 0)
+		CU_ASSERT_EQUAL(bad, 0);
+	bstack_close(bs);
+	free(ipath);
+	free(jpath);
+}
+
 static void file_lock_is_exclusive_between_two_handles_on_one_path(void)
 {
 	char *path;
@@ -976,6 +1078,8 @@ static const struct h_test tests[] = {
 	H_TEST(mem_zero_is_one_write_kept_or_lost_whole),
 	H_TEST(file_growth_past_a_full_filesystem_fails_at_the_grow),
 	H_TEST(file_zero_reads_back_as_zeros_and_keeps_the_size),
+	H_TEST(file_prefill_writes_real_zeros_and_keeps_what_is_there),
+	H_TEST(a_journal_file_is_prefilled_ahead_of_its_records),
 	H_TEST(mem_write_past_the_capacity_fails_with_enospc_and_changes_nothing),
 	H_TEST(mem_write_up_to_the_capacity_exactly_succeeds),
 	H_TEST(mem_truncate_past_the_capacity_fails_but_shrinking_works),
