@@ -14,8 +14,11 @@
  *
  * Like the volume suite it runs twice: plain, and with
  * BSTACKFS_TEST_JOURNAL=1 (a journal on a sibling device in the image's
- * power domain).  The randomized test prints its seed; replay one with
+ * power domain); the tests of the journal itself always have one, the
+ * torn-record test never.  The randomized test prints its seed; replay one
+ * with
  *   BSTACKFS_SEED=N ./build/tests/test_crash TEST_NAME
+ * (CRASH_DEBUG=1 traces each operation and cut).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,12 +69,15 @@ static bool journaled(void)
 	return e && *e == '1';
 }
 
-/* A journal on dev's sibling (made on first use): always, or (force
- * false) only in the journal mode of the suite. */
-static void journal_on(struct bs_memdev *dev, struct vol_opts *o, bool force)
+/* Which journal a test's open gets: the suite's (on with
+ * BSTACKFS_TEST_JOURNAL=1), always one, or none. */
+enum jmode { J_SUITE, J_ON, J_OFF };
+
+/* A journal on dev's sibling (made on first use), as jm says. */
+static void journal_on(struct bs_memdev *dev, struct vol_opts *o, enum jmode jm)
 {
 	struct bs_io *jio;
-	if (!force && !journaled())
+	if (jm == J_OFF || (jm == J_SUITE && !journaled()))
 		return;
 	struct bs_memdev *j = bs_memdev_sibling(dev);
 	if (!j)
@@ -80,16 +86,15 @@ static void journal_on(struct bs_memdev *dev, struct vol_opts *o, bool force)
 	o->journal_io = jio;
 }
 
-/* Open the volume on dev with *o (and the suite's journal); 0 or the
- * error, with the reason printed. */
-static int try_open(struct bs_memdev *dev, struct vol_opts o, bool force_journal,
-		    struct vol **v)
+/* Open the volume on dev with o and the journal jm says; 0 or the error,
+ * with the reason printed. */
+static int try_open(struct bs_memdev *dev, struct vol_opts o, enum jmode jm, struct vol **v)
 {
 	struct bs_io *io;
 	struct vol_error err = { "" };
 	*v = NULL;
 	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	journal_on(dev, &o, force_journal);
+	journal_on(dev, &o, jm);
 	int r = vol_open_io(io, &o, v, &err);
 	if (r)
 		printf("\nvol_open_io: %d %s\n", r, err.msg);
@@ -100,7 +105,7 @@ static struct vol *vopen(struct bs_memdev *dev, enum bs_alloc_kind k, bool creat
 {
 	struct vol *v;
 	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
-	CU_ASSERT_FATAL(try_open(dev, o, false, &v) == 0);
+	CU_ASSERT_FATAL(try_open(dev, o, J_SUITE, &v) == 0);
 	return v;
 }
 
@@ -152,7 +157,7 @@ static uint64_t ino_of(struct vol *v, uint64_t parent, const char *name)
  * matches the model before it or the model after it.
  */
 
-#define CM_FILES 10
+#define CM_FILES 16
 #define CM_DIRS 3     /* the root, d1 in the root, d2 in d1 */
 
 struct cm_write {
@@ -723,7 +728,7 @@ static void random_operations_cut_in_every_failure_mode_match_the_model(void)
 			bs_memdev_power_cycle_mode(dev, mode, param, pseed);
 
 			struct vol_opts o = { 0 };
-			if (try_open(dev, o, false, &v)) {
+			if (try_open(dev, o, J_SUITE, &v)) {
 				printf("%s round %d: cut at %llu in %s after %d ops, %s %llu: "
 				       "reopen refused\n", bs_alloc_kind_name(k), round,
 				       (unsigned long long)cut, op_name[op.kind], done,
@@ -864,10 +869,723 @@ static void a_release_without_a_flush_makes_the_data_durable_on_return(void)
 	}
 }
 
+
+/* ---- one operation that overflows a small journal -------------------------- */
+
+/* A key's value in the control file's text (vol_stats_text); -1 if absent. */
+static int64_t stat_of(struct vol *v, const char *key)
+{
+	char *buf, *p;
+	size_t len, kl = strlen(key);
+	int64_t val = -1;
+	CU_ASSERT_FATAL(vol_stats_text(v, &buf, &len) == 0);
+	for (p = buf; p && p < buf + len; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, key, kl) == 0 && p[kl] == ' ') {
+			val = strtoll(p + kl + 1, NULL, 10);
+			break;
+		}
+	free(buf);
+	return val;
+}
+
+/* Both devices of the power domain, saved and restored. */
+struct snap {
+	uint8_t *img, *jrn;
+	size_t img_len, jrn_len;
+};
+
+static void snap_take(struct bs_memdev *dev, struct snap *s)
+{
+	CU_ASSERT_FATAL(bs_memdev_snapshot(dev, &s->img, &s->img_len) == 0);
+	CU_ASSERT_FATAL(bs_memdev_snapshot(bs_memdev_sibling(dev), &s->jrn, &s->jrn_len) == 0);
+}
+
+static void snap_load(struct bs_memdev *dev, const struct snap *s)
+{
+	CU_ASSERT_FATAL(bs_memdev_load(dev, s->img, s->img_len) == 0);
+	CU_ASSERT_FATAL(bs_memdev_load(bs_memdev_sibling(dev), s->jrn, s->jrn_len) == 0);
+}
+
+static void snap_free(struct snap *s)
+{
+	free(s->img);
+	free(s->jrn);
+}
+
+static uint64_t dev_ops(struct bs_memdev *dev)
+{
+	struct bs_memdev *j = bs_memdev_sibling(dev);
+	return bs_memdev_writes(dev) + bs_memdev_syncs(dev) +
+	       (j ? bs_memdev_writes(j) + bs_memdev_syncs(j) : 0);
+}
+
+static void dev_reset(struct bs_memdev *dev)
+{
+	bs_memdev_reset_counts(dev);
+	if (bs_memdev_sibling(dev))
+		bs_memdev_reset_counts(bs_memdev_sibling(dev));
+}
+
+#define SEQ_MAX 4
+
+/* An operation sequence and the models after each of its steps: ms[0]
+ * before, ms[i] after the first i operations. */
+struct seq {
+	struct cm_op op[SEQ_MAX];
+	int n;
+	struct cm ms[SEQ_MAX + 1];
+};
+
+static void seq_models(struct seq *q, const struct cm *m0)
+{
+	cm_clone(&q->ms[0], m0);
+	for (int i = 0; i < q->n; i++) {
+		cm_clone(&q->ms[i + 1], &q->ms[i]);
+		cm_apply(&q->ms[i + 1], &q->op[i]);
+	}
+}
+
+static void seq_free(struct seq *q)
+{
+	for (int i = 0; i <= q->n; i++)
+		cm_free(&q->ms[i]);
+	for (int i = 0; i < q->n; i++)
+		free(q->op[i].data);
+}
+
+/* Run q on v until an operation fails; the number that succeeded. */
+static int seq_run(struct vol *v, struct seq *q, struct cm *m, int *err)
+{
+	*err = 0;
+	for (int i = 0; i < q->n; i++) {
+		if ((*err = cm_run(v, m, &q->op[i])))
+			return i;
+		cm_apply(m, &q->op[i]);
+	}
+	return q->n;
+}
+
+/* Which model of q the volume matches: -1 for none. */
+static int seq_match(struct vol *v, struct seq *q)
+{
+	for (int i = q->n; i >= 0; i--)
+		if (cm_matches(v, &q->ms[i], false))
+			return i;
+	return -1;
+}
+
+/* After a crash (or not): the reopen, a model matched (at least `least`
+ * steps of q), a clean check, and a second reopen with nothing to reclaim
+ * and the same state.  False on a failure (reported). */
+static bool verify_after(struct bs_memdev *dev, enum bs_alloc_kind k, struct vol_opts o,
+			 struct seq *q, int least, const char *what)
+{
+	struct vol *v;
+	if (try_open(dev, o, J_ON, &v)) {
+		printf("%s/%s: the reopen failed\n", what, bs_alloc_kind_name(k));
+		CU_FAIL("the reopen failed");
+		return false;
+	}
+	int got = seq_match(v, q);
+	if (got < least) {
+		printf("\n%s/%s: the volume matches %s (at least %d of %d steps wanted):",
+		       what, bs_alloc_kind_name(k), got < 0 ? "no model" : "too early a model",
+		       least, q->n);
+		cm_matches(v, &q->ms[q->n], true);
+		cm_matches(v, &q->ms[0], true);
+		CU_FAIL("the volume is not in a state before or after one of the operations");
+		vol_close(v);
+		return false;
+	}
+	bool ok = check_errors(v) == 0;
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+	uint64_t again = reclaimed_of(v);
+	if (again)
+		printf("\n%s/%s: the second reopen reclaimed %llu bytes\n", what,
+		       bs_alloc_kind_name(k), (unsigned long long)again);
+	ok = ok && again == 0 && check_errors(v) == 0 && cm_matches(v, &q->ms[got], true);
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	return ok;
+}
+
+/*
+ * Cut q at every device operation of its uncut run, each cut under four
+ * power cycles (nothing unsynced kept, everything kept, a torn write, a
+ * seeded subset: the journal is on), and verify after each: the operation
+ * in flight all or nothing, those before it whole.
+ */
+static void seq_cut_everywhere(struct bs_memdev *dev, enum bs_alloc_kind k, struct vol_opts o,
+			       const struct snap *s0, struct seq *q, uint64_t total,
+			       const char *what)
+{
+	int bad = 0;
+	for (uint64_t n = 1; n <= total && bad < 3; n++) {
+		for (int mode = 0; mode < 4 && bad < 3; mode++) {
+			struct vol *v;
+			struct cm m;
+			int err;
+			snap_load(dev, s0);
+			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+			cm_clone(&m, &q->ms[0]);
+			cm_matches(v, &m, false);   /* the inode numbers */
+			bs_memdev_fail_at(dev, n);
+			int done = seq_run(v, q, &m, &err);
+			cm_free(&m);
+			if (err && !bs_memdev_dead(dev)) {
+				printf("\n%s/%s: step %d failed with %d, the power on\n", what,
+				       bs_alloc_kind_name(k), done, err);
+				CU_FAIL("an operation failed without a power cut");
+				bad++;
+			}
+			vol_close(v);
+			struct bs_memdev *j = bs_memdev_sibling(dev);
+			uint64_t pend = bs_memdev_pending(dev) > bs_memdev_pending(j) ?
+					bs_memdev_pending(dev) : bs_memdev_pending(j);
+			if (mode == 0)
+				bs_memdev_power_cycle(dev, 0);
+			else if (mode == 1)
+				bs_memdev_power_cycle(dev, UINT64_MAX);
+			else
+				bs_memdev_power_cycle_mode(dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
+							   n % (pend + 1), n * 7919 + (uint64_t)mode);
+			if (!verify_after(dev, k, o, q, done, what)) {
+				printf("%s/%s: cut at device operation %llu of %llu, mode %d, after "
+				       "%d of %d steps\n", what, bs_alloc_kind_name(k),
+				       (unsigned long long)n, (unsigned long long)total, mode, done,
+				       q->n);
+				bad++;
+			}
+		}
+	}
+}
+
+#define SMALL_JOURNAL (16ULL << 10)
+
+/* The image of the journal-overflow tests: files f0 .. f(nfiles-1) in the
+ * root, f0 and f1 with data (5000 and 3000 bytes), all durable; the
+ * journal on with journal_bytes = SMALL_JOURNAL. */
+static struct bs_memdev *overflow_setup(enum bs_alloc_kind k, int nfiles, struct cm *m,
+					struct vol_opts *o)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v;
+	*o = (struct vol_opts){ .allocator = k, .create = true, .journal_bytes = SMALL_JOURNAL };
+	CU_ASSERT_FATAL(try_open(dev, *o, J_ON, &v) == 0);
+	o->create = false;
+	memset(m, 0, sizeof *m);
+	m->dir_live[0] = true;
+	m->dir_ino[0] = ROOT;
+	for (int i = 0; i < nfiles; i++) {
+		struct cm_op op = { .kind = OP_CREATE, .i = i, .j = -1 };
+		CU_ASSERT_FATAL(cm_run(v, m, &op) == 0);
+		cm_apply(m, &op);
+		if (i < 2) {
+			struct cm_op w = { .kind = OP_WRITE, .i = i, .j = -1,
+					   .n = i ? 3000 : 5000 };
+			w.data = malloc(w.n);
+			h_pattern(w.data, w.n, 100 + (uint64_t)i, 0);
+			struct cm_op rel = { .kind = OP_RELEASE, .i = i, .j = -1 };
+			CU_ASSERT_FATAL(cm_run(v, m, &w) == 0 && cm_run(v, m, &rel) == 0);
+			cm_apply(m, &w);
+			cm_apply(m, &rel);
+			free(w.data);
+		}
+	}
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	return dev;
+}
+
+/*
+ * One operation whose transaction is larger than the journal's room
+ * (journal_bytes 16 KiB): a create that makes the catalog grow (the
+ * rewrite of 16 pairs into 32 is one record of about 25 KiB), and 200 KB
+ * written into a file created empty (its data travels in the journal until
+ * a barrier and a checkpoint in the middle of the write), then released.
+ * Uncut, each succeeds whole, and the journal really overflowed (a
+ * checkpoint during the operation, a journal file past journal_bytes).
+ * Then the power is cut at every device operation of it, in four failure
+ * modes, and the volume is always before or after each step.
+ */
+static void an_operation_larger_than_the_journal_succeeds_whole_or_not_at_all(void)
+{
+	for (int which = 0; which < 2; which++) {
+		FOR_EACH_KIND(k) {
+			const char *what = which == 0 ? "create that grows the catalog"
+						      : "200 KB journaled write + release";
+			struct cm m;
+			struct vol_opts o;
+			/* the root, 14 files and d1 fill the catalog's 16 pairs */
+			struct bs_memdev *dev = overflow_setup(k, which == 0 ? 14 : 4, &m, &o);
+			struct seq q = { .n = 0 };
+			/* first a small record: the journal is live, so the large
+			 * one does not fit behind it and needs a checkpoint */
+			if (which == 0) {
+				q.op[q.n++] = (struct cm_op){ .kind = OP_MKDIR, .i = -1, .j = -1,
+							      .dir = 1 };
+				q.op[q.n++] = (struct cm_op){ .kind = OP_CREATE, .i = 14, .j = -1 };
+			} else {
+				q.op[q.n++] = (struct cm_op){ .kind = OP_TRUNCATE, .i = 1, .j = -1,
+							      .n = 2000 };
+				struct cm_op w = { .kind = OP_WRITE, .i = 3, .j = -1, .n = 200000 };
+				w.data = malloc(w.n);
+				h_pattern(w.data, w.n, 300, 0);
+				q.op[q.n++] = w;
+				q.op[q.n++] = (struct cm_op){ .kind = OP_RELEASE, .i = 3, .j = -1 };
+			}
+			seq_models(&q, &m);
+			struct snap s0;
+			snap_take(dev, &s0);
+
+			/* uncut: every step succeeds, and the journal overflowed */
+			struct vol *v;
+			struct cm mm;
+			int err;
+			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+			cm_clone(&mm, &m);
+			cm_matches(v, &mm, false);
+			struct vol_counters c0, c1;
+			CU_ASSERT_EQUAL(vol_get_counters(v, &c0), 0);
+			int64_t cp0 = stat_of(v, "checkpoints");
+			dev_reset(dev);
+			CU_ASSERT_EQUAL(seq_run(v, &q, &mm, &err), q.n);
+			CU_ASSERT_EQUAL(err, 0);
+			int64_t cp1 = stat_of(v, "checkpoints"), jb = stat_of(v, "journal_bytes");
+			if (cp1 <= cp0 || jb <= (int64_t)SMALL_JOURNAL)
+				printf("\n%s/%s: checkpoints %lld -> %lld, journal file %lld bytes\n",
+				       what, bs_alloc_kind_name(k), (long long)cp0, (long long)cp1,
+				       (long long)jb);
+			CU_ASSERT(cp1 > cp0);
+			CU_ASSERT(jb > (int64_t)SMALL_JOURNAL);
+			CU_ASSERT_EQUAL(vol_get_counters(v, &c1), 0);
+			if (which == 0)
+				CU_ASSERT_EQUAL(c1.catalog_rewrites, c0.catalog_rewrites + 1);
+			CU_ASSERT(cm_current_ok(v, &mm, &err));
+			uint64_t total = dev_ops(dev);
+			CU_ASSERT_EQUAL(vol_close(v), 0);
+			cm_free(&mm);
+			/* after a clean unmount: exactly the last model */
+			CU_ASSERT(verify_after(dev, k, o, &q, q.n, what));
+
+			seq_cut_everywhere(dev, k, o, &s0, &q, total, what);
+			snap_free(&s0);
+			seq_free(&q);
+			cm_free(&m);
+			bs_memdev_free(dev);
+		}
+	}
+}
+
+/* ---- a full disk under the journal -------------------------------------------- */
+
+static uint64_t dev_size(struct bs_memdev *dev)
+{
+	struct bs_io *io;
+	uint64_t n = 0;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT(bs_io_size(io, &n) == 0);
+	bs_io_close(io);
+	return n;
+}
+
+/* The small durable image of the ENOSPC tests: f0 (5000 bytes), f1 (3000),
+ * f2 (empty), journal on; the model in *m. */
+static struct bs_memdev *nospc_setup(enum bs_alloc_kind k, struct cm *m, struct vol_opts *o)
+{
+	struct bs_memdev *dev = overflow_setup(k, 3, m, o);
+	o->journal_bytes = 0;   /* the default room: 64 MiB, halved to what is granted */
+	return dev;
+}
+
+/*
+ * The journal's room could not be reserved (the disk holding the journal
+ * is full: its size is the capacity), so a commit's append past the end of
+ * the journal file fails with ENOSPC.  That operation returns -ENOSPC; the
+ * volume then refuses every further change with -ENOSPC (the journal is
+ * broken until a remount) and still reads what was committed.  After the
+ * capacity is raised, the reopen (after a clean close attempt, or after a
+ * power cut) has every operation that returned 0, whole, the failed one not
+ * at all, a clean check and nothing to reclaim twice.
+ */
+static void a_full_disk_under_the_journal_fails_the_commit_and_loses_nothing(void)
+{
+	for (int crash = 0; crash < 2; crash++) {
+		FOR_EACH_KIND(k) {
+			struct cm m;
+			struct vol_opts o;
+			struct bs_memdev *dev = nospc_setup(k, &m, &o);
+			struct bs_memdev *jdev = bs_memdev_sibling(dev);
+			bs_memdev_set_capacity(jdev, dev_size(jdev));
+			struct vol *v;
+			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+			CU_ASSERT_FATAL(cm_matches(v, &m, true));
+			/* small committed operations until one does not fit */
+			struct cm_op op = { .i = -1 };
+			int r = 0, done = 0;
+			while (done < 2000) {
+				int i = 3 + done % 13;
+				if (m.f[i].live)
+					op = (struct cm_op){ .kind = OP_UNLINK, .i = i, .j = -1 };
+				else
+					op = (struct cm_op){ .kind = OP_CREATE, .i = i, .j = -1 };
+				if ((r = cm_run(v, &m, &op)))
+					break;
+				cm_apply(&m, &op);
+				done++;
+			}
+			if (r != -ENOSPC)
+				printf("\n%s: %d operations, then %d\n", bs_alloc_kind_name(k), done, r);
+			CU_ASSERT_EQUAL(r, -ENOSPC);
+			CU_ASSERT(done > 0);
+			CU_ASSERT(!bs_memdev_dead(dev));
+			/* refused from now on, with the same clear error */
+			struct cm_op more = { .kind = OP_TRUNCATE, .i = 0, .j = -1, .n = 10 };
+			CU_ASSERT_EQUAL(cm_run(v, &m, &more), -ENOSPC);
+			more = (struct cm_op){ .kind = OP_MKDIR, .i = -1, .j = -1, .dir = 1 };
+			CU_ASSERT_EQUAL(cm_run(v, &m, &more), -ENOSPC);
+			/* what was committed still reads back */
+			int which;
+			CU_ASSERT(cm_current_ok(v, &m, &which));
+			/* (the failed operation's change may still show in memory
+			 * until the remount: the journal is broken, the volume
+			 * refuses to change; nothing promises more) */
+			if (crash) {
+				bs_memdev_fail_at(dev, 1);
+				vol_close(v);
+				bs_memdev_power_cycle(dev, 0);
+			} else {
+				CU_ASSERT_EQUAL(vol_close(v), -ENOSPC);
+			}
+			bs_memdev_set_capacity(jdev, 0);
+			struct seq q = { .n = 0 };
+			seq_models(&q, &m);   /* only the state before the failed one */
+			CU_ASSERT(verify_after(dev, k, o, &q, 0, "journal append on a full disk"));
+			seq_free(&q);
+			cm_free(&m);
+			bs_memdev_free(dev);
+		}
+	}
+}
+
+/*
+ * The growth a transaction needs is reserved when the transaction makes it
+ * (bs_io_reserve), so a disk that fills before the commit applies it in
+ * place cannot fail the apply: with commit=3600 a write that grows a file
+ * and a truncate that grows another wait in memory, the disk fills to the
+ * image's size, and the explicit sync applies both, durably.
+ */
+static void a_disk_that_fills_before_the_commit_still_applies_it(void)
+{
+	FOR_EACH_KIND(k) {
+		struct cm m;
+		struct vol_opts o;
+		struct bs_memdev *dev = nospc_setup(k, &m, &o);
+		o.commit_s = 3600;
+		o.defer_threads = true;   /* no committer: nothing is flushed early */
+		struct vol *v;
+		CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+		CU_ASSERT_FATAL(cm_matches(v, &m, true));
+		struct seq q = { .n = 0 };
+		struct cm_op w = { .kind = OP_WRITE, .i = 2, .j = -1, .n = 60000 };
+		w.data = malloc(w.n);
+		h_pattern(w.data, w.n, 400, 0);
+		q.op[q.n++] = w;
+		q.op[q.n++] = (struct cm_op){ .kind = OP_RELEASE, .i = 2, .j = -1 };
+		q.op[q.n++] = (struct cm_op){ .kind = OP_TRUNCATE, .i = 1, .j = -1, .n = 90000 };
+		int err;
+		uint64_t before = dev_size(dev);
+		CU_ASSERT_EQUAL(seq_run(v, &q, &m, &err), q.n);
+		CU_ASSERT_EQUAL(err, 0);
+		/* nothing applied yet: the image has not grown */
+		CU_ASSERT_EQUAL(dev_size(dev), before);
+		bs_memdev_set_capacity(dev, before);
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		CU_ASSERT(dev_size(dev) > before);
+		CU_ASSERT(!bs_memdev_dead(dev));
+		CU_ASSERT(cm_current_ok(v, &m, &err));
+		/* durable: the power goes at once */
+		bs_memdev_fail_at(dev, 1);
+		vol_close(v);
+		bs_memdev_power_cycle(dev, 0);
+		bs_memdev_set_capacity(dev, 0);
+		o.commit_s = 0;
+		struct seq last = { .n = 0 };   /* exactly m, everything applied */
+		seq_models(&last, &m);
+		CU_ASSERT(verify_after(dev, k, o, &last, 0, "a commit applied on a full disk"));
+		seq_free(&last);
+		seq_free(&q);
+		cm_free(&m);
+		bs_memdev_free(dev);
+	}
+}
+
+/*
+ * After a crash the reservations are gone: a live journal whose replay
+ * must grow the image cannot be replayed on a disk that is full at the
+ * image's size.  The open refuses with -ENOSPC and says so; once there is
+ * room the next open replays, and every operation that returned is there
+ * whole.  Every cut point of a sequence that grows two files.
+ */
+static void a_replay_that_cannot_grow_the_full_image_is_refused_then_completes(void)
+{
+	FOR_EACH_KIND(k) {
+		struct cm m;
+		struct vol_opts o;
+		struct bs_memdev *dev = nospc_setup(k, &m, &o);
+		struct seq q = { .n = 0 };
+		struct cm_op w = { .kind = OP_WRITE, .i = 2, .j = -1, .n = 60000 };
+		w.data = malloc(w.n);
+		h_pattern(w.data, w.n, 500, 0);
+		q.op[q.n++] = w;
+		q.op[q.n++] = (struct cm_op){ .kind = OP_FSYNC, .i = 2, .j = -1 };
+		q.op[q.n++] = (struct cm_op){ .kind = OP_TRUNCATE, .i = 1, .j = -1, .n = 90000 };
+		seq_models(&q, &m);
+		struct snap s0;
+		snap_take(dev, &s0);
+		/* the uncut run: its device operations */
+		struct vol *v;
+		struct cm mm;
+		int err;
+		CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+		cm_clone(&mm, &m);
+		cm_matches(v, &mm, false);
+		dev_reset(dev);
+		CU_ASSERT_EQUAL(seq_run(v, &q, &mm, &err), q.n);
+		uint64_t total = dev_ops(dev);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		cm_free(&mm);
+		int refused = 0, bad = 0;
+		for (uint64_t n = 1; n <= total && bad < 3; n++) {
+			snap_load(dev, &s0);
+			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+			cm_clone(&mm, &m);
+			cm_matches(v, &mm, false);
+			bs_memdev_fail_at(dev, n);
+			int done = seq_run(v, &q, &mm, &err);
+			cm_free(&mm);
+			vol_close(v);
+			bs_memdev_power_cycle(dev, n % 2 ? UINT64_MAX : 0);
+			bs_memdev_set_capacity(dev, dev_size(dev));
+			struct bs_io *io, *jio;
+			struct vol_opts oj = o;
+			struct vol_error verr = { "" };
+			CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+			CU_ASSERT_FATAL(bs_io_mem_open(bs_memdev_sibling(dev), &jio) == 0);
+			oj.journal_io = jio;
+			int r = vol_open_io(io, &oj, &v, &verr);
+			if (r == 0) {
+				vol_close(v);
+			} else {
+				refused++;
+				if (r != -ENOSPC || !strstr(verr.msg, strerror(ENOSPC))) {
+					printf("\n%s: cut at %llu: the open on a full disk: %d %s\n",
+					       bs_alloc_kind_name(k), (unsigned long long)n, r, verr.msg);
+					bad++;
+				}
+				CU_ASSERT_EQUAL(r, -ENOSPC);
+			}
+			bs_memdev_set_capacity(dev, 0);
+			if (!verify_after(dev, k, o, &q, done, "replay on a full disk")) {
+				printf("%s: cut at device operation %llu of %llu, after %d steps\n",
+				       bs_alloc_kind_name(k), (unsigned long long)n,
+				       (unsigned long long)total, done);
+				bad++;
+			}
+		}
+		/* some cut left records whose replay had to grow the image */
+		if (!refused)
+			printf("\n%s: no cut point left a replay that grows the image\n",
+			       bs_alloc_kind_name(k));
+		CU_ASSERT(refused > 0);
+		if (getenv("CRASH_DEBUG"))
+			printf("\n%s: %d of %llu cuts refused on the full disk", bs_alloc_kind_name(k),
+			       refused, (unsigned long long)total);
+		snap_free(&s0);
+		seq_free(&q);
+		cm_free(&m);
+		bs_memdev_free(dev);
+	}
+}
+
+/* ---- a catalog record torn by the device ---------------------------------------- */
+
+/* In image bytes b: the file offset of the slot that the next version of
+ * inode ino's record goes to (the one not holding its newest), or 0. */
+static uint64_t next_slot_of(const uint8_t *b, size_t len, uint64_t ino)
+{
+	if (len < BSTACK_HEADER_SIZE + CAT_ROOT_REF_SIZE)
+		return 0;
+	struct bs_slice root = cat_root_decode(b + BSTACK_HEADER_SIZE);
+	uint64_t n_pairs, base = BSTACK_HEADER_SIZE + root.off;
+	if (base + CAT_HDR_SIZE > len || cat_hdr_decode(b + base, &n_pairs))
+		return 0;
+	for (uint64_t p = 0; p < n_pairs; p++) {
+		uint64_t at = base + CAT_HDR_SIZE + p * CAT_PAIR_SIZE;
+		struct cat_rec r[2];
+		int st[2];
+		if (at + CAT_PAIR_SIZE > len)
+			return 0;
+		for (int k = 0; k < 2; k++)
+			st[k] = cat_rec_decode(b + at + (uint64_t)k * CAT_SLOT_SIZE, &r[k]);
+		int win = !st[0] && (st[1] || r[0].seq > r[1].seq) ? 0 : !st[1] ? 1 : -1;
+		if (win >= 0 && r[win].ino == ino && r[win].kind != CAT_TOMB)
+			return at + (uint64_t)(1 - win) * CAT_SLOT_SIZE;
+	}
+	return 0;
+}
+
+static bool straddles(uint64_t off, uint64_t n)
+{
+	return off / BS_SECTOR != (off + n - 1) / BS_SECTOR;
+}
+
+/* Name i of the torn-record test: 250 bytes, version 0 or 1 differing from
+ * the other in every byte, so that a torn slot mixes two names. */
+static void long_name(char *b, int i, int version)
+{
+	memset(b, version ? 'b' : 'a', 250);
+	b[0] = version ? 'u' : 't';
+	b[1] = (char)('0' + i);
+	b[250] = '\0';
+}
+
+/*
+ * journal=off, where a record changes by one synced write of its new
+ * version into the pair's other slot.  A rename is cut at that write's
+ * sync and the device tears the write (BS_PC_TORN: a prefix of its
+ * sectors; the slot lies across a sector boundary that falls inside the
+ * bytes the two versions differ in), so the new slot fails its checksum:
+ * the reopen falls back to the older version of the record and says so
+ * (vol_open_report: which inode, which slot) and zeroes the torn slot; the
+ * file is whole under its old name, the check is clean, the next open finds
+ * nothing torn, and the record changes again normally.  Seeds that keep
+ * none of the write leave the old version too, with nothing to report.
+ */
+static void a_record_torn_by_the_device_falls_back_to_its_older_version(void)
+{
+	enum { NF = 8 };
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol_opts o = { .allocator = k, .create = true };
+		struct vol *v;
+		uint64_t ino[NF];
+		uint8_t buf[100];
+		char name[CAT_NAME_MAX + 1], name2[CAT_NAME_MAX + 1];
+		CU_ASSERT_FATAL(try_open(dev, o, J_OFF, &v) == 0);
+		o.create = false;
+		for (int i = 0; i < NF; i++) {
+			struct vol_attr a;
+			long_name(name, i, 0);
+			CU_ASSERT_FATAL(vol_create(v, ROOT, name, 0644, 0, 0, &a) == 0);
+			ino[i] = a.ino;
+			h_pattern(buf, sizeof buf, 600 + (uint64_t)i, 0);
+			CU_ASSERT(vol_write(v, a.ino, buf, sizeof buf, 0) == (ssize_t)sizeof buf);
+			CU_ASSERT(vol_release(v, a.ino) == 0);
+		}
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		uint8_t *s0;
+		size_t l0;
+		CU_ASSERT_FATAL(bs_memdev_snapshot(dev, &s0, &l0) == 0);
+		/* a file whose next record version lies across a sector boundary
+		 * inside the fields or the name (bytes 0 .. 96 + 250 of a slot) */
+		int f = -1;
+		uint64_t slot = 0;
+		for (int i = 0; i < NF && f < 0; i++) {
+			slot = next_slot_of(s0, l0, ino[i]);
+			uint64_t b = BS_SECTOR - slot % BS_SECTOR;
+			if (slot && straddles(slot, CAT_SLOT_SIZE) && b < 96 + 250)
+				f = i;
+		}
+		CU_ASSERT_FATAL(f >= 0);
+		long_name(name, f, 0);
+		long_name(name2, f, 1);
+		int torn = 0;
+		for (uint64_t seed = 0; seed < 16; seed++) {
+			CU_ASSERT_FATAL(bs_memdev_load(dev, s0, l0) == 0);
+			CU_ASSERT_FATAL(try_open(dev, o, J_OFF, &v) == 0);
+			bs_memdev_reset_counts(dev);
+			/* the record's one write, then the power goes at its sync */
+			bs_memdev_fail_at(dev, 2);
+			CU_ASSERT_EQUAL(vol_rename(v, ROOT, name, ROOT, name2, 0), -EIO);
+			CU_ASSERT_EQUAL(bs_memdev_writes(dev), 1);
+			CU_ASSERT_EQUAL(bs_memdev_pending(dev), 1);
+			vol_close(v);
+			bs_memdev_power_cycle_mode(dev, BS_PC_TORN, 0, seed);
+			uint8_t *s1;
+			size_t l1;
+			struct cat_rec r;
+			CU_ASSERT_FATAL(bs_memdev_snapshot(dev, &s1, &l1) == 0);
+			CU_ASSERT_FATAL(l1 == l0);
+			/* the device kept a prefix of the write, or nothing */
+			bool is_torn = cat_rec_decode(s1 + slot, &r) == -EBADMSG;
+			bool untouched = memcmp(s1 + slot, s0 + slot, CAT_SLOT_SIZE) == 0;
+			CU_ASSERT(is_torn || untouched);
+			CU_ASSERT(memcmp(s1, s0, slot) == 0);
+			CU_ASSERT(memcmp(s1 + slot + CAT_SLOT_SIZE, s0 + slot + CAT_SLOT_SIZE,
+					 l0 - slot - CAT_SLOT_SIZE) == 0);
+			free(s1);
+			torn += is_torn;
+
+			CU_ASSERT_FATAL(try_open(dev, o, J_OFF, &v) == 0);
+			struct vol_open_report rep;
+			CU_ASSERT_EQUAL(vol_open_report(v, &rep), 0);
+			char want[32];
+			snprintf(want, sizeof want, "inode %llu ", (unsigned long long)ino[f]);
+			if (is_torn) {
+				if (!strstr(rep.fallback, want))
+					printf("\n%s seed %llu: torn, but the report says \"%s\"\n",
+					       bs_alloc_kind_name(k), (unsigned long long)seed,
+					       rep.fallback);
+				CU_ASSERT(strstr(rep.fallback, want) != NULL);
+				CU_ASSERT(strstr(rep.fallback, "fails its checksum") != NULL);
+				CU_ASSERT(rep.catalog_repaired);
+			} else {
+				CU_ASSERT_STRING_EQUAL(rep.fallback, "");
+				CU_ASSERT(!rep.catalog_repaired);
+			}
+			/* the older version: the old name, the bytes */
+			CU_ASSERT_EQUAL(ino_of(v, ROOT, name), ino[f]);
+			CU_ASSERT_EQUAL(ino_of(v, ROOT, name2), 0);
+			CU_ASSERT(vol_read(v, ino[f], buf, sizeof buf, 0) == (ssize_t)sizeof buf &&
+				  h_pattern_ok(buf, sizeof buf, 600 + (uint64_t)f, 0));
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			CU_ASSERT_EQUAL(vol_close(v), 0);
+			/* the torn slot was zeroed: nothing falls back again, and
+			 * the record changes normally */
+			CU_ASSERT_FATAL(try_open(dev, o, J_OFF, &v) == 0);
+			CU_ASSERT_EQUAL(vol_open_report(v, &rep), 0);
+			CU_ASSERT_STRING_EQUAL(rep.fallback, "");
+			CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+			CU_ASSERT_EQUAL(vol_rename(v, ROOT, name, ROOT, name2, 0), 0);
+			CU_ASSERT_EQUAL(vol_close(v), 0);
+			CU_ASSERT_FATAL(try_open(dev, o, J_OFF, &v) == 0);
+			CU_ASSERT_EQUAL(ino_of(v, ROOT, name2), ino[f]);
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			CU_ASSERT_EQUAL(vol_close(v), 0);
+		}
+		/* the device tore the slot for some seeds */
+		if (!torn)
+			printf("\n%s: no seed tore the slot\n", bs_alloc_kind_name(k));
+		CU_ASSERT(torn > 0);
+		if (getenv("CRASH_DEBUG"))
+			printf("\n%s: slot at %llu torn by %d of 16 seeds", bs_alloc_kind_name(k),
+			       (unsigned long long)slot, torn);
+		free(s0);
+		bs_memdev_free(dev);
+	}
+}
+
 static const struct h_test tests[] = {
 	H_TEST(random_operations_cut_in_every_failure_mode_match_the_model),
 	H_TEST(a_hole_over_bytes_a_crash_left_past_the_length_reads_as_zeros),
 	H_TEST(a_release_without_a_flush_makes_the_data_durable_on_return),
+	H_TEST(an_operation_larger_than_the_journal_succeeds_whole_or_not_at_all),
+	H_TEST(a_full_disk_under_the_journal_fails_the_commit_and_loses_nothing),
+	H_TEST(a_disk_that_fills_before_the_commit_still_applies_it),
+	H_TEST(a_replay_that_cannot_grow_the_full_image_is_refused_then_completes),
+	H_TEST(a_record_torn_by_the_device_falls_back_to_its_older_version),
 };
 
 H_MAIN("crash", tests)
