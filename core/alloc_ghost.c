@@ -22,7 +22,11 @@
  * a free block past its node is zero, and so is every byte of a live block
  * past its length: BStack extensions read as zero, dealloc zeroes before it
  * inserts, alloc hands out the zeroed tail of a split block, or the whole
- * block after zeroing its stale node.
+ * block after zeroing its stale node.  The one exception is the caller's
+ * doing: bytes it wrote into an in-place growth that a crash then undid
+ * (the slice it recorded is the shorter one), so in-place growth checks the
+ * old block's bytes past the old length rather than trusting them
+ * (gt_grow_in_place).
  *
  * Crash invariant.  Each BStack call is durable when it returns and each
  * node is written by one 32-byte set, so a power cut lands between two node
