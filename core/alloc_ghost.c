@@ -22,7 +22,11 @@
  * a free block past its node is zero, and so is every byte of a live block
  * past its length: BStack extensions read as zero, dealloc zeroes before it
  * inserts, alloc hands out the zeroed tail of a split block, or the whole
- * block after zeroing its stale node.
+ * block after zeroing its stale node.  The one exception is the caller's
+ * doing: bytes it wrote into an in-place growth that a crash then undid
+ * (the slice it recorded is the shorter one), so in-place growth checks the
+ * old block's bytes past the old length rather than trusting them
+ * (gt_grow_in_place).
  *
  * Crash invariant.  Each BStack call is durable when it returns and each
  * node is written by one 32-byte set, so a power cut lands between two node
@@ -1311,6 +1315,28 @@ static int gt_grow_in_place(struct bs_alloc *a, struct bs_slice s, uint64_t new_
 	}
 	if ((r = gt_grow_fast(to_ghost(a), s, ext, an, done)))
 		return r;
+	if (*done && s.len < ext) {
+		/* The bytes of the block past the old length, [s.len, ext), are
+		 * not trusted to be zero (as FirstFit's and Slab's in-place
+		 * growth): a caller that wrote into a growth it had not made
+		 * durable yet (the volume's data goes in before the record that
+		 * names the larger slice) may crash back to the shorter slice,
+		 * leaving its bytes there.  They become the caller's new bytes
+		 * now, which must read as zero: zero them when they do not (a
+		 * read of at most 31 bytes, no write in the common case). */
+		uint8_t tail[GT_MIN];
+		uint64_t end = new_len < ext ? new_len : ext, n = end - s.len;
+		if ((r = bstack_get(a->bs, s.off + s.len, tail, n)))
+			return r;
+		for (uint64_t i = 0; i < n; i++) {
+			if (tail[i]) {
+				r = bstack_zero(a->bs, s.off + s.len, n);
+				break;
+			}
+		}
+		if (r)
+			return r;
+	}
 	if (*done) {
 		BS_COUNT(a, n_reallocs, 1);
 		BS_COUNT(a, n_reallocs_in_place, 1);

@@ -1838,6 +1838,7 @@ int vol_open_file(struct vol *v, uint64_t ino)
 int vol_release(struct vol *v, uint64_t ino)
 {
 	int r = 0;
+	bool dirty = false;
 	op_lock(v);
 	struct cat_node *n = node_get(v, ino);
 	if (!n) {
@@ -1846,16 +1847,24 @@ int vol_release(struct vol *v, uint64_t ino)
 		bool last = n->opens <= 1;
 		if (n->opens)
 			n->opens--;
+		/* data or a record of the file not yet durable: every write
+		 * leaves the record dirty until a commit stores it */
+		dirty = !n->orphan && (n->rec_dirty || n->data_dirty);
 		if (n->orphan && last)
 			free_orphan(v, n);
 		else
 			r = commit(v, n, last);
 	}
 	/* With the journal the release's own change (the trim, an orphan's
-	 * free) need not be durable at once: close already made the data
-	 * durable (FUSE flush runs vol_fsync), and losing the trim in a crash
-	 * leaves the file with spare capacity, an orphan's space for reclaim. */
-	return op_unlock(v, r, bstack_journaled(v->bs) ? D_NONE : D_METADATA);
+	 * free) need not be durable at once: losing the trim in a crash leaves
+	 * the file with spare capacity, an orphan's space for reclaim.  But a
+	 * release that finds the file's data or record not durable yet (no
+	 * FUSE flush, no fsync since its last write) is the durability point
+	 * volume.h promises: as a close (D_CLOSE), durable on return with
+	 * commit=0, at the next group commit otherwise.  After a FUSE flush
+	 * (vol_flush) the file is clean and the release costs no sync. */
+	enum durability d = !bstack_journaled(v->bs) ? D_METADATA : dirty ? D_CLOSE : D_NONE;
+	return op_unlock(v, r, d);
 }
 
 struct sync_ctx {
