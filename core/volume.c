@@ -102,6 +102,7 @@
 
 #define VOL_GROW_MIN 4096ULL
 #define VOL_GROW_STEP_MAX (64ULL << 20)
+#define VOL_GROW_BIG_FROM (1ULL << 20)   /* vol_write: grow by a whole step */
 #define VOL_COPY_CHUNK (1ULL << 20)
 
 struct vol {
@@ -1489,19 +1490,25 @@ static int copy_range(struct vol *v, struct cat_node *f, uint64_t from, uint64_t
  * moving it.  *stale_end gets the end of the range past the size that may
  * hold old bytes (the caller zeroes what it exposes).
  */
-static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t need,
-		uint64_t *stale_end)
+static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t inplace_cap,
+		uint64_t need, uint64_t *stale_end)
 {
 	struct bs_slice old = n->r.alloc, ns;
 	bool done = false;
 	int r;
 	*stale_end = old.len;
+	if (inplace_cap < new_cap)
+		inplace_cap = new_cap;
 	if (old.len) {
 		/* A full disk can refuse the in-place growth of the tail
 		 * allocation while free space elsewhere still fits the new
 		 * capacity: fall through to copy-on-write (the allocator
-		 * changed nothing, tested in test_alloc_harness nospc_*). */
-		r = bs_grow_in_place(v->a, old, new_cap, &ns, &done);
+		 * changed nothing, tested in test_alloc_harness nospc_*).
+		 * In place it may take more than a move would (inplace_cap:
+		 * a large file growing at the tail, vol_write). */
+		r = bs_grow_in_place(v->a, old, inplace_cap, &ns, &done);
+		if (!done && inplace_cap > new_cap && (!r || r == -ENOSPC))
+			r = bs_grow_in_place(v->a, old, new_cap, &ns, &done);
 		/* Growth that does not scatter: when the amortised capacity
 		 * does not fit in place but what the write needs does (the
 		 * free space right behind the file: GhostTree's and
@@ -1616,12 +1623,23 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		goto out;
 	stale_end = f->r.alloc.len;
 	if (end > f->r.alloc.len) {
-		uint64_t cap = amortised_cap(f->r.alloc.len, end);
-		r = grow(v, f, cap, end, &stale_end);
+		uint64_t cap = amortised_cap(f->r.alloc.len, end), big = cap;
+		/* A file past VOL_GROW_BIG_FROM grows in place (at the tail,
+		 * where nothing has to move) by a whole VOL_GROW_STEP_MAX at
+		 * once: each growth of a large file needs a barrier before its
+		 * data may go in place (the ordering rule), so doubling from 1
+		 * MiB would cost a sync per doubling; this way a sequential
+		 * write costs one per 64 MiB (issue: syncs that do not grow
+		 * with the size).  The spare capacity is trimmed at the last
+		 * close, as any amortised headroom. */
+		if (f->r.alloc.len >= VOL_GROW_BIG_FROM && bstack_journaled(v->bs) &&
+		    !add_ok(f->r.alloc.len, VOL_GROW_STEP_MAX, &big))
+			big = cap;
+		r = grow(v, f, cap, big, end, &stale_end);
 		/* on a nearly full disk the amortised headroom may not fit
 		 * where the write itself does: ask for exactly what it needs */
 		if (r == -ENOSPC && cap > end)
-			r = grow(v, f, end, end, &stale_end);
+			r = grow(v, f, end, end, end, &stale_end);
 		if (r)
 			goto out;
 	}
@@ -1671,7 +1689,7 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	uint64_t stale_end = old.len;
 	int r;
 	if (size > old.len) {
-		if ((r = grow(v, f, size, size, &stale_end)))
+		if ((r = grow(v, f, size, size, size, &stale_end)))
 			return r;
 		old = f->r.alloc;
 	}

@@ -632,6 +632,56 @@ static void appending_64_mib_in_4_kib_writes_costs_at_most_40_reallocs(void)
 	bs_memdev_free(dev);
 }
 
+/* With the journal, a sequential write costs a number of syncs that does
+ * not grow with its size up to 64 MiB (a large file grows in place at the
+ * tail by a whole 64 MiB step, so growth needs no barrier per doubling),
+ * and one more per 64 MiB past that.  The spare capacity is trimmed at
+ * the release. */
+static uint64_t seq_write_syncs(uint64_t size)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct bs_memdev *j = bs_memdev_new_sibling(dev);
+	struct bs_io *io, *jio;
+	struct vol *v = NULL;
+	struct vol_error err = { "" };
+	CU_ASSERT_FATAL(j != NULL && bs_io_mem_open(dev, &io) == 0 && bs_io_mem_open(j, &jio) == 0);
+	struct vol_opts o = { .allocator = BS_ALLOC_GHOST, .create = true, .journal_io = jio };
+	CU_ASSERT_FATAL(vol_open_io(io, &o, &v, &err) == 0);
+	uint64_t f = mkfile(v, ROOT, "seq");
+	static uint8_t b[128 << 10];
+	struct vol_counters c0, c1;
+	vol_get_counters(v, &c0);
+	for (uint64_t off = 0; off < size; off += sizeof b) {
+		h_pattern(b, sizeof b, 9, off);
+		if (vol_write(v, f, b, sizeof b, off) != (ssize_t)sizeof b) {
+			CU_FAIL("write failed");
+			break;
+		}
+	}
+	CU_ASSERT_EQUAL(vol_release(v, f), 0);
+	vol_get_counters(v, &c1);
+	struct vol_attr a;
+	CU_ASSERT(vol_getattr(v, f, &a) == 0 && a.size == size);
+	CU_ASSERT(has(v, f, 9, size - 4096, 4096));
+	struct vol_statfs st;
+	CU_ASSERT_EQUAL(vol_statfs(v, &st), 0);
+	/* trimmed at the release: no 64 MiB of spare capacity left behind */
+	CU_ASSERT(st.total_bytes < size + (1ULL << 20));
+	vol_close(v);
+	bs_memdev_free(dev);
+	return c1.syncs - c0.syncs;
+}
+
+static void a_sequential_write_costs_syncs_that_do_not_grow_with_its_size(void)
+{
+	uint64_t s4 = seq_write_syncs(4ULL << 20), s48 = seq_write_syncs(48ULL << 20);
+	uint64_t s160 = seq_write_syncs(160ULL << 20);
+	printf("\nsyncs: 4 MiB %llu, 48 MiB %llu, 160 MiB %llu\n", (unsigned long long)s4,
+	       (unsigned long long)s48, (unsigned long long)s160);
+	CU_ASSERT(s48 <= s4 + 1);
+	CU_ASSERT(s160 <= s48 + 3);   /* 160 MiB: at most one per 64 MiB more */
+}
+
 /* The same with another file appended to every 4 MiB, so the big file is
  * often not the tail and must move (copy-on-write); the other file's own
  * reallocs are subtracted. */
@@ -2915,6 +2965,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_tree_twenty_levels_deep_survives_reopen),
 	H_TEST(release_trims_the_allocation_to_the_size),
 	H_TEST(appending_64_mib_in_4_kib_writes_costs_at_most_40_reallocs),
+	H_TEST(a_sequential_write_costs_syncs_that_do_not_grow_with_its_size),
 	H_TEST(appending_behind_another_file_still_costs_o_log_n_reallocs),
 	H_TEST(a_file_larger_than_64_mib_round_trips_on_a_real_file),
 	H_TEST(the_stats_text_has_every_key_of_section_6),
