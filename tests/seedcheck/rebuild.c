@@ -19,8 +19,10 @@
  *                         and closed
  *   KIND-neg-<what>       negative controls, which the walk must refuse:
  *                         a LIVE that also names every free block, or
- *                         damage that the seed's open accepts but that is
- *                         NOT repaired
+ *                         damage left unrepaired (one the seed's open
+ *                         refuses; the others it opens, and then hands
+ *                         out live bytes, dirty or looping blocks, loses
+ *                         free space or writes into a live file)
  *
  * Each case is announced on stdout as "NAME ok" (the walk must accept it)
  * or "NAME fail" (the walk must refuse it).  Exit 0 when every image was
