@@ -4,6 +4,10 @@
 //!
 //!   seedcheck gen KIND SEED NOPS      print a random script for KIND
 //!   seedcheck run SCRIPT IMAGE [UPTO] apply SCRIPT to a fresh IMAGE
+//!   seedcheck walk KIND IMAGE LIVE [N]
+//!                                     the seed allocates and frees in an
+//!                                     existing IMAGE around its LIVE
+//!                                     slices (walk.rs; issue 14)
 //!
 //! `run` prints one line per step: the step number, the op, the slices it
 //! returned (off:len) and the image's length and FNV-1a hash; driver.c
@@ -13,6 +17,7 @@
 #[macro_use]
 mod shim;
 mod alloc;
+mod walk;
 
 pub use shim::BStack;
 
@@ -395,6 +400,19 @@ fn main() {
                 die(format!("{e}"));
             }
         }
-        _ => die("usage: seedcheck gen KIND SEED NOPS | run SCRIPT IMAGE [UPTO]".into()),
+        Some("walk") if a.len() == 5 || a.len() == 6 => {
+            let n = a.get(5).map(|x| num(x)).unwrap_or(walk::DEFAULT_N);
+            match walk::walk(a[2], a[3], a[4], n) {
+                Ok(msg) => println!("walk {}: ok {msg}", a[2]),
+                Err(msg) => {
+                    println!("walk {}: FAILED: {msg}", a[2]);
+                    exit(1)
+                }
+            }
+        }
+        _ => die(
+            "usage: seedcheck gen KIND SEED NOPS | run SCRIPT IMAGE [UPTO] | walk KIND IMAGE LIVE [N]"
+                .into(),
+        ),
     }
 }

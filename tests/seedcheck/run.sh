@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — the seed differential test (meson suite 'seedcheck').
 #
-#   run.sh C_DRIVER WORKDIR
+#   run.sh C_DRIVER WORKDIR [C_REBUILD]
 #
 # Builds the Rust side (main.rs + shim.rs + alloc.rs of this directory and
 # the seed allocators, read from the seeds directory at build time and
@@ -11,6 +11,15 @@
 # returned and the whole image (length + FNV-1a hash).  On a mismatch it
 # replays both up to the first differing step and prints the first
 # differing byte of the images.
+#
+# Then the seed walk of repaired images (issue 14): C_REBUILD (rebuild.c)
+# writes, per allocator, an undamaged image, images whose allocator
+# metadata was damaged and repaired by fsck -y's open, and negative
+# controls, each with the live slices its catalog names; the seed walks
+# each (main.rs `walk`, walk.rs).  A repaired image or the control must
+# pass, a negative control must be refused (exit 1, "FAILED:"); each walk
+# is one test.  Without C_REBUILD (the volume not built) this part is
+# skipped.
 #
 # Seeds directory: $BSTACKFS_SEEDS, else <repo>/../shared/seeds.
 # Environment: BSTACKFS_SEED (base seed; random when unset),
@@ -27,12 +36,14 @@
 # threaded, the bytes are the same without atomic).
 #
 # Exit 77 (skipped) without rustc (>= 1.88) or the seeds; last line
-# "suite seedcheck: P passed, F failed" (one test = one allocator x script).
+# "suite seedcheck: P passed, F failed" (one test = one allocator x script,
+# or one walk).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-driver=${1:?usage: run.sh C_DRIVER WORKDIR}
-work=${2:?usage: run.sh C_DRIVER WORKDIR}
+driver=${1:?usage: run.sh C_DRIVER WORKDIR [C_REBUILD]}
+work=${2:?usage: run.sh C_DRIVER WORKDIR [C_REBUILD]}
+rebuild=${3:-}
 srcdir=${BSTACKFS_SRCDIR:-$(cd "$here/../.." && pwd)}
 seeds=${BSTACKFS_SEEDS:-$srcdir/../shared/seeds}
 
@@ -154,6 +165,46 @@ for kind in ghost firstfit slab; do
 		"$steps steps compared, $skips skipped as known differences"
 	passed=$((passed + kp))
 	failed=$((failed + kf))
+done
+
+# The seed walk of the images fsck -y repaired (and of the controls).
+if [ -z "$rebuild" ]; then
+	echo "seedcheck: walk: skipped (seedcheck_rebuild is not built: it needs the volume and heapmap modules)"
+fi
+for kind in ${rebuild:+ghost firstfit slab}; do
+	wdir=$tmp/walk-$kind
+	mkdir -p "$wdir" || exit 1
+	t0=$(date +%s%N)
+	if ! "$rebuild" "$kind" "$wdir" >"$wdir/cases" 2>"$wdir/err"; then
+		echo "FAIL walk $kind: seedcheck_rebuild could not make every image:"
+		sed 's/^/  /' "$wdir/err"
+		failed=$((failed + 1))
+	fi
+	wp=0
+	wf=0
+	neg=0
+	while read -r name expect; do
+		out=$("$rs" walk "$kind" "$wdir/$name.img" "$wdir/$name.live" 2>&1)
+		rc=$?
+		if [ "$expect" = ok ] && [ $rc -eq 0 ]; then
+			echo "seedcheck: $name: $out"
+			wp=$((wp + 1))
+		elif [ "$expect" = fail ] && [ $rc -eq 1 ] && [[ $out == *FAILED:* ]]; then
+			echo "seedcheck: $name (negative control, refused as it must be): ${out#*FAILED: }"
+			wp=$((wp + 1))
+			neg=$((neg + 1))
+		else
+			echo "FAIL walk $name: expected $expect, the walk exited $rc: $out"
+			cp "$wdir/$name.img" "$wdir/$name.live" "$work/" 2>/dev/null &&
+				echo "  image and live slices kept as $work/$name.img, $work/$name.live"
+			wf=$((wf + 1))
+		fi
+	done <"$wdir/cases"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "seedcheck: walk $kind: $wp walks as expected ($neg of them negative controls" \
+		"refused), $wf not; ${ms} ms"
+	passed=$((passed + wp))
+	failed=$((failed + wf))
 done
 rm -rf "$tmp"
 echo "suite seedcheck: $passed passed, $failed failed"
