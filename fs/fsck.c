@@ -1,5 +1,6 @@
 /*
- * fsck.c — `bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [--json] [-C FD] IMAGE` (also installed as fsck.bstackfs), the offline checker
+ * fsck.c — `bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [--json] [-W SECONDS]
+ * [-C FD] IMAGE` (also installed as fsck.bstackfs), the offline checker
  * (docs/design.md §2, §3).  A front end only, like main.c: every check and
  * repair is the volume's own (core/volume.c), so fsck finds exactly what a
  * mount finds, and the mount's refusal and fsck's summary agree on every
@@ -24,14 +25,18 @@
  *   --json  the report as one JSON object on stdout instead of the text:
  *           the same figures and messages, in the same order, plus the
  *           exit status (core/stats_json.c writes it).
+ *   -W SECONDS  how long to wait for the image lock (below).
  *
  * The report: every line of the text form goes through one of the
  * report_* functions below, which print it (text) or keep it (--json, for
  * the object printed at the end), so the two forms cannot disagree.
  *
  * The image lock: a mount that is still exiting holds it for a moment after
- * umount returns, so the open is retried for up to FSCK_LOCK_WAIT_MS
- * (environment BSTACKFS_FSCK_LOCK_WAIT_MS overrides) before "in use".
+ * umount returns (for a plain FUSE mount the kernel does not wait for the
+ * daemon, see fs/main.c), so an open that finds the image in use says so
+ * on stderr once and is retried for up to FSCK_LOCK_WAIT_MS (-W SECONDS,
+ * or the environment's BSTACKFS_FSCK_LOCK_WAIT_MS, overrides) before the
+ * refusal "image is in use" (exit 8).
  *
  * Routine open-time maintenance (GhostTree's seed rebuilds its tree at every
  * open) is not a repair: it is written (or, with -n, would be) but does not
@@ -46,6 +51,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,7 +70,8 @@
 #define FSCK_ERROR        8
 #define FSCK_USAGE        16
 
-#define FSCK_LOCK_WAIT_MS 5000
+#define FSCK_LOCK_WAIT_MS 10000     /* the default bound of the wait */
+#define FSCK_LOCK_WAIT_MAX_S 86400  /* -W's largest value */
 #define FSCK_LOCK_STEP_MS 100
 
 #define PROG "bstackfs-fsck"
@@ -74,6 +81,7 @@ struct fsck_opts {
 	bool repair;              /* -p, -a, -y */
 	bool verbose;             /* -v */
 	bool json;                /* --json */
+	long lock_wait_ms;        /* -W, -1 = not given */
 	int progress_fd;          /* -C FD, -1 = none */
 	const char *image;
 };
@@ -87,7 +95,7 @@ struct fsck_result {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: %s [-n|-p|-a|-y] [-f] [-v] [--json] [-C FD] IMAGE\n",
+	fprintf(f, "usage: %s [-n|-p|-a|-y] [-f] [-v] [--json] [-W SECONDS] [-C FD] IMAGE\n",
 		PROG);
 }
 
@@ -109,6 +117,9 @@ static void help(void)
 	       "    -v             also print the control-file figures (.bstackfs)\n"
 	       "    --json         the report as one JSON object on stdout: the same figures\n"
 	       "                   and messages, the result and the exit status\n"
+	       "    -W SECONDS     wait up to SECONDS (default %d; 0: not at all) for an\n"
+	       "                   image in use, e.g. by a mount still exiting after umount,\n"
+	       "                   before refusing it (environment: BSTACKFS_FSCK_LOCK_WAIT_MS)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n"
 	       "\n"
@@ -117,7 +128,7 @@ static void help(void)
 	       "    1   errors corrected (recovery, reclaim or repair written)\n"
 	       "    4   errors left uncorrected (check violations; with -n, repairs needed)\n"
 	       "    8   operational error: the image was refused (one line on stderr)\n"
-	       "    16  usage error\n");
+	       "    16  usage error\n", FSCK_LOCK_WAIT_MS / 1000);
 }
 
 /* ---- the report -------------------------------------------------------- */
@@ -364,8 +375,9 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->progress_fd = -1;
+	o->lock_wait_ms = -1;
 	opterr = 0;   /* our own message, in our own format */
-	while ((c = getopt_long(argc, argv, "npayfvC:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "npayfvC:W:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o->dry = true;
@@ -398,6 +410,18 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 			}
 			o->progress_fd = (int)fd;
 			break;
+		case 'W':
+			errno = 0;
+			double s = strtod(optarg, &end);
+			if (errno || *end || end == optarg || !isfinite(s) || s < 0 ||
+			    s > FSCK_LOCK_WAIT_MAX_S) {
+				fprintf(stderr, "%s: -W needs a number of seconds (0 to %d)\n",
+					PROG, FSCK_LOCK_WAIT_MAX_S);
+				usage(stderr);
+				return FSCK_USAGE;
+			}
+			o->lock_wait_ms = (long)(s * 1000 + 0.5);
+			break;
 		case 'h':
 			help();
 			return FSCK_OK;
@@ -407,6 +431,9 @@ static int parse_args(int argc, char **argv, struct fsck_opts *o)
 		default:
 			if (optopt == 'C')
 				fprintf(stderr, "%s: -C needs a file descriptor number\n", PROG);
+			else if (optopt == 'W')
+				fprintf(stderr, "%s: -W needs a number of seconds (0 to %d)\n",
+					PROG, FSCK_LOCK_WAIT_MAX_S);
 			else if (optopt)
 				fprintf(stderr, "%s: unknown option -%c\n", PROG, optopt);
 			else
@@ -533,26 +560,49 @@ static int verdict(const struct fsck_opts *o, const struct fsck_result *res)
 
 /* ---- the run ------------------------------------------------------------ */
 
-static long lock_wait_ms(void)
+/* -W, else the environment's BSTACKFS_FSCK_LOCK_WAIT_MS, else the default. */
+static long lock_wait_ms(const struct fsck_opts *o)
 {
+	if (o->lock_wait_ms >= 0)
+		return o->lock_wait_ms;
 	const char *e = getenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
 	char *end;
 	long ms = e ? strtol(e, &end, 10) : FSCK_LOCK_WAIT_MS;
-	return e && (*end || ms < 0) ? FSCK_LOCK_WAIT_MS : ms;
+	return e && (*end || end == e || ms < 0) ? FSCK_LOCK_WAIT_MS : ms;
 }
 
-/* vol_open, retried while the image is in use, for a bounded time. */
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* vol_open, retried while the image is in use, for a bounded time: one
+ * line on stderr says it waits, and the last refusal stands when the
+ * holder does not let go in time. */
 static int open_waiting(const struct fsck_opts *o, const struct vol_opts *vo,
 			struct vol **v, struct vol_error *err)
 {
-	long waited = 0, limit = lock_wait_ms();
+	long limit = lock_wait_ms(o);
+	struct timespec t0;
+	bool said = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
+		memset(err, 0, sizeof *err);
 		int r = vol_open(o->image, vo, v, err);
+		long waited = ms_since(&t0);
 		if (r != BSTACK_E_INUSE || waited >= limit)
 			return r;
-		struct timespec ts = { 0, FSCK_LOCK_STEP_MS * 1000000L };
+		if (!said) {
+			fprintf(stderr, "%s: %s: image is in use; waiting up to %g s for it to "
+				"be released\n", PROG, o->image, (double)limit / 1000);
+			said = true;
+		}
+		long step = limit - waited < FSCK_LOCK_STEP_MS ? limit - waited :
+			    FSCK_LOCK_STEP_MS;
+		struct timespec ts = { step / 1000, (step % 1000) * 1000000L };
 		nanosleep(&ts, NULL);
-		waited += FSCK_LOCK_STEP_MS;
 	}
 }
 

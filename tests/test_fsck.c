@@ -705,7 +705,8 @@ static void an_image_in_use_is_refused_until_released(void)
 	struct run r;
 
 	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
-	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "200", 1);
+	/* no wait: the refusal alone (the wait is tested below) */
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "0", 1);
 	expect_refusal(img, "in use");
 	unsetenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
 	bstack_close(bs);
@@ -797,9 +798,10 @@ static void help_and_version_exit_0(void)
 	run_fsck(&r, "--help", NULL);
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(has_line(r.out, "usage: bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [--json] "
-			   "[-C FD] IMAGE"));
+			   "[-W SECONDS] [-C FD] IMAGE"));
 	CU_ASSERT(strstr(r.out, "read-only") != NULL);
 	CU_ASSERT(strstr(r.out, "    --json ") != NULL);
+	CU_ASSERT(strstr(r.out, "    -W SECONDS     wait up to SECONDS (default 10;") != NULL);
 	run_fsck(&r, "-h", NULL);
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(strstr(r.out, "usage:") != NULL);
@@ -936,9 +938,146 @@ static void fsck_waits_a_moment_for_the_image_lock(void)
 		show(&r, "lock wait");
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(s > 0.5);   /* it did wait for the holder */
+	/* it said so, once, with the default bound; the report is as ever */
+	char line[600];
+	snprintf(line, sizeof line, "bstackfs-fsck: %s: image is in use; waiting up to 10 s "
+		 "for it to be released\n", img);
+	CU_ASSERT_STRING_EQUAL(r.err, line);
+	CU_ASSERT(has_line(r.out, "result: clean"));
 	int st;
 	waitpid(pid, &st, 0);
 	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	unlink(img);
+	free(img);
+}
+
+/* Hold img's lock from this process (another open file description). */
+static int hold_lock(const char *img)
+{
+	int fd = open(img, O_RDONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(flock(fd, LOCK_EX | LOCK_NB) == 0);
+	return fd;
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Timed run of fsck on img with up to two options before it. */
+static double timed_fsck(struct run *r, const char *a1, const char *a2, const char *img)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!a1)
+		run_fsck(r, img, NULL);
+	else if (!a2)
+		run_fsck(r, a1, img, NULL);
+	else
+		run_fsck(r, a1, a2, img, NULL);
+	return since(&t0);
+}
+
+/* stderr: the waiting line for `bound` ("0.3"), then the refusal. */
+static bool waited_then_refused(const struct run *r, const char *img, const char *bound)
+{
+	char want[1200];
+	snprintf(want, sizeof want, "bstackfs-fsck: %s: image is in use; waiting up to %s s for "
+		 "it to be released\nbstackfs-fsck: %s: image is in use", img, bound, img);
+	bool ok = strncmp(r->err, want, strlen(want)) == 0 &&
+		  strchr(r->err + strlen(want), '\n') == r->err + strlen(r->err) - 1;
+	if (!ok)
+		show(r, "waited then refused");
+	return ok;
+}
+
+/* The wait is bounded: a lock that stays held ends it with the refusal
+ * (exit 8), after the bound and not much later, in every mode, and -W,
+ * the environment and --json behave as documented. */
+static void a_lock_held_past_the_wait_ends_in_the_refusal(void)
+{
+	char *img = clean_image(BS_ALLOC_GHOST);
+	struct image_bytes before = grab(img);
+	int fd = hold_lock(img);
+	struct run r;
+
+	static const char *modes[] = { NULL, "-n", "-y" };
+	for (int m = 0; m < 3; m++) {
+		double s = modes[m] ? timed_fsck(&r, modes[m], "-W0.3", img) :
+				      timed_fsck(&r, "-W", "0.3", img);
+		CU_ASSERT_EQUAL(r.status, 8);
+		CU_ASSERT(waited_then_refused(&r, img, "0.3"));
+		CU_ASSERT(r.out[0] == '\0');
+		CU_ASSERT(s >= 0.3 && s < 3.0);
+	}
+	/* -W 0: no wait, the refusal alone */
+	double s = timed_fsck(&r, "-W", "0", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(one_refusal(&r, img, "image is in use"));
+	CU_ASSERT(s < 0.3);
+	/* the environment's bound when -W is absent; -W wins over it */
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "400", 1);
+	s = timed_fsck(&r, NULL, NULL, img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.4"));
+	CU_ASSERT(s >= 0.4 && s < 3.0);
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "60000", 1);
+	s = timed_fsck(&r, "-W", "0.2", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.2"));
+	CU_ASSERT(s >= 0.2 && s < 3.0);
+	unsetenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
+	/* --json: the same two lines on stderr, the refusal on stdout */
+	s = timed_fsck(&r, "--json", "-W0.25", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.25"));
+	char *jf = to_file("json", r.out);
+	char *pargs[] = { jf, img, NULL };
+	CU_ASSERT(py("import json, sys\n"
+		     "d = json.load(open(sys.argv[1]))\n"
+		     "assert d['image'] == sys.argv[2], d\n"
+		     "assert d['result'] == 'refused' and d['exit_code'] == 8, d\n"
+		     "assert d['error'] == 'image is in use', d\n"
+		     "assert d['messages'] == [] and 'files' not in d, d\n", pargs) == 0);
+	unlink(jf);
+	free(jf);
+	close(fd);
+	CU_ASSERT(unchanged(img, &before));
+	/* released: checked at once, nothing on stderr */
+	s = timed_fsck(&r, "-W", "5", img);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(r.err[0] == '\0');
+	CU_ASSERT(s < 3.0);
+	unlink(img);
+	free(img);
+}
+
+static void bad_wait_values_are_usage_errors(void)
+{
+	char *img = clean_image(BS_ALLOC_SLAB);
+	struct image_bytes before = grab(img);
+	struct run r;
+	static const char *bad[] = { "x", "-1", "1e9", "nan", "inf", "", "2s", "86401" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		run_fsck(&r, "-W", bad[i], img, NULL);
+		if (r.status != 16)
+			show(&r, bad[i]);
+		CU_ASSERT_EQUAL(r.status, 16);
+		CU_ASSERT(strstr(r.err, "-W needs a number of seconds (0 to 86400)") != NULL);
+		CU_ASSERT(r.out[0] == '\0');
+	}
+	run_fsck(&r, img, "-W", NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	CU_ASSERT(strstr(r.err, "-W needs a number of seconds") != NULL);
+	/* good ones */
+	run_fsck(&r, "-W", "86400", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	run_fsck(&r, "-W", "1.5", "-n", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(unchanged(img, &before));
 	unlink(img);
 	free(img);
 }
@@ -1258,6 +1397,8 @@ static const struct h_test tests[] = {
 	H_TEST(only_one_of_n_p_y_and_a_bad_progress_fd_are_usage_errors),
 	H_TEST(progress_lines_go_to_the_given_descriptor),
 	H_TEST(fsck_waits_a_moment_for_the_image_lock),
+	H_TEST(a_lock_held_past_the_wait_ends_in_the_refusal),
+	H_TEST(bad_wait_values_are_usage_errors),
 	H_TEST(a_zeroed_length_is_explained_and_restored_by_y),
 	H_TEST(a_lost_free_list_head_is_listed_and_rebuilt_by_y),
 	H_TEST(json_report_matches_the_text_on_clean_images),
