@@ -291,6 +291,28 @@ static void read_err_file(const char *path, char *buf, size_t n)
 	fclose(f);
 }
 
+/* BSTACKFS_FSCK, else bstackfs-fsck beside the bstackfs under test. */
+static const char *fsck_bin(void)
+{
+	static char f[600];
+	const char *e = getenv("BSTACKFS_FSCK");
+	if (e)
+		return e;
+	snprintf(f, sizeof(f), "%s", bin());
+	char *slash = strrchr(f, '/');
+	if (slash)
+		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
+	else
+		snprintf(f, sizeof(f), "bstackfs-fsck");
+	return f;
+}
+
+/* bstackfs-fsck on img; its exit status. */
+static int fsck_image(const char *img)
+{
+	return sh("'%s' '%s' >&2", fsck_bin(), img);
+}
+
 /* Mount m->img on m->mnt (daemonized) with extra -o opts (NULL: none). */
 static bool mnt_up(struct mnt *m, const char *opts)
 {
@@ -1628,6 +1650,53 @@ out:
 	mnt_done(&m);
 }
 
+/* A signal ends the mount in the daemon's own hands: it closes the volume
+ * first and unmounts after (fs/main.c), so once the mount point is gone
+ * the image is already released — no wait, no fsck -W needed. */
+static void after_sigterm_the_image_is_released_before_the_mount_goes(void)
+{
+	struct mnt m;
+	int held = 0;
+
+	test_dir(&m);
+	for (int round = 0; round < 4; round++) {
+		if (!mnt_up_fg(&m, NULL, NULL)) {
+			CU_FAIL("foreground mount");
+			break;
+		}
+		for (int i = 0; i < 20; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT(write_pattern_file(mpath(&m, name), 300 + 10 * (size_t)i,
+						     (uint64_t)i) == 0);
+		}
+		CU_ASSERT(write_pattern_file(mpath(&m, "big"), 8 << 20, (uint64_t)round) == 0);
+		CU_ASSERT(kill(m.pid, SIGTERM) == 0);
+		for (int t = 0; t < 10000 && is_mounted(m.mnt); t++)
+			sleep_ms(1);
+		CU_ASSERT(!is_mounted(m.mnt));
+		/* at once: the lock must be free already */
+		int fd = open(m.img, O_RDONLY | O_CLOEXEC);
+		CU_ASSERT(fd >= 0);
+		if (fd >= 0) {
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+				flock(fd, LOCK_UN);
+			else
+				held++;
+			close(fd);
+		}
+		int st = 0;
+		CU_ASSERT(waitpid(m.pid, &st, 0) == m.pid);
+		CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		m.pid = 0;
+		registry_del(m.mnt);
+		m.up = false;
+		CU_ASSERT(fsck_image(m.img) == 0);
+	}
+	CU_ASSERT_EQUAL(held, 0);
+	mnt_done(&m);
+}
+
 /* Run `cmd` as nobody (65534); its exit status. */
 static int as_nobody(const char *fmt, const char *arg)
 {
@@ -1824,28 +1893,6 @@ out:
 
 
 /* ---- the journal: crashes, commit=N, journal=off ------------------------ */
-
-/* BSTACKFS_FSCK, else bstackfs-fsck beside the bstackfs under test. */
-static const char *fsck_bin(void)
-{
-	static char f[600];
-	const char *e = getenv("BSTACKFS_FSCK");
-	if (e)
-		return e;
-	snprintf(f, sizeof(f), "%s", bin());
-	char *slash = strrchr(f, '/');
-	if (slash)
-		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
-	else
-		snprintf(f, sizeof(f), "bstackfs-fsck");
-	return f;
-}
-
-/* bstackfs-fsck on img; its exit status. */
-static int fsck_image(const char *img)
-{
-	return sh("'%s' '%s' >&2", fsck_bin(), img);
-}
 
 static void image_tag(const char *img, char tag[5])
 {
@@ -2473,6 +2520,7 @@ static const struct h_test tests[] = {
 	H_TEST(nocreate_mounts_only_images_that_exist),
 	H_TEST(the_json_control_file_matches_the_text_key_by_key),
 	H_TEST(sigterm_and_sigint_unmount_and_close_cleanly),
+	H_TEST(after_sigterm_the_image_is_released_before_the_mount_goes),
 	H_TEST(the_kernel_enforces_modes_and_owners),
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),
 	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
