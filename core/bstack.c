@@ -1555,11 +1555,23 @@ void bstack_close(struct bstack *bs)
 {
 	if (!bs)
 		return;
-	if (bs->j)
+	if (bs->j && bs->io)
 		bstack_checkpoint(bs);
 	journal_free(bs);
-	bs_io_close(bs->io);
+	bs_io_close(bs->io);   /* NULL after bstack_release_image */
 	bstack_free(bs);
+}
+
+int bstack_release_image(struct bstack *bs)
+{
+	if (bs->j) {
+		int r = bstack_checkpoint(bs);
+		if (r)
+			return r;
+	}
+	bs_io_close(bs->io);
+	bs->io = NULL;
+	return 0;
 }
 
 /* ---- reads ---------------------------------------------------------------- */

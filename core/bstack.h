@@ -88,6 +88,15 @@ int bstack_create(struct bs_io *io, struct bstack **out);
  * exist, create it as a fresh image.  An existing empty file is refused. */
 int bstack_open_path(const char *path, bool create, struct bstack **out);
 void bstack_close(struct bstack *bs);
+/* Close the image now and keep the handle for bstack_close to free: the
+ * image's descriptor, and with it its lock, goes before the journal's
+ * memory and file (the last close of a large removed journal frees its
+ * blocks, which takes a while).  The journal is retired first
+ * (bstack_checkpoint); on its error nothing is released.  For a caller
+ * that has removed the journal's file, so that a new opener finds the
+ * image at rest and makes a journal of its own (vol_close).  After it,
+ * bstack_close is the only call the handle takes. */
+int bstack_release_image(struct bstack *bs);
 /* Human-readable reason for one of the errors above. */
 const char *bstack_strerror(int err);
 

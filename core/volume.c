@@ -1995,9 +1995,19 @@ int vol_close(struct vol *v)
 	 * same name while this daemon was closing has a journal of its own
 	 * at the same path. */
 	struct stat jst;
+	bool jgone = !bstack_journaled(v->bs);
 	if (!r && v->jpath && stat(v->jpath, &jst) == 0 && jst.st_dev == v->jdev &&
 	    jst.st_ino == v->jino)
-		unlink(v->jpath);
+		jgone = unlink(v->jpath) == 0;
+	/* The image is final: let go of it (and of its lock) before freeing
+	 * the memory, so that whoever waits for the lock (fsck right after an
+	 * umount, fs/main.c) is not kept waiting for the catalog's nodes, the
+	 * journal's overlay and the close of the removed journal, which frees
+	 * its blocks.  (The memory is still freed: the library's users and
+	 * the sanitizers' leak check want that, and it no longer costs the
+	 * waiter anything.) */
+	if (!r && jgone)
+		r = bstack_release_image(v->bs);
 	vol_free(v);
 	return r;
 }

@@ -11,8 +11,10 @@
  *      before it writes anything;
  *   4. mount, then daemonize — so every refusal above still reaches the
  *      terminal as one line on stderr, with exit status 1;
- *   5. serve until unmount or SIGTERM/SIGINT, then unmount and vol_close,
- *      which flushes every file and syncs.
+ *   5. serve until unmount or SIGTERM/SIGINT, then vol_close, which
+ *      flushes every file, syncs and lets go of the image lock, and unmount
+ *      (when a signal ended the loop: the kernel's unmount does not wait
+ *      for any of this, see run()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -176,13 +178,42 @@ static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts 
 		fprintf(stderr, "bstackfs: %s: cannot start the committer: %s\n", o->image,
 			strerror(-rc));
 	rc = serve(se, o);
-	fuse_session_unmount(se);
-	fuse_remove_signal_handlers(se);
-	/* No request is running any more: flush, trim and sync everything. */
+	/*
+	 * The end of the mount, and how long the image stays locked after it.
+	 *
+	 * umount(8) or fusermount3 -u: for a plain FUSE mount (type fuse, not
+	 * fuseblk) the kernel detaches the mount and aborts the connection
+	 * without sending FUSE_DESTROY and without waiting for this daemon;
+	 * it sends DESTROY, and waits for the reply, only on fuseblk mounts,
+	 * which need a block device (an image file is not one), and it sends
+	 * no FUSE_SYNCFS at unmount either.  So no request announces the
+	 * unmount: the loop above ends when reading /dev/fuse fails (ENODEV),
+	 * after umount has returned, and libfuse's .destroy would run later
+	 * still (from fuse_session_destroy).  Nothing can be moved to before
+	 * the mount goes away; the last sync below necessarily runs after
+	 * umount returned, while this process holds the image's lock, and
+	 * bstackfs-fsck waits for it (fs/fsck.c).  What can be done is to
+	 * keep that short: the committer's idle checkpoint has usually made
+	 * the image final already (volume.c), and vol_close lets go of the
+	 * lock as soon as the image is final, before freeing the catalog and
+	 * closing the removed journal.
+	 *
+	 * SIGTERM/SIGINT (or a failed loop): the mount is still there and we
+	 * remove it ourselves, so the volume is closed first and the mount
+	 * removed after it: whoever waits for the mount point to go away
+	 * finds the image released.  That is safe because the loop has
+	 * finished every request it took (the workers are joined) and takes
+	 * no other: a request made in between waits for the unmount and fails
+	 * then, as it would after it.  (After a kernel unmount,
+	 * fuse_session_unmount has nothing left to do, so the order is the
+	 * same for both.)
+	 */
 	int crc = vol_close(v);
 	if (crc < 0)
 		fprintf(stderr, "bstackfs: %s: closing the image: %s\n", o->image,
 			strerror(-crc));
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
 	/* The loop returns the number of the signal that ended it: SIGTERM
 	 * and SIGINT are a clean unmount, not a failure. */
 	return rc < 0 || crc < 0 ? 1 : 0;

@@ -1,7 +1,8 @@
 /*
  * test_fsck.c — bstackfs-fsck as users meet it: the real binary, run with
  * fork/exec on images made with the library, checked by exit status,
- * stdout, stderr and the image's bytes.
+ * stdout, stderr and the image's bytes.  The --json report is read by a
+ * real parser (python3's json) and compared with the text form key by key.
  *
  * Environment: BSTACKFS_FSCK (the executable).
  */
@@ -62,20 +63,11 @@ static void show(const struct run *r, const char *what)
 	       r->out, r->err);
 }
 
-/* Run bstackfs-fsck with the given arguments (NULL-terminated). */
-static void run_fsck(struct run *r, ...)
+/* Run argv (NULL-terminated), stdout and stderr captured. */
+static void run_argv(struct run *r, char **argv)
 {
-	char *argv[16];
-	int argc = 0;
-	va_list ap;
 	char *outp = h_tmp_path("out"), *errp = h_tmp_path("err");
 
-	argv[argc++] = (char *)fsck_bin();
-	va_start(ap, r);
-	for (char *a; argc < 15 && (a = va_arg(ap, char *)); )
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
 	fflush(stdout);
 	pid_t pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
@@ -102,6 +94,24 @@ static void run_fsck(struct run *r, ...)
 	CU_ASSERT(!strstr(r->err, "runtime error") && !strstr(r->err, "Sanitizer"));
 	free(outp);
 	free(errp);
+}
+
+#define MAXARGS 16
+
+/* Run bstackfs-fsck with the given arguments (NULL-terminated). */
+static void run_fsck(struct run *r, ...)
+{
+	char *argv[MAXARGS + 1];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = (char *)fsck_bin();
+	va_start(ap, r);
+	for (char *a; argc < MAXARGS && (a = va_arg(ap, char *)); )
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	run_argv(r, argv);
 }
 
 /* stdout has this line, exactly. */
@@ -226,6 +236,181 @@ static bool unchanged(const char *path, struct image_bytes *before)
 static const char *kname(enum bs_alloc_kind k)
 {
 	return bs_alloc_kind_name(k);
+}
+
+/* ---- --json against the text form ----------------------------------------- */
+
+/*
+ * The comparison, in python3 (a real JSON parser, strict UTF-8): every line
+ * of the text form has its counterpart in the JSON object and every member
+ * of the object has its line — figures as numbers, the messages as an
+ * array of {kind, text} in the text's order, the -v figures key by key,
+ * the result, and exit_code equal to both runs' exit status.  A refusal
+ * (exit 8) has its stderr reason as "error".
+ * argv: TEXT_OUT TEXT_STATUS JSON_OUT JSON_STATUS JSON_ERR IMAGE.
+ */
+static const char json_vs_text_py[] =
+	"import json, sys\n"
+	"text_out, text_st, json_out, json_st, err_out, image = sys.argv[1:7]\n"
+	"text = open(text_out, encoding='utf-8').read()\n"
+	"tst, jst = int(text_st), int(json_st)\n"
+	"raw = open(json_out, 'rb').read()\n"
+	"assert raw.endswith(b'}\\n'), raw[-20:]\n"
+	"d = json.loads(raw.decode('utf-8'))      # strict UTF-8, one object, nothing after it\n"
+	"err = open(err_out, encoding='utf-8').read()\n"
+	"assert isinstance(d, dict), d\n"
+	"assert d['exit_code'] == jst == tst, (d['exit_code'], jst, tst)\n"
+	"assert d['program'] == 'bstackfs-fsck' and d['image'] == image, (d['program'], d['image'])\n"
+	"assert d['mode'] in ('check', 'repair', 'no-changes'), d['mode']\n"
+	"seen = {'program', 'version', 'image', 'mode', 'messages', 'result', 'exit_code'}\n"
+	"kinds = {'note': 'note', 'recovery': 'recovery', 'repair': 'repair',\n"
+	"         'maintenance': 'maintenance', 'damaged': 'damaged', 'violation': 'violation',\n"
+	"         'error': 'error', 'repairable': 'repairable',\n"
+	"         'not repairable by -y': 'not_repairable'}\n"
+	"figures = {'files': 'files', 'directories': 'directories', 'live bytes': 'live_bytes',\n"
+	"           'free bytes': 'free_bytes', 'leaked bytes reclaimed': 'leaked_bytes_reclaimed',\n"
+	"           'violations': 'violations', 'open-time repairs': 'open_time_repairs'}\n"
+	"msgs, stats, result = [], None, None\n"
+	"lines = text.splitlines()\n"
+	"i = 0\n"
+	"while i < len(lines):\n"
+	"    l = lines[i]\n"
+	"    i += 1\n"
+	"    if l == '--- .bstackfs':\n"
+	"        stats = []\n"
+	"        while i < len(lines) and ': ' not in lines[i]:\n"
+	"            k, v = lines[i].split(' ', 1)\n"
+	"            stats.append((k, v))\n"
+	"            i += 1\n"
+	"        continue\n"
+	"    if l.startswith('would reclaim ') and l.endswith(' bytes'):\n"
+	"        assert d['would_reclaim_bytes'] == int(l.split()[2]), l\n"
+	"        seen.add('would_reclaim_bytes')\n"
+	"        continue\n"
+	"    key, sep, val = l.partition(': ')\n"
+	"    assert sep, 'a text line the JSON does not have: ' + l\n"
+	"    if key == 'image':\n"
+	"        nc = val.endswith(' (no changes)')\n"
+	"        assert d['image'] == (val[:-len(' (no changes)')] if nc else val), l\n"
+	"        assert (d['mode'] == 'no-changes') == nc, (l, d['mode'])\n"
+	"    elif key == 'allocator':\n"
+	"        a, m = val.split(' (', 1)\n"
+	"        assert d['allocator'] == a and d['magic'] + ')' == m, (l, d['allocator'], d['magic'])\n"
+	"        seen |= {'allocator', 'magic'}\n"
+	"    elif key in figures:\n"
+	"        j = d[figures[key]]\n"
+	"        assert (j == val) if isinstance(j, str) else (type(j) is int and j == int(val)), (l, j)\n"
+	"        seen.add(figures[key])\n"
+	"    elif key == 'result':\n"
+	"        result = val\n"
+	"    elif key in kinds:\n"
+	"        msgs.append({'kind': kinds[key], 'text': val})\n"
+	"    else:\n"
+	"        raise AssertionError('a text line the JSON does not have: ' + l)\n"
+	"assert d['messages'] == msgs, (d['messages'], msgs)\n"
+	"if tst == 8:\n"
+	"    assert d['result'] == 'refused', d['result']\n"
+	"    last = err.splitlines()[-1]\n"
+	"    assert last == 'bstackfs-fsck: %s: %s' % (image, d['error']), (last, d['error'])\n"
+	"    seen.add('error')\n"
+	"else:\n"
+	"    assert d['result'] == result, (d['result'], result)\n"
+	"    assert 'error' not in d\n"
+	"if stats is not None:\n"
+	"    cf = d['control_file']\n"
+	"    seen.add('control_file')\n"
+	"    assert [k for k, _ in stats] == list(cf), (stats, list(cf))\n"
+	"    for k, v in stats:\n"
+	"        j = cf[k]\n"
+	"        if isinstance(j, str): assert j == v, (k, j, v)\n"
+	"        elif type(j) is int: assert str(j) == v, (k, j, v)\n"
+	"        else: assert isinstance(j, float) and abs(j - float(v)) < 1e-9, (k, j, v)\n"
+	"if 'repairable' in d:\n"
+	"    seen.add('repairable')\n"
+	"    says = [m['kind'] for m in msgs if m['kind'] in ('repairable', 'not_repairable')]\n"
+	"    if result and result.endswith('(-y repairs them)'):\n"
+	"        assert d['repairable'] is True and not says, (d['repairable'], says)\n"
+	"    else:\n"
+	"        assert says == ['repairable' if d['repairable'] else 'not_repairable'], says\n"
+	"else:\n"
+	"    assert not [m for m in msgs if m['kind'] in ('repairable', 'not_repairable')]\n"
+	"assert set(d) == seen, set(d) ^ seen\n"
+	"\n";
+
+static char *to_file(const char *stem, const char *text)
+{
+	char *p = h_tmp_path(stem);
+	CU_ASSERT_FATAL(h_write_file(p, text, strlen(text)) == 0);
+	return p;
+}
+
+static int py(const char *script, char **args)
+{
+	char *path = to_file("py", script);
+	char *argv[MAXARGS + 1] = { "python3", path };
+	int argc = 2;
+	for (; args && *args && argc < MAXARGS; args++)
+		argv[argc++] = *args;
+	argv[argc] = NULL;
+	struct run *r = malloc(sizeof *r);
+	CU_ASSERT_FATAL(r != NULL);
+	run_argv(r, argv);
+	if (r->status != 0)
+		show(r, "python check");
+	int st = r->status;
+	free(r);
+	unlink(path);
+	free(path);
+	return st;
+}
+
+/*
+ * Run fsck with args (NULL-terminated) and img as the text form, put the
+ * image's bytes back, and run it again with --json: *text and *js get the
+ * runs (js's stdout is the JSON), and the python comparison must pass.
+ * The image is left as the --json run left it.
+ */
+static void text_and_json(const char *img, const char *const *args, struct run *text,
+			  struct run *js)
+{
+	char *argv[MAXARGS + 1], *jargv[MAXARGS + 2];
+	int argc = 0;
+	struct image_bytes before = grab(img);
+
+	argv[argc++] = (char *)fsck_bin();
+	for (; *args && argc < MAXARGS - 1; args++)
+		argv[argc++] = (char *)*args;
+	argv[argc++] = (char *)img;
+	argv[argc] = NULL;
+	/* the same with --json first */
+	jargv[0] = argv[0];
+	jargv[1] = (char *)"--json";
+	memcpy(jargv + 2, argv + 1, (size_t)argc * sizeof *argv);
+	run_argv(text, argv);
+	if (before.present)
+		CU_ASSERT_FATAL(h_write_file(img, before.buf, before.len) == 0);
+	free(before.buf);
+	run_argv(js, jargv);
+	char ts[16], jst[16];
+	snprintf(ts, sizeof ts, "%d", text->status);
+	snprintf(jst, sizeof jst, "%d", js->status);
+	char *tf = to_file("text", text->out), *jf = to_file("json", js->out);
+	char *ef = to_file("jerr", js->err);
+	char *pargs[] = { tf, ts, jf, jst, ef, (char *)img, NULL };
+	int st = py(json_vs_text_py, pargs);
+	if (st != 0) {
+		show(text, "text form");
+		show(js, "--json");
+	}
+	CU_ASSERT_EQUAL(st, 0);
+	/* the same one-line refusal (or nothing) on stderr either way */
+	CU_ASSERT_STRING_EQUAL(text->err, js->err);
+	unlink(tf);
+	unlink(jf);
+	unlink(ef);
+	free(tf);
+	free(jf);
+	free(ef);
 }
 
 /* ---- clean images -------------------------------------------------------- */
@@ -520,7 +705,8 @@ static void an_image_in_use_is_refused_until_released(void)
 	struct run r;
 
 	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
-	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "200", 1);
+	/* no wait: the refusal alone (the wait is tested below) */
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "0", 1);
 	expect_refusal(img, "in use");
 	unsetenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
 	bstack_close(bs);
@@ -611,8 +797,11 @@ static void help_and_version_exit_0(void)
 
 	run_fsck(&r, "--help", NULL);
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT(has_line(r.out, "usage: bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [-C FD] IMAGE"));
+	CU_ASSERT(has_line(r.out, "usage: bstackfs-fsck [-n|-p|-a|-y] [-f] [-v] [--json] "
+			   "[-W SECONDS] [-C FD] IMAGE"));
 	CU_ASSERT(strstr(r.out, "read-only") != NULL);
+	CU_ASSERT(strstr(r.out, "    --json ") != NULL);
+	CU_ASSERT(strstr(r.out, "    -W SECONDS     wait up to SECONDS (default 10;") != NULL);
 	run_fsck(&r, "-h", NULL);
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(strstr(r.out, "usage:") != NULL);
@@ -749,9 +938,146 @@ static void fsck_waits_a_moment_for_the_image_lock(void)
 		show(&r, "lock wait");
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(s > 0.5);   /* it did wait for the holder */
+	/* it said so, once, with the default bound; the report is as ever */
+	char line[600];
+	snprintf(line, sizeof line, "bstackfs-fsck: %s: image is in use; waiting up to 10 s "
+		 "for it to be released\n", img);
+	CU_ASSERT_STRING_EQUAL(r.err, line);
+	CU_ASSERT(has_line(r.out, "result: clean"));
 	int st;
 	waitpid(pid, &st, 0);
 	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	unlink(img);
+	free(img);
+}
+
+/* Hold img's lock from this process (another open file description). */
+static int hold_lock(const char *img)
+{
+	int fd = open(img, O_RDONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(flock(fd, LOCK_EX | LOCK_NB) == 0);
+	return fd;
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Timed run of fsck on img with up to two options before it. */
+static double timed_fsck(struct run *r, const char *a1, const char *a2, const char *img)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!a1)
+		run_fsck(r, img, NULL);
+	else if (!a2)
+		run_fsck(r, a1, img, NULL);
+	else
+		run_fsck(r, a1, a2, img, NULL);
+	return since(&t0);
+}
+
+/* stderr: the waiting line for `bound` ("0.3"), then the refusal. */
+static bool waited_then_refused(const struct run *r, const char *img, const char *bound)
+{
+	char want[1200];
+	snprintf(want, sizeof want, "bstackfs-fsck: %s: image is in use; waiting up to %s s for "
+		 "it to be released\nbstackfs-fsck: %s: image is in use", img, bound, img);
+	bool ok = strncmp(r->err, want, strlen(want)) == 0 &&
+		  strchr(r->err + strlen(want), '\n') == r->err + strlen(r->err) - 1;
+	if (!ok)
+		show(r, "waited then refused");
+	return ok;
+}
+
+/* The wait is bounded: a lock that stays held ends it with the refusal
+ * (exit 8), after the bound and not much later, in every mode, and -W,
+ * the environment and --json behave as documented. */
+static void a_lock_held_past_the_wait_ends_in_the_refusal(void)
+{
+	char *img = clean_image(BS_ALLOC_GHOST);
+	struct image_bytes before = grab(img);
+	int fd = hold_lock(img);
+	struct run r;
+
+	static const char *modes[] = { NULL, "-n", "-y" };
+	for (int m = 0; m < 3; m++) {
+		double s = modes[m] ? timed_fsck(&r, modes[m], "-W0.3", img) :
+				      timed_fsck(&r, "-W", "0.3", img);
+		CU_ASSERT_EQUAL(r.status, 8);
+		CU_ASSERT(waited_then_refused(&r, img, "0.3"));
+		CU_ASSERT(r.out[0] == '\0');
+		CU_ASSERT(s >= 0.3 && s < 3.0);
+	}
+	/* -W 0: no wait, the refusal alone */
+	double s = timed_fsck(&r, "-W", "0", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(one_refusal(&r, img, "image is in use"));
+	CU_ASSERT(s < 0.3);
+	/* the environment's bound when -W is absent; -W wins over it */
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "400", 1);
+	s = timed_fsck(&r, NULL, NULL, img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.4"));
+	CU_ASSERT(s >= 0.4 && s < 3.0);
+	setenv("BSTACKFS_FSCK_LOCK_WAIT_MS", "60000", 1);
+	s = timed_fsck(&r, "-W", "0.2", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.2"));
+	CU_ASSERT(s >= 0.2 && s < 3.0);
+	unsetenv("BSTACKFS_FSCK_LOCK_WAIT_MS");
+	/* --json: the same two lines on stderr, the refusal on stdout */
+	s = timed_fsck(&r, "--json", "-W0.25", img);
+	CU_ASSERT_EQUAL(r.status, 8);
+	CU_ASSERT(waited_then_refused(&r, img, "0.25"));
+	char *jf = to_file("json", r.out);
+	char *pargs[] = { jf, img, NULL };
+	CU_ASSERT(py("import json, sys\n"
+		     "d = json.load(open(sys.argv[1]))\n"
+		     "assert d['image'] == sys.argv[2], d\n"
+		     "assert d['result'] == 'refused' and d['exit_code'] == 8, d\n"
+		     "assert d['error'] == 'image is in use', d\n"
+		     "assert d['messages'] == [] and 'files' not in d, d\n", pargs) == 0);
+	unlink(jf);
+	free(jf);
+	close(fd);
+	CU_ASSERT(unchanged(img, &before));
+	/* released: checked at once, nothing on stderr */
+	s = timed_fsck(&r, "-W", "5", img);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(r.err[0] == '\0');
+	CU_ASSERT(s < 3.0);
+	unlink(img);
+	free(img);
+}
+
+static void bad_wait_values_are_usage_errors(void)
+{
+	char *img = clean_image(BS_ALLOC_SLAB);
+	struct image_bytes before = grab(img);
+	struct run r;
+	static const char *bad[] = { "x", "-1", "1e9", "nan", "inf", "", "2s", "86401" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		run_fsck(&r, "-W", bad[i], img, NULL);
+		if (r.status != 16)
+			show(&r, bad[i]);
+		CU_ASSERT_EQUAL(r.status, 16);
+		CU_ASSERT(strstr(r.err, "-W needs a number of seconds (0 to 86400)") != NULL);
+		CU_ASSERT(r.out[0] == '\0');
+	}
+	run_fsck(&r, img, "-W", NULL);
+	CU_ASSERT_EQUAL(r.status, 16);
+	CU_ASSERT(strstr(r.err, "-W needs a number of seconds") != NULL);
+	/* good ones */
+	run_fsck(&r, "-W", "86400", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	run_fsck(&r, "-W", "1.5", "-n", img, NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(unchanged(img, &before));
 	unlink(img);
 	free(img);
 }
@@ -877,6 +1203,180 @@ static void a_lost_free_list_head_is_listed_and_rebuilt_by_y(void)
 	free(img);
 }
 
+/* ---- --json (issue 13) ----------------------------------------------------- */
+
+/* A JSON member "key": value as the writer prints it, in js's stdout. */
+static bool has_member(const struct run *js, const char *member)
+{
+	return strstr(js->out, member) != NULL;
+}
+
+static void json_report_matches_the_text_on_clean_images(void)
+{
+	static const char *const modes[][3] = {
+		{ NULL }, { "-n", NULL }, { "-v", NULL }, { "-n", "-v", NULL }, { "-y", "-v", NULL },
+	};
+	FOR_EACH_KIND(k) {
+		char *img = clean_image(k);
+		struct image_bytes before = grab(img);
+		for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+			struct run text, js;
+			text_and_json(img, modes[m], &text, &js);
+			CU_ASSERT_EQUAL(text.status, 0);
+			CU_ASSERT_EQUAL(js.status, 0);
+			CU_ASSERT(js.err[0] == '\0');
+			CU_ASSERT(js.out[0] == '{');
+			CU_ASSERT(has_member(&js, "\n  \"files\": 2,\n"));
+			CU_ASSERT(has_member(&js, "\n  \"directories\": 3,\n"));
+			CU_ASSERT(has_member(&js, "\n  \"live_bytes\": 5100,\n"));
+			CU_ASSERT(has_member(&js, "\n  \"violations\": 0,\n"));
+			CU_ASSERT(has_member(&js, "\n  \"result\": \"clean\",\n"));
+			CU_ASSERT(has_member(&js, "\n  \"exit_code\": 0\n}\n"));
+			bool v = modes[m][0] && (!strcmp(modes[m][0], "-v") ||
+						 (modes[m][1] && !strcmp(modes[m][1], "-v")));
+			CU_ASSERT(has_member(&js, "\n  \"control_file\": {\n") == v);
+			if (v)
+				CU_ASSERT(has_member(&js, "\n    \"live_bytes\": 5100,\n"));
+		}
+		CU_ASSERT(unchanged(img, &before));
+		free(img);
+	}
+	/* the image's name as a JSON string: quotes, backslashes, a tab and
+	 * UTF-8 kept exactly (the comparison parses it back) */
+	char *tmp = h_tmp_path("odd"), name[700];
+	CU_ASSERT_FATAL(mkdir(tmp, 0755) == 0);
+	snprintf(name, sizeof name, "%s/a \"q\" \\ b\tc \xc3\xa9.img", tmp);
+	char *img = clean_image(BS_ALLOC_SLAB);
+	CU_ASSERT_FATAL(rename(img, name) == 0);
+	struct run text, js;
+	static const char *const none[] = { NULL };
+	text_and_json(name, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 0);
+	CU_ASSERT(has_member(&js, "a \\\"q\\\" \\\\ b\\u0009c \xc3\xa9.img\",\n"));
+	/* a name that is not UTF-8 still gives valid JSON (U+FFFD) */
+	char bad[700];
+	snprintf(bad, sizeof bad, "%s/x\xff.img", tmp);
+	CU_ASSERT_FATAL(rename(name, bad) == 0);
+	run_fsck(&js, "--json", bad, NULL);
+	CU_ASSERT_EQUAL(js.status, 0);
+	char *jf = to_file("json", js.out);
+	char *pargs[] = { jf, NULL };
+	CU_ASSERT(py("import json, sys\n"
+		     "d = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))\n"
+		     "assert d['image'].endswith('/x\\ufffd.img'), d['image']\n"
+		     "assert d['result'] == 'clean' and d['exit_code'] == 0\n", pargs) == 0);
+	unlink(jf);
+	free(jf);
+	unlink(bad);
+	rmdir(tmp);
+	free(tmp);
+	free(img);
+}
+
+/* The same key by key on damaged images, on the repairs, and on what the
+ * repairs leave: leaked space, a check violation, a lost free list head
+ * (damage -y rebuilds), a zeroed length (refused, -y restores it), and
+ * the refusals. */
+static void json_report_matches_the_text_on_damaged_and_repaired_images(void)
+{
+	static const char *const none[] = { NULL }, *const dry[] = { "-n", NULL },
+				 *const fix[] = { "-y", NULL }, *const dryv[] = { "-n", "-v", NULL };
+	struct run text, js;
+
+	/* leaked space: -n 4, the plain check reclaims it (1), then clean */
+	char *img = clean_image(BS_ALLOC_FIRSTFIT);
+	uint64_t n = leak(img, 3000);
+	char member[128];
+	text_and_json(img, dry, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	snprintf(member, sizeof member, "\n  \"would_reclaim_bytes\": %llu,\n",
+		 (unsigned long long)n);
+	CU_ASSERT(has_member(&js, member));
+	CU_ASSERT(has_member(&js, "\n  \"result\": \"repairs needed\",\n"));
+	CU_ASSERT(has_member(&js, "\n  \"mode\": \"no-changes\",\n"));
+	text_and_json(img, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 1);
+	snprintf(member, sizeof member, "\n  \"leaked_bytes_reclaimed\": %llu,\n",
+		 (unsigned long long)n);
+	CU_ASSERT(has_member(&js, member));
+	CU_ASSERT(has_member(&js, "\n  \"result\": \"errors corrected\",\n"));
+	text_and_json(img, none, &text, &js);   /* repaired: clean */
+	CU_ASSERT_EQUAL(js.status, 0);
+	CU_ASSERT(has_member(&js, "\n  \"leaked_bytes_reclaimed\": 0,\n"));
+	unlink(img);
+	free(img);
+
+	/* a check violation: every message in the array, exit 4 */
+	img = h_tmp_path("viol");
+	struct vol *v = vopen_path(img, BS_ALLOC_GHOST, true);
+	uint64_t a = mk(v, VOL_ROOT_INO, "a", false);
+	fill(v, a, 1, 8000);
+	fill(v, mk(v, VOL_ROOT_INO, "b", false), 2, 8000);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+	struct bs_slice gone = find_rec(img, a).alloc;
+	v = vopen_path(img, BS_ALLOC_GHOST, false);
+	CU_ASSERT_FATAL(vol_unlink(v, VOL_ROOT_INO, "a") == 0);
+	CU_ASSERT_FATAL(vol_close(v) == 0);
+	struct bstack *bs;
+	uint8_t x = 0xA5;
+	CU_ASSERT_FATAL(bstack_open_path(img, false, &bs) == 0);
+	CU_ASSERT_FATAL(bstack_set(bs, gone.off + 4000, &x, 1) == 0);
+	bstack_close(bs);
+	text_and_json(img, dryv, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	CU_ASSERT(has_member(&js, "\n      \"kind\": \"violation\",\n"));
+	CU_ASSERT(has_member(&js, "\n  \"violations\": 1,\n"));
+	CU_ASSERT(has_member(&js, "\n  \"result\": \"errors left uncorrected\",\n"));
+	text_and_json(img, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	unlink(img);
+	free(img);
+
+	/* damage -y repairs: damaged, repairable; -y rebuilds; then clean */
+	img = ff_image();
+	static const uint8_t zero[8];
+	poke(img, 48, zero, 8);
+	text_and_json(img, dry, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	CU_ASSERT(has_member(&js, "\n      \"kind\": \"damaged\",\n"));
+	CU_ASSERT(has_member(&js, "\n  \"repairable\": true,\n"));
+	text_and_json(img, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	text_and_json(img, fix, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 1);
+	CU_ASSERT(has_member(&js, "\n  \"mode\": \"repair\",\n"));
+	CU_ASSERT(has_member(&js, "rebuilt from the catalog\"\n"));
+	CU_ASSERT(has_member(&js, "\n  \"violations\": 0,\n"));
+	text_and_json(img, dryv, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 0);
+	ff_files_intact(img);
+
+	/* a zeroed length: refused, -y restores it */
+	poke(img, 8, zero, 8);
+	text_and_json(img, dry, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 4);
+	CU_ASSERT(has_member(&js, "\n      \"kind\": \"error\",\n"));
+	CU_ASSERT(has_member(&js, "\n  \"result\": \"errors left uncorrected (-y repairs them)\",\n"));
+	text_and_json(img, fix, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 1);
+	text_and_json(img, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 0);
+	ff_files_intact(img);
+
+	/* refusals: the reason as "error", exit 8 */
+	corrupt_two_records(img);
+	text_and_json(img, none, &text, &js);
+	CU_ASSERT_EQUAL(js.status, 8);
+	CU_ASSERT(has_member(&js, "\n  \"result\": \"refused\",\n"));
+	CU_ASSERT(has_member(&js, "\n  \"exit_code\": 8\n"));
+	unlink(img);
+	text_and_json(img, dry, &text, &js);   /* now missing */
+	CU_ASSERT_EQUAL(js.status, 8);
+	CU_ASSERT(has_member(&js, "No such file"));
+	CU_ASSERT(access(img, F_OK) < 0);
+	free(img);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(a_clean_image_exits_0_and_reports_its_allocator_and_counts),
 	H_TEST(a_dry_run_on_a_clean_image_exits_0_and_writes_nothing),
@@ -897,8 +1397,12 @@ static const struct h_test tests[] = {
 	H_TEST(only_one_of_n_p_y_and_a_bad_progress_fd_are_usage_errors),
 	H_TEST(progress_lines_go_to_the_given_descriptor),
 	H_TEST(fsck_waits_a_moment_for_the_image_lock),
+	H_TEST(a_lock_held_past_the_wait_ends_in_the_refusal),
+	H_TEST(bad_wait_values_are_usage_errors),
 	H_TEST(a_zeroed_length_is_explained_and_restored_by_y),
 	H_TEST(a_lost_free_list_head_is_listed_and_rebuilt_by_y),
+	H_TEST(json_report_matches_the_text_on_clean_images),
+	H_TEST(json_report_matches_the_text_on_damaged_and_repaired_images),
 };
 
 H_MAIN("fsck", tests)

@@ -1,6 +1,7 @@
 /*
  * test_heapmap.c — the read-only heap views (core/heapmap.c) and the
- * control file's JSON form (core/stats_json.c), on the memory device.
+ * control file's JSON form and the JSON writer under it (core/stats_json.c),
+ * on the memory device.
  */
 #include "harness.h"
 
@@ -273,7 +274,7 @@ static void stats_json_keeps_keys_in_order_numbers_as_numbers(void)
 	CU_ASSERT_STRING_EQUAL(js, want);
 	free(js);
 	/* an empty text is an empty object; a line without a value is refused */
-	CU_ASSERT(bs_stats_json("", 0, &js, &n) == 0 && strcmp(js, "{\n}\n") == 0);
+	CU_ASSERT(bs_stats_json("", 0, &js, &n) == 0 && strcmp(js, "{}\n") == 0);
 	free(js);
 	CU_ASSERT(bs_stats_json("files\n", 6, &js, &n) == -EINVAL);
 	CU_ASSERT(bs_stats_json("files \n", 7, &js, &n) == -EINVAL);
@@ -312,11 +313,187 @@ static void stats_json_of_a_volume_has_every_control_file_key(void)
 	bs_memdev_free(dev);
 }
 
+/* ---- the JSON writer (stats_json.h) ---------------------------------------- */
+
+static char *finish_ok(struct bs_json *j)
+{
+	char *out = NULL;
+	size_t n = 0;
+	CU_ASSERT_FATAL(bs_json_finish(j, &out, &n) == 0);
+	CU_ASSERT(n == strlen(out));
+	return out;
+}
+
+static void json_writer_nests_objects_and_arrays_of_every_value_type(void)
+{
+	struct bs_json j;
+	bs_json_init(&j);
+	bs_json_begin_object(&j, NULL);
+	bs_json_string(&j, "s", "x");
+	bs_json_u64(&j, "u", UINT64_MAX);
+	bs_json_i64(&j, "i", -42);
+	bs_json_bool(&j, "t", true);
+	bs_json_bool(&j, "f", false);
+	bs_json_null(&j, "n");
+	bs_json_string(&j, "null string", NULL);
+	bs_json_begin_array(&j, "a");
+	bs_json_u64(&j, NULL, 1);
+	bs_json_begin_object(&j, NULL);
+	bs_json_string_n(&j, "k", "abc", 2);
+	bs_json_end_object(&j);
+	bs_json_begin_array(&j, NULL);
+	bs_json_end_array(&j);
+	bs_json_end_array(&j);
+	bs_json_begin_object(&j, "o");
+	const char *stats = "files 3\nfragmentation 0.2500\nmagic ALGT-0.1.2\n";
+	bs_json_stats_members(&j, stats, strlen(stats));
+	bs_json_end_object(&j);
+	bs_json_begin_object(&j, "empty");
+	bs_json_end_object(&j);
+	bs_json_end_object(&j);
+	char *out = finish_ok(&j);
+	const char *want =
+		"{\n"
+		"  \"s\": \"x\",\n"
+		"  \"u\": 18446744073709551615,\n"
+		"  \"i\": -42,\n"
+		"  \"t\": true,\n"
+		"  \"f\": false,\n"
+		"  \"n\": null,\n"
+		"  \"null string\": null,\n"
+		"  \"a\": [\n"
+		"    1,\n"
+		"    {\n"
+		"      \"k\": \"ab\"\n"
+		"    },\n"
+		"    []\n"
+		"  ],\n"
+		"  \"o\": {\n"
+		"    \"files\": 3,\n"
+		"    \"fragmentation\": 0.2500,\n"
+		"    \"magic\": \"ALGT-0.1.2\"\n"
+		"  },\n"
+		"  \"empty\": {}\n"
+		"}\n";
+	CU_ASSERT_STRING_EQUAL(out, want);
+	free(out);
+	/* a bare top-level value */
+	bs_json_init(&j);
+	bs_json_i64(&j, NULL, 7);
+	out = finish_ok(&j);
+	CU_ASSERT_STRING_EQUAL(out, "7\n");
+	free(out);
+}
+
+/* RFC 8259 strings: quote, backslash and control characters escaped;
+ * well-formed UTF-8 kept; every byte of a malformed sequence U+FFFD. */
+static void json_writer_escapes_strings_and_keeps_only_valid_utf8(void)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "plain", "\"plain\"" },
+		{ "q\"b\\s/", "\"q\\\"b\\\\s/\"" },
+		{ "nl\ncr\rtab\tesc\x1b" "del\x7f", "\"nl\\u000acr\\u000dtab\\u0009esc\\u001bdel\x7f\"" },
+		{ "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+		  "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"" },
+		{ "\xff", "\"\\ufffd\"" },                        /* never UTF-8 */
+		{ "a\x80z", "\"a\\ufffdz\"" },                    /* a lone continuation */
+		{ "\xc0\x80", "\"\\ufffd\\ufffd\"" },             /* overlong NUL */
+		{ "\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"" },  /* overlong '/' */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },  /* a surrogate */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" }, /* > U+10FFFF */
+		{ "x\xe2\x82", "\"x\\ufffd\\ufffd\"" },           /* cut short at the end */
+		{ "\xe2\x82x", "\"\\ufffd\\ufffdx\"" },           /* cut short by ASCII */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct bs_json j;
+		bs_json_init(&j);
+		bs_json_string(&j, NULL, cases[i].in);
+		char *out = finish_ok(&j);
+		char want[128];
+		snprintf(want, sizeof want, "%s\n", cases[i].want);
+		if (strcmp(out, want) != 0)
+			printf("\ncase %zu: got %s want %s", i, out, want);
+		CU_ASSERT_STRING_EQUAL(out, want);
+		free(out);
+	}
+	/* keys are escaped the same way; a NUL inside a counted string too */
+	struct bs_json j;
+	bs_json_init(&j);
+	bs_json_begin_object(&j, NULL);
+	bs_json_string_n(&j, "k\"\xff", "a\0b", 3);
+	bs_json_end_object(&j);
+	char *out = finish_ok(&j);
+	CU_ASSERT_STRING_EQUAL(out, "{\n  \"k\\\"\\ufffd\": \"a\\u0000b\"\n}\n");
+	free(out);
+}
+
+static void json_writer_refuses_misuse_at_finish(void)
+{
+	struct bs_json j;
+	char *out = (char *)"untouched";
+	size_t n = 0;
+
+	bs_json_init(&j);                     /* nothing written */
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* a key inside an array */
+	bs_json_begin_array(&j, NULL);
+	bs_json_u64(&j, "k", 1);
+	bs_json_end_array(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* no key inside an object */
+	bs_json_begin_object(&j, NULL);
+	bs_json_u64(&j, NULL, 1);
+	bs_json_end_object(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* a key at the top */
+	bs_json_u64(&j, "k", 1);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* two top-level values */
+	bs_json_u64(&j, NULL, 1);
+	bs_json_u64(&j, NULL, 2);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* unclosed */
+	bs_json_begin_object(&j, NULL);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* closed with the wrong bracket */
+	bs_json_begin_object(&j, NULL);
+	bs_json_end_array(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* closed once too often */
+	bs_json_begin_array(&j, NULL);
+	bs_json_end_array(&j);
+	bs_json_end_array(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* a control-file line without a value */
+	bs_json_begin_object(&j, NULL);
+	bs_json_stats_members(&j, "files\n", 6);
+	bs_json_end_object(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* deeper than BS_JSON_MAX_DEPTH */
+	for (int d = 0; d <= BS_JSON_MAX_DEPTH; d++)
+		bs_json_begin_array(&j, NULL);
+	for (int d = 0; d <= BS_JSON_MAX_DEPTH; d++)
+		bs_json_end_array(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == -EINVAL);
+	bs_json_init(&j);                     /* exactly that deep is fine */
+	for (int d = 0; d < BS_JSON_MAX_DEPTH; d++)
+		bs_json_begin_array(&j, NULL);
+	for (int d = 0; d < BS_JSON_MAX_DEPTH; d++)
+		bs_json_end_array(&j);
+	CU_ASSERT(bs_json_finish(&j, &out, &n) == 0);
+	free(out);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(the_map_covers_the_payload_exactly_once_for_each_allocator),
 	H_TEST(free_walks_refuse_damaged_structures_without_writing),
 	H_TEST(stats_json_keeps_keys_in_order_numbers_as_numbers),
 	H_TEST(stats_json_of_a_volume_has_every_control_file_key),
+	H_TEST(json_writer_nests_objects_and_arrays_of_every_value_type),
+	H_TEST(json_writer_escapes_strings_and_keeps_only_valid_utf8),
+	H_TEST(json_writer_refuses_misuse_at_finish),
 };
 
 H_MAIN("heapmap", tests)

@@ -352,6 +352,57 @@ static void data_goes_in_place_only_where_no_record_wrote(void)
 	jdev_free(d);
 }
 
+/* bstack_release_image: the journal is checkpointed, then the image (and
+ * its lock) goes at once while the handle, its journal's memory and the
+ * journal's lock stay until bstack_close; a failed checkpoint releases
+ * nothing. */
+static void release_image_lets_go_of_the_image_before_the_journal(void)
+{
+	struct jdev d = jdev_new();
+	struct bstack *bs = jopen_ok(d, true);
+	uint8_t buf[5000], got[5000];
+	char tag[5];
+	h_pattern(buf, sizeof buf, 9, 0);
+	CU_ASSERT_EQUAL(bstack_txn_begin(bs), 0);
+	CU_ASSERT_EQUAL(bstack_push(bs, buf, sizeof buf, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_txn_end(bs, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	image_magic(d.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
+
+	struct bs_io *probe, *jprobe;
+	CU_ASSERT_FATAL(bs_io_mem_open(d.img, &probe) == 0);
+	CU_ASSERT_FATAL(bs_io_mem_open(d.jrn, &jprobe) == 0);
+	CU_ASSERT_EQUAL(bs_io_lock(probe), -EWOULDBLOCK);   /* held by bs */
+	CU_ASSERT_EQUAL(bstack_release_image(bs), 0);
+	image_magic(d.img, tag);
+	CU_ASSERT_STRING_EQUAL(tag, "BSTK");                /* retired first */
+	CU_ASSERT_EQUAL(bs_io_lock(probe), 0);              /* the image is free */
+	CU_ASSERT_EQUAL(bs_io_lock(jprobe), -EWOULDBLOCK);  /* the journal is not yet */
+	bs_io_close(probe);
+	bstack_close(bs);
+	CU_ASSERT_EQUAL(bs_io_lock(jprobe), 0);
+	bs_io_close(jprobe);
+	bs = jopen_ok(d, false);
+	CU_ASSERT_EQUAL(bstack_len(bs), sizeof buf);
+	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, sizeof got), 0);
+	CU_ASSERT(memcmp(got, buf, sizeof buf) == 0);
+
+	/* the checkpoint fails (the image dies at its next write): the image
+	 * stays held, bstack_close frees the handle */
+	CU_ASSERT_EQUAL(bstack_txn_begin(bs), 0);
+	CU_ASSERT_EQUAL(bstack_set(bs, 10, "x", 1), 0);
+	CU_ASSERT_EQUAL(bstack_txn_end(bs, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	bs_memdev_fail_at(d.img, 1);
+	CU_ASSERT(bstack_release_image(bs) < 0);
+	CU_ASSERT_FATAL(bs_io_mem_open(d.img, &probe) == 0);
+	CU_ASSERT_EQUAL(bs_io_lock(probe), -EWOULDBLOCK);
+	bs_io_close(probe);
+	bstack_close(bs);
+	jdev_free(d);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(txn_is_invisible_to_the_disk_until_flushed),
 	H_TEST(shrink_grow_and_zero_read_back_before_and_after_flush),
@@ -359,6 +410,7 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_anywhere_leaves_a_prefix_of_transactions),
 	H_TEST(corrupt_and_stale_records_are_never_replayed),
 	H_TEST(data_goes_in_place_only_where_no_record_wrote),
+	H_TEST(release_image_lets_go_of_the_image_before_the_journal),
 };
 
 H_MAIN("journal", tests)

@@ -10,8 +10,9 @@
  * until the daemon has released the image lock (vol_close finished), since
  * fusermount3 returns before the daemon is done.
  *
- * Environment: BSTACKFS_BIN (the executable), BSTACKFS_SRCDIR (the source
- * tree, copied in and out).
+ * Environment: BSTACKFS_BIN (the executable), BSTACKFS_FSCK (bstackfs-fsck;
+ * beside BSTACKFS_BIN when unset), BSTACKFS_SRCDIR (the source tree, copied
+ * in and out).
  */
 #include "harness.h"
 #include "catalog.h"
@@ -277,6 +278,39 @@ static void read_err(const struct mnt *m, char *buf, size_t n)
 	size_t r = fread(buf, 1, n - 1, f);
 	buf[r] = '\0';
 	fclose(f);
+}
+
+static void read_err_file(const char *path, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	size_t r = fread(buf, 1, n - 1, f);
+	buf[r] = '\0';
+	fclose(f);
+}
+
+/* BSTACKFS_FSCK, else bstackfs-fsck beside the bstackfs under test. */
+static const char *fsck_bin(void)
+{
+	static char f[600];
+	const char *e = getenv("BSTACKFS_FSCK");
+	if (e)
+		return e;
+	snprintf(f, sizeof(f), "%s", bin());
+	char *slash = strrchr(f, '/');
+	if (slash)
+		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
+	else
+		snprintf(f, sizeof(f), "bstackfs-fsck");
+	return f;
+}
+
+/* bstackfs-fsck on img; its exit status. */
+static int fsck_image(const char *img)
+{
+	return sh("'%s' '%s' >&2", fsck_bin(), img);
 }
 
 /* Mount m->img on m->mnt (daemonized) with extra -o opts (NULL: none). */
@@ -1616,6 +1650,53 @@ out:
 	mnt_done(&m);
 }
 
+/* A signal ends the mount in the daemon's own hands: it closes the volume
+ * first and unmounts after (fs/main.c), so once the mount point is gone
+ * the image is already released — no wait, no fsck -W needed. */
+static void after_sigterm_the_image_is_released_before_the_mount_goes(void)
+{
+	struct mnt m;
+	int held = 0;
+
+	test_dir(&m);
+	for (int round = 0; round < 4; round++) {
+		if (!mnt_up_fg(&m, NULL, NULL)) {
+			CU_FAIL("foreground mount");
+			break;
+		}
+		for (int i = 0; i < 20; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT(write_pattern_file(mpath(&m, name), 300 + 10 * (size_t)i,
+						     (uint64_t)i) == 0);
+		}
+		CU_ASSERT(write_pattern_file(mpath(&m, "big"), 8 << 20, (uint64_t)round) == 0);
+		CU_ASSERT(kill(m.pid, SIGTERM) == 0);
+		for (int t = 0; t < 10000 && is_mounted(m.mnt); t++)
+			sleep_ms(1);
+		CU_ASSERT(!is_mounted(m.mnt));
+		/* at once: the lock must be free already */
+		int fd = open(m.img, O_RDONLY | O_CLOEXEC);
+		CU_ASSERT(fd >= 0);
+		if (fd >= 0) {
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+				flock(fd, LOCK_UN);
+			else
+				held++;
+			close(fd);
+		}
+		int st = 0;
+		CU_ASSERT(waitpid(m.pid, &st, 0) == m.pid);
+		CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		m.pid = 0;
+		registry_del(m.mnt);
+		m.up = false;
+		CU_ASSERT(fsck_image(m.img) == 0);
+	}
+	CU_ASSERT_EQUAL(held, 0);
+	mnt_done(&m);
+}
+
 /* Run `cmd` as nobody (65534); its exit status. */
 static int as_nobody(const char *fmt, const char *arg)
 {
@@ -1812,19 +1893,6 @@ out:
 
 
 /* ---- the journal: crashes, commit=N, journal=off ------------------------ */
-
-/* bstackfs-fsck beside the bstackfs under test; its exit status. */
-static int fsck_image(const char *img)
-{
-	char f[600];
-	snprintf(f, sizeof(f), "%s", bin());
-	char *slash = strrchr(f, '/');
-	if (slash)
-		snprintf(slash + 1, sizeof(f) - (size_t)(slash + 1 - f), "bstackfs-fsck");
-	else
-		snprintf(f, sizeof(f), "bstackfs-fsck");
-	return sh("'%s' '%s' >&2", f, img);
-}
 
 static void image_tag(const char *img, char tag[5])
 {
@@ -2041,6 +2109,60 @@ static void journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal(void)
 	mnt_done(&m);
 }
 
+
+/*
+ * fusermount3 -u returns as soon as the kernel has detached the mount; for
+ * a plain FUSE mount it does not wait for the daemon, which then syncs,
+ * checkpoints and lets go of the image lock (fs/main.c).  fsck run at once
+ * must not fail with "in use": it waits for the lock (fs/fsck.c).  Each
+ * round leaves the daemon work to do at the unmount (files just written,
+ * nothing idle-checkpointed yet), unmounts and runs fsck immediately;
+ * every run must find the image clean (exit 0).
+ */
+static void fsck_right_after_unmount_waits_for_the_daemon_and_checks_clean(void)
+{
+	struct mnt m;
+	int waited = 0;
+	char errp[500], out[8192], err[2048];
+
+	test_dir(&m);
+	snprintf(errp, sizeof errp, "%s/fsck.err", m.dir);
+	for (int round = 0; round < 6; round++) {
+		if (!mnt_up(&m, NULL)) {
+			CU_FAIL("mount");
+			break;
+		}
+		for (int i = 0; i < 50; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT(write_pattern_file(mpath(&m, name), 200 + 50 * (size_t)i,
+						     (uint64_t)(round * 100 + i)) == 0);
+		}
+		CU_ASSERT(write_pattern_file(mpath(&m, "big"), 8 << 20, (uint64_t)round) == 0);
+		/* no wait for the daemon: the unmount, then fsck at once */
+		int u = sh("fusermount3 -u '%s'", m.mnt);
+		CU_ASSERT_EQUAL(u, 0);
+		if (u != 0)
+			force_unmount(m.mnt);
+		registry_del(m.mnt);
+		m.up = false;
+		int st = sh_out(out, sizeof out, "'%s' --json '%s' 2>'%s'", fsck_bin(), m.img, errp);
+		read_err_file(errp, err, sizeof err);
+		if (st != 0)
+			fprintf(stderr, "test_mount: fsck after unmount, round %d: %d\n%s%s", round,
+				st, out, err);
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT(strstr(out, "\n  \"result\": \"clean\",\n") != NULL);
+		CU_ASSERT(strstr(out, "\n  \"files\": 51,\n") != NULL);
+		CU_ASSERT(strstr(err, "image is in use\n") == NULL);   /* no refusal */
+		if (strstr(err, "waiting up to"))
+			waited++;
+		CU_ASSERT(wait_image_released(m.img));
+	}
+	/* how often the daemon still held the image when fsck started */
+	printf("\n  fsck found the image still locked after %d of 6 unmounts", waited);
+	mnt_done(&m);
+}
 
 /* An idle volume is checkpointed (2 s): the image says BSTK again while
  * still mounted, and free tail space has gone back to the host. */
@@ -2398,12 +2520,14 @@ static const struct h_test tests[] = {
 	H_TEST(nocreate_mounts_only_images_that_exist),
 	H_TEST(the_json_control_file_matches_the_text_key_by_key),
 	H_TEST(sigterm_and_sigint_unmount_and_close_cleanly),
+	H_TEST(after_sigterm_the_image_is_released_before_the_mount_goes),
 	H_TEST(the_kernel_enforces_modes_and_owners),
 	H_TEST(cp_writes_reach_the_volume_in_large_requests),
 	H_TEST(kill_during_cp_leaves_files_complete_or_absent),
 	H_TEST(kill_during_a_create_remove_loop_loses_no_completed_operation),
 	H_TEST(commit_interval_groups_operations_and_keeps_each_whole_or_absent),
 	H_TEST(journal_off_is_the_seed_exact_mode_and_refuses_a_live_journal),
+	H_TEST(fsck_right_after_unmount_waits_for_the_daemon_and_checks_clean),
 	H_TEST(an_idle_volume_is_checkpointed_and_gives_its_tail_back),
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),

@@ -23,8 +23,11 @@ _bstackfs()
 		fi
 		;;
 	bstackfs-fsck|fsck.bstackfs)
+		case $prev in
+		-C|-W) return ;;   # a descriptor, a number of seconds
+		esac
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "-n -v -h -V --help --version" -- "$cur"))
+			COMPREPLY=($(compgen -W "-n -p -a -y -f -v -C -W --json -h -V --help --version" -- "$cur"))
 		else
 			_bstackfs_images "$cur"
 		fi
