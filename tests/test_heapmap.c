@@ -412,9 +412,10 @@ static void json_writer_escapes_strings_and_keeps_only_valid_utf8(void)
 		bs_json_string(&j, NULL, cases[i].in);
 		char *out = finish_ok(&j);
 		char want[128];
+		CU_ASSERT_FATAL(out != NULL);
 		snprintf(want, sizeof want, "%s\n", cases[i].want);
 		if (strcmp(out, want) != 0)
-			printf("\ncase %zu: got %s want %s", i, out, want);
+			printf("\ncase %zu: got %s want %s", i, out ? out : "(null)", want);
 		CU_ASSERT_STRING_EQUAL(out, want);
 		free(out);
 	}
