@@ -237,6 +237,9 @@ struct bs_journal {
 	bool pend_img_sync;
 	uint64_t next_seq, sealed_seq, durable_seq;
 	uint64_t disk_len;          /* payload length applied to the image */
+	uint64_t phys_len;          /* payload bytes the image file holds: at
+	                             * least disk_len; past it stale bytes
+	                             * that no read sees (see apply_rec) */
 	/* the epoch (under flush_mu; jpages/jzero/jfloor also under bs->lock) */
 	pthread_mutex_t flush_mu;
 	bool live;                  /* magic BSTJ durable: the journal counts */
@@ -657,22 +660,76 @@ static int write_magic(struct bstack *bs, const char *tag)
 	return dev_write(bs, tag, 4, 0);
 }
 
-/* Apply one record in place.  disk_len tracks the image's payload size. */
+/* Grow the applied payload from disk_len to len, zero filled.  Where the
+ * file still holds stale bytes there (past an earlier shrink) they are
+ * overwritten with zeros; past phys_len the file itself grows. */
+static int grow_applied(struct bstack *bs, uint64_t len)
+{
+	static const uint8_t zeros[64 * 1024];
+	struct bs_journal *j = bs->j;
+	uint64_t stale_end = len < j->phys_len ? len : j->phys_len;
+	int r = 0;
+	if (j->disk_len < stale_end) {
+		uint64_t off = j->disk_len, n = stale_end - off;
+		if (n > 4 * sizeof zeros) {
+			r = dev_zero(bs, HDR + off, n);
+		} else {
+			for (uint64_t done = 0; !r && done < n;) {
+				size_t k = n - done < sizeof zeros ? (size_t)(n - done) : sizeof zeros;
+				r = dev_write(bs, zeros, k, HDR + off + done);
+				done += k;
+			}
+		}
+	}
+	if (!r && len > j->phys_len) {
+		if (!(r = dev_truncate(bs, HDR + len)))
+			j->phys_len = len;
+	}
+	if (!r)
+		j->disk_len = len;
+	return r;
+}
+
+/* Make the image file exactly as long as the applied payload. */
+static int trim_phys(struct bstack *bs)
+{
+	struct bs_journal *j = bs->j;
+	if (j->phys_len == j->disk_len)
+		return 0;
+	int r = dev_truncate(bs, HDR + j->disk_len);
+	if (!r)
+		j->phys_len = j->disk_len;
+	return r;
+}
+
+/*
+ * Apply one record in place.  disk_len tracks the applied payload length.
+ *
+ * A shrink is lazy: disk_len drops, the file keeps its bytes past it
+ * (phys_len), which reads never see (rd_floor) and which a later growth
+ * zeroes before it counts them (grow_applied).  A host ftruncate that
+ * frees blocks costs a journaled metadata change of the host filesystem,
+ * and a small file closed at the tail (its capacity trimmed) and the next
+ * one grown there would pay it twice per file.  The file is cut to the
+ * payload at every checkpoint (checkpoint_locked) and after replay, so an
+ * image at rest is exactly header + payload, and at once when more than
+ * BSTACK_LAZY_TRIM_MAX bytes would be left past it.  Replay starts from the
+ * file's size: stale bytes of the epoch lie past a shrink record that is
+ * replayed too, and so they are zeroed again before anything counts them.
+ */
 static int apply_rec(struct bstack *bs, const struct jrn_rec *rec)
 {
 	struct bs_journal *j = bs->j;
 	int r = 0;
 	bool shrink = rec->min_len != JRN_NO_SHRINK;
-	if (shrink && rec->min_len < j->disk_len) {
-		if ((r = dev_truncate(bs, HDR + rec->min_len)))
-			return r;
+	if (shrink && rec->min_len < j->disk_len)
 		j->disk_len = rec->min_len;
-	}
-	if (rec->new_len > j->disk_len || (shrink && rec->new_len < j->disk_len)) {
-		if ((r = dev_truncate(bs, HDR + rec->new_len)))
-			return r;
+	if (rec->new_len > j->disk_len && (r = grow_applied(bs, rec->new_len)))
+		return r;
+	if (shrink && rec->new_len < j->disk_len)
 		j->disk_len = rec->new_len;
-	}
+	if (j->phys_len - j->disk_len > BSTACK_LAZY_TRIM_MAX && (r = trim_phys(bs)))
+		return r;
 	size_t pos = 0;
 	struct jrn_ent e;
 	while (!r && jrn_ent_next(rec, &pos, &e))   /* zero ranges come first */
@@ -734,6 +791,31 @@ static void prefill_ahead(struct bs_journal *j, uint64_t end)
 		j->filled = want;
 }
 
+/* The length to write for the records of g at journal offset pos: g.len,
+ * or zeros appended up to the end of the last page.  A write that ends
+ * inside a page the host no longer caches (after a drop of caches, or
+ * memory pressure) makes the host read that page from disk first; a
+ * whole page is written without reading it.  The zeros lie past the
+ * last record, where the journal holds prefilled zeros or stale records
+ * of an earlier epoch, which a scan never applies either way.  The next
+ * record overwrites them from pos + g.len on.  Best effort: without the
+ * memory the records go out unpadded. */
+static size_t pad_to_page(struct jrn_buf *g, uint64_t pos)
+{
+	size_t pad = (size_t)((PG - (pos + g->len) % PG) % PG);
+	if (!pad)
+		return g->len;
+	if (g->cap < g->len + pad) {
+		uint8_t *nb = realloc(g->b, g->len + pad);
+		if (!nb)
+			return g->len;
+		g->b = nb;
+		g->cap = g->len + pad;
+	}
+	memset(g->b + g->len, 0, pad);
+	return g->len + pad;
+}
+
 /* Make every record up to `want` durable and applied.  flush_mu held. */
 static int flush_locked(struct bstack *bs, uint64_t want)
 {
@@ -785,7 +867,8 @@ static int flush_locked(struct bstack *bs, uint64_t want)
 	for (size_t pos = 0; pos < g.len; pos += (size_t)jrn_rec_total(g.b + pos))
 		jrn_rec_seal(g.b + pos, j->salt);
 	prefill_ahead(j, j->jpos + g.len);
-	if ((r = bs_io_pwrite(j->io, g.b, g.len, j->jpos)) || (r = jdev_sync(bs)))
+	size_t wlen = pad_to_page(&g, j->jpos);
+	if ((r = bs_io_pwrite(j->io, g.b, wlen, j->jpos)) || (r = jdev_sync(bs)))
 		goto fail;
 	j->jpos += g.len;
 	/* 4. the image says a journal is live before anything is applied */
@@ -851,7 +934,8 @@ static int checkpoint_locked(struct bstack *bs)
 	if (!j->live)
 		return 0;
 	__atomic_store_n(&j->inplace_dirty, false, __ATOMIC_RELEASE);
-	if ((r = dev_sync(bs)) || (r = write_magic(bs, "BSTK")) || (r = dev_sync(bs)))
+	if ((r = trim_phys(bs)) || (r = dev_sync(bs)) || (r = write_magic(bs, "BSTK")) ||
+	    (r = dev_sync(bs)))
 		return r;
 	j->live = false;
 	pthread_rwlock_wrlock(&bs->lock);
@@ -1189,7 +1273,7 @@ int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t
 
 static void journal_set_len(struct bstack *bs, uint64_t len)
 {
-	bs->j->disk_len = len;
+	bs->j->disk_len = bs->j->phys_len = len;
 }
 
 static int journal_attach(struct bstack *bs, struct bs_io *jio, uint64_t capacity)
@@ -1218,7 +1302,7 @@ static int journal_attach(struct bstack *bs, struct bs_io *jio, uint64_t capacit
 		j->filled = 0;
 	j->pend_min = j->fl_min = j->jfloor = UINT64_MAX;
 	j->jpos = JRN_HDR_SIZE;
-	j->disk_len = bs->len;   /* reads see the file as it is until recovery */
+	j->disk_len = j->phys_len = bs->len;   /* reads see the file as it is until recovery */
 	bs->j = j;
 	return 0;
 }
@@ -1271,7 +1355,7 @@ static int journal_replay(struct bstack *bs, uint64_t size, uint64_t *clen)
 		free(buf);
 		return r;
 	}
-	j->disk_len = size - HDR;
+	j->disk_len = j->phys_len = size - HDR;
 	uint64_t applied = 0, last_len = *clen;
 	r = apply_all(bs, buf, n, salt, first, &applied, &last_len);
 	free(buf);
@@ -1282,12 +1366,14 @@ static int journal_replay(struct bstack *bs, uint64_t size, uint64_t *clen)
 		 * its last checkpoint, give or take the file layer's own
 		 * length recovery */
 		last_len = *clen <= size - HDR ? *clen : size - HDR;
-		if ((r = dev_truncate(bs, HDR + last_len)))
-			return r;
 	}
-	/* growth records never truncate: the payload ends at the last one's
-	 * length */
-	if (j->disk_len > last_len && (r = dev_truncate(bs, HDR + last_len)))
+	/* growth records never truncate, shrinks are lazy: the payload ends
+	 * at the last one's length */
+	if (j->disk_len > last_len)
+		j->disk_len = last_len;
+	if (j->disk_len < last_len && (r = grow_applied(bs, last_len)))
+		return r;
+	if ((r = trim_phys(bs)))
 		return r;
 	if ((r = write_clen(bs, last_len)) || (r = dev_sync(bs)) ||
 	    (r = write_magic(bs, "BSTK")) || (r = dev_sync(bs)))

@@ -45,6 +45,10 @@
 #define BSTACK_MAGIC_LIVE "BSTJ"
 #define BSTACK_JOURNAL_DEFAULT (64ULL << 20)   /* checkpoint past this */
 #define BSTACK_JOURNAL_MIN (1ULL << 20)        /* on a nearly full disk */
+/* With a journal, a shrink of the payload leaves the image file up to
+ * this many bytes longer than header + payload until the next checkpoint
+ * (bstack.c, apply_rec); a larger one cuts the file at once. */
+#define BSTACK_LAZY_TRIM_MAX (4ULL << 20)
 
 struct bstack;
 

@@ -145,6 +145,84 @@ static void shrink_grow_and_zero_read_back_before_and_after_flush(void)
 	jdev_free(d);
 }
 
+/* The device as the host sees it now (its volatile size and bytes). */
+static uint64_t dev_size(struct bs_memdev *dev)
+{
+	struct bs_io *io;
+	uint64_t n = 0;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT(bs_io_size(io, &n) == 0);
+	bs_io_close(io);
+	return n;
+}
+
+static bool dev_zero_at(struct bs_memdev *dev, uint64_t off, size_t n)
+{
+	struct bs_io *io;
+	uint8_t *b = malloc(n);
+	bool zero = b != NULL;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	if (!b || bs_io_pread(io, b, n, off))
+		zero = false;
+	for (size_t i = 0; zero && i < n; i++)
+		zero = b[i] == 0;
+	bs_io_close(io);
+	free(b);
+	return zero;
+}
+
+/* A shrink leaves the image file longer than header + payload (no host
+ * truncate per shrink); the bytes past the payload never read back, a
+ * growth over them reads zeros and writes zeros there, a checkpoint cuts
+ * the file exactly, and a shrink past BSTACK_LAZY_TRIM_MAX cuts at once. */
+static void a_shrink_cuts_the_file_lazily_and_never_shows_stale_bytes(void)
+{
+	struct jdev d = jdev_new();
+	struct bstack *bs = jopen_ok(d, true);
+	enum { N = 20000, CUT = 8000 };
+	uint8_t buf[N], got[N];
+	h_pattern(buf, sizeof buf, 3, 0);
+	CU_ASSERT_EQUAL(bstack_push(bs, buf, N, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);
+	CU_ASSERT_EQUAL(bstack_discard(bs, CUT), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT_EQUAL(bstack_len(bs), N - CUT);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);   /* not cut yet */
+	CU_ASSERT_EQUAL(bstack_extend(bs, CUT / 2, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, N - CUT / 2), 0);
+	CU_ASSERT(memcmp(got, buf, N - CUT) == 0);
+	bool zero = true;
+	for (size_t i = N - CUT; i < N - CUT / 2; i++)
+		zero &= got[i] == 0;
+	CU_ASSERT(zero);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	/* applied: the stale bytes under the growth are zeros on the device */
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);
+	CU_ASSERT(dev_zero_at(d.img, BSTACK_HEADER_SIZE + N - CUT, CUT / 2));
+	CU_ASSERT(!dev_zero_at(d.img, BSTACK_HEADER_SIZE + N - CUT / 2, CUT / 2));   /* stale */
+	CU_ASSERT_EQUAL(bstack_checkpoint(bs), 0);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	/* a large shrink cuts the file at once */
+	CU_ASSERT_EQUAL(bstack_extend(bs, BSTACK_LAZY_TRIM_MAX + 4096, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT_EQUAL(bstack_discard(bs, BSTACK_LAZY_TRIM_MAX + 4096), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	/* a stale tail at close: the image at rest is header + payload */
+	CU_ASSERT_EQUAL(bstack_discard(bs, 1000), 0);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	bstack_close(bs);
+	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2 - 1000);
+	bs = h_stack_open(d.img);
+	CU_ASSERT_EQUAL(bstack_len(bs), N - CUT / 2 - 1000);
+	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, N - CUT), 0);
+	CU_ASSERT(memcmp(got, buf, N - CUT) == 0);
+	bstack_close(bs);
+	jdev_free(d);
+}
+
 /* An image with a live journal is refused without it, by any opener that
  * does not replay (the way another bstack program sees it). */
 static void live_image_is_refused_without_its_journal(void)
@@ -177,12 +255,17 @@ static void live_image_is_refused_without_its_journal(void)
 }
 
 /* The state a script of transactions leaves, tx 0..k-1 applied. */
-#define NTX 6
+#define NTX 8
 static void run_tx(struct bstack *bs, int k)
 {
 	uint8_t b[3000];
 	h_pattern(b, sizeof b, 100 + (uint64_t)k, 0);
-	switch (k % 3) {
+	switch (k % 4) {
+	case 3:
+		/* a shrink alone: the next transaction grows over its stale
+		 * bytes (bstack.c cuts the file lazily) */
+		bstack_discard(bs, 4000);
+		break;
 	case 0:
 		bstack_push(bs, b, sizeof b, NULL);
 		bstack_set(bs, 10, b + 7, 700);
@@ -321,6 +404,25 @@ static void corrupt_and_stale_records_are_never_replayed(void)
 	CU_ASSERT_EQUAL(crc32c(0, "123456789", 9), 0xe3069283u);
 }
 
+/* The CRC32C in use (the SSE4.2 instruction where the CPU has it) equals
+ * the byte table on every length and alignment, chained or not. */
+static void crc32c_matches_the_byte_table_everywhere(void)
+{
+	uint8_t b[600];
+	h_pattern(b, sizeof b, 77, 0);
+	CU_ASSERT_EQUAL(crc32c_sw(0, "123456789", 9), 0xe3069283u);
+	unsigned bad = 0;
+	for (size_t off = 0; off < 16; off++)
+		for (size_t n = 0; n + off <= sizeof b; n += n < 40 ? 1 : 37) {
+			uint32_t seed = (uint32_t)(off * 2654435761u);
+			bad += crc32c(seed, b + off, n) != crc32c_sw(seed, b + off, n);
+			size_t h = n / 3;
+			bad += crc32c(crc32c(seed, b + off, h), b + off + h, n - h) !=
+			       crc32c_sw(seed, b + off, n);
+		}
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 /* File data goes in place where no record of the epoch wrote, and in the
  * journal where one did (so replay cannot overwrite it). */
 static void data_goes_in_place_only_where_no_record_wrote(void)
@@ -406,9 +508,11 @@ static void release_image_lets_go_of_the_image_before_the_journal(void)
 static const struct h_test tests[] = {
 	H_TEST(txn_is_invisible_to_the_disk_until_flushed),
 	H_TEST(shrink_grow_and_zero_read_back_before_and_after_flush),
+	H_TEST(a_shrink_cuts_the_file_lazily_and_never_shows_stale_bytes),
 	H_TEST(live_image_is_refused_without_its_journal),
 	H_TEST(power_loss_anywhere_leaves_a_prefix_of_transactions),
 	H_TEST(corrupt_and_stale_records_are_never_replayed),
+	H_TEST(crc32c_matches_the_byte_table_everywhere),
 	H_TEST(data_goes_in_place_only_where_no_record_wrote),
 	H_TEST(release_image_lets_go_of_the_image_before_the_journal),
 };
