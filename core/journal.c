@@ -27,7 +27,7 @@ static void crc_init(void)
 	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
-uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t n)
 {
 	const uint8_t *p = buf;
 	/* Filling the table twice from two threads writes the same values. */
@@ -38,6 +38,50 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
 		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
+
+/*
+ * The same function with SSE4.2's crc32 instruction (the Castagnoli
+ * polynomial is the one it implements), eight bytes a step: a profile of
+ * 2000 small files copied in spent 15% of the daemon's CPU in the byte
+ * table, sealing and checking journal records.  Chosen at run time; any
+ * other machine uses the table.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf,
+							   size_t n)
+{
+	const uint8_t *p = buf;
+	uint64_t c = ~crc;
+	for (; n && ((uintptr_t)p & 7); n--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	for (; n >= 8; n -= 8, p += 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+	}
+	for (; n; n--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+
+static int crc_hw = -1;   /* -1 not probed yet, 0 table, 1 instruction */
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
+{
+	int hw = __atomic_load_n(&crc_hw, __ATOMIC_RELAXED);
+	if (hw < 0) {
+		__builtin_cpu_init();
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		__atomic_store_n(&crc_hw, hw, __ATOMIC_RELAXED);
+	}
+	return hw ? crc32c_hw(crc, buf, n) : crc32c_sw(crc, buf, n);
+}
+#else
+uint32_t crc32c(uint32_t crc, const void *buf, size_t n)
+{
+	return crc32c_sw(crc, buf, n);
+}
+#endif
 
 /* ---- records ------------------------------------------------------------------ */
 

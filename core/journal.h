@@ -46,6 +46,8 @@
 /* CRC32C (Castagnoli), as in iSCSI/ext4: crc32c(0, "123456789", 9) ==
  * 0xe3069283. */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
+/* The portable byte-table version crc32c() falls back to (for tests). */
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t n);
 
 /* A growable byte buffer of encoded records. */
 struct jrn_buf {
