@@ -130,6 +130,9 @@ struct vol {
 	 * value since mount (peak_live_bytes) */
 	uint64_t live_now, live_peak;
 	struct bs_freeq *fq;        /* remote frees; drained under the write lock */
+	/* requests that reached the volume (atomics): what the kernel's
+	 * dentry and page caches did not answer */
+	uint64_t n_lookups, n_reads;
 };
 
 /* File n's size goes from old to new (orphans are no named file's). */
@@ -928,6 +931,7 @@ int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr
 	int r = vol_name_ok(name);
 	if (r)
 		return r;
+	__atomic_fetch_add(&v->n_lookups, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_rdlock(&v->lock);
 	struct cat_node *d = get_dir(v, parent, &r), *n = NULL;
 	if (d && !(n = cat_lookup(v->c, parent, name, strlen(name))))
@@ -1422,6 +1426,7 @@ ssize_t vol_read(struct vol *v, uint64_t ino, void *buf, size_t n, uint64_t off)
 {
 	int r;
 	ssize_t got = 0;
+	__atomic_fetch_add(&v->n_reads, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_rdlock(&v->lock);
 	struct cat_node *f = get_file(v, ino, &r);
 	if (f && off < f->r.size) {
@@ -2093,6 +2098,8 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   drain_threshold         the policy's current threshold
  *   drains                  batches drained (one bulk dealloc each)
  *   queue_full              pushes that found the queue full
+ *   lookups                 name lookups that reached the volume
+ *   read_requests           file reads that reached the volume
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -2194,6 +2201,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("drain_threshold", fs.threshold);
 	KV("drains", fs.drains);
 	KV("queue_full", fs.queue_full);
+	KV("lookups", __atomic_load_n(&v->n_lookups, __ATOMIC_RELAXED));
+	KV("read_requests", __atomic_load_n(&v->n_reads, __ATOMIC_RELAXED));
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

@@ -39,11 +39,30 @@ static struct bsfs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/*
+ * What the kernel may cache (docs/design.md §5).  The daemon holds the
+ * image's lock, so every change of a name or a file arrives through this
+ * mount's kernel, which updates its own dentry and page caches as it
+ * sends it:
+ *   names, and the absence of a name (negative entries), for
+ *     ENTRY_TIMEOUT_S: nothing else renames or creates behind the kernel;
+ *   attributes for ATTR_TIMEOUT_S: st_blocks changes behind the kernel's
+ *     back (the last close trims a file's capacity), so `du` right after
+ *     a copy is at most this stale;
+ *   file pages across opens (keep_cache, bsfs_open): the kernel drops the
+ *     pages of a write that failed or came back short itself, truncates
+ *     on O_TRUNC and setattr, and nothing else changes a
+ *     file's bytes.
+ */
+#define ENTRY_TIMEOUT_S 60.0
+#define ATTR_TIMEOUT_S 1.0
+
 int bsfs_ctx_init(struct bsfs *fs, struct vol *v)
 {
 	memset(fs, 0, sizeof(*fs));
 	fs->v = v;
-	fs->timeout = 1.0;
+	fs->timeout = ATTR_TIMEOUT_S;
+	fs->entry_timeout = ENTRY_TIMEOUT_S;
 	return 0;
 }
 
@@ -83,7 +102,7 @@ static void reply_entry(fuse_req_t req, const struct vol_attr *a)
 	memset(&e, 0, sizeof(e));
 	e.ino = a->ino;
 	e.attr_timeout = fs_of(req)->timeout;
-	e.entry_timeout = fs_of(req)->timeout;
+	e.entry_timeout = fs_of(req)->entry_timeout;
 	attr_to_stat(a, &e.attr);
 	fuse_reply_entry(req, &e);
 }
@@ -141,7 +160,7 @@ static void reply_control_entry(fuse_req_t req, uint64_t ino)
 	e.ino = ino;
 	/* Its size changes with every operation: never cache it. */
 	e.attr_timeout = 0;
-	e.entry_timeout = fs_of(req)->timeout;
+	e.entry_timeout = fs_of(req)->entry_timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -159,10 +178,16 @@ static void bsfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* O_TRUNC arrives with open, not as a separate setattr. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	/* No readdirplus implementation; writes go to the volume at once
-	 * (no writeback cache) so that close/fsync mean what §5 says. */
-	conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
-			FUSE_CAP_WRITEBACK_CACHE);
+	/* ls -l in one request per buffer of entries, not a LOOKUP each. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Writes go to the volume at once (no writeback cache), so that a
+	 * full disk fails the write and close/fsync/-o sync mean what §5
+	 * says.  The page cache is kept across opens (keep_cache); its
+	 * invalidation on an mtime change is off: our mtimes come from the
+	 * daemon's clock, so it would fire after every write, and no mtime
+	 * changes behind the kernel's back. */
+	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
 }
 
 static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -175,6 +200,16 @@ static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = vol_lookup(fs_of(req)->v, parent, name, &a);
+	if (rc == -ENOENT) {
+		/* a negative entry: the kernel remembers the absence (and
+		 * drops it itself when it creates the name) */
+		struct fuse_entry_param e;
+
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs_of(req)->entry_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	reply_entry_or_err(req, rc, &a);
 }
 
@@ -304,19 +339,41 @@ struct dir_fill {
 	fuse_req_t req;
 	char *buf;
 	size_t size, used;
+	bool plus;   /* readdirplus: each entry with its attributes */
 };
 
+/* One entry; a (may be NULL) gives readdirplus the attributes: without
+ * them ("." and "..", the control files) the kernel looks the name up
+ * itself when it needs it. */
 static bool dir_add(struct dir_fill *d, const char *name, uint64_t ino, uint32_t mode,
-		    uint64_t next_off)
+		    const struct vol_attr *a, uint64_t next_off)
 {
-	struct stat st;
+	char *at = d->buf + d->used;
+	size_t room = d->size - d->used, n;
 
-	memset(&st, 0, sizeof(st));
-	st.st_ino = ino;
-	st.st_mode = mode;
-	size_t n = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name,
-				     &st, (off_t)next_off);
-	if (n > d->size - d->used)
+	if (d->plus) {
+		struct fuse_entry_param e;
+
+		memset(&e, 0, sizeof(e));
+		if (a) {
+			e.ino = a->ino;
+			e.attr_timeout = fs_of(d->req)->timeout;
+			e.entry_timeout = fs_of(d->req)->entry_timeout;
+			attr_to_stat(a, &e.attr);
+		} else {
+			e.attr.st_ino = ino;
+			e.attr.st_mode = mode;
+		}
+		n = fuse_add_direntry_plus(d->req, at, room, name, &e, (off_t)next_off);
+	} else {
+		struct stat st;
+
+		memset(&st, 0, sizeof(st));
+		st.st_ino = ino;
+		st.st_mode = mode;
+		n = fuse_add_direntry(d->req, at, room, name, &st, (off_t)next_off);
+	}
+	if (n > room)
 		return false;
 	d->used += n;
 	return true;
@@ -325,19 +382,17 @@ static bool dir_add(struct dir_fill *d, const char *name, uint64_t ino, uint32_t
 static int dir_fill_vol(void *ctx, const char *name, const struct vol_attr *a,
 			uint64_t next_pos)
 {
-	return dir_add(ctx, name, a->ino, a->mode, DIR_OFF_VOLUME + next_pos) ? 0 : 1;
+	return dir_add(ctx, name, a->ino, a->mode, a, DIR_OFF_VOLUME + next_pos) ? 0 : 1;
 }
 
-static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			 struct fuse_file_info *fi)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct vol *v = fs_of(req)->v;
-	struct dir_fill d = { .req = req, .size = size };
+	struct dir_fill d = { .req = req, .size = size, .plus = plus };
 	struct vol_attr self;
 	uint64_t pos = (uint64_t)off;
 	int rc;
 
-	(void)fi;
 	rc = vol_getattr(v, ino, &self);
 	if (rc < 0) {
 		reply_rc(req, rc);
@@ -348,15 +403,16 @@ static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (pos < DIR_OFF_DOT && !dir_add(&d, ".", ino, S_IFDIR, DIR_OFF_DOT))
+	if (pos < DIR_OFF_DOT && !dir_add(&d, ".", ino, S_IFDIR, NULL, DIR_OFF_DOT))
 		goto out;
-	if (pos < DIR_OFF_DOTDOT && !dir_add(&d, "..", self.parent, S_IFDIR, DIR_OFF_DOTDOT))
+	if (pos < DIR_OFF_DOTDOT && !dir_add(&d, "..", self.parent, S_IFDIR, NULL, DIR_OFF_DOTDOT))
 		goto out;
 	if (pos < DIR_OFF_CONTROL && ino == VOL_ROOT_INO &&
-	    !dir_add(&d, VOL_CONTROL_NAME, BSFS_CONTROL_INO, S_IFREG, DIR_OFF_CONTROL))
+	    !dir_add(&d, VOL_CONTROL_NAME, BSFS_CONTROL_INO, S_IFREG, NULL, DIR_OFF_CONTROL))
 		goto out;
 	if (pos < DIR_OFF_VOLUME && ino == VOL_ROOT_INO &&
-	    !dir_add(&d, VOL_CONTROL_JSON_NAME, BSFS_CONTROL_JSON_INO, S_IFREG, DIR_OFF_VOLUME))
+	    !dir_add(&d, VOL_CONTROL_JSON_NAME, BSFS_CONTROL_JSON_INO, S_IFREG, NULL,
+		     DIR_OFF_VOLUME))
 		goto out;
 	rc = vol_readdir(v, ino, pos < DIR_OFF_VOLUME ? 0 : pos - DIR_OFF_VOLUME,
 			 dir_fill_vol, &d);
@@ -369,6 +425,20 @@ static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 out:
 	fuse_reply_buf(req, d.buf, d.used);
 	free(d.buf);
+}
+
+static void bsfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void bsfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			     struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
 }
 
 static void bsfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -443,6 +513,7 @@ static void bsfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	}
 	fi->fh = write ? BSFS_FH_WRITE : 0;
+	fi->keep_cache = 1;   /* see ENTRY_TIMEOUT_S above */
 	reply_open_counted(req, ino, fi);
 }
 
@@ -478,9 +549,10 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	memset(&e, 0, sizeof(e));
 	e.ino = a.ino;
 	e.attr_timeout = fs->timeout;
-	e.entry_timeout = fs->timeout;
+	e.entry_timeout = fs->entry_timeout;
 	attr_to_stat(&a, &e.attr);
 	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
+	fi->keep_cache = 1;
 	if (fuse_reply_create(req, &e, fi) < 0)
 		vol_release(fs->v, a.ino);
 }
@@ -780,6 +852,7 @@ const struct fuse_lowlevel_ops bsfs_ll_ops = {
 	.fsync = bsfs_fsync,
 	.opendir = bsfs_opendir,
 	.readdir = bsfs_readdir,
+	.readdirplus = bsfs_readdirplus,
 	.releasedir = bsfs_releasedir,
 	.fsyncdir = bsfs_fsyncdir,
 	.statfs = bsfs_statfs,

@@ -17,7 +17,8 @@
 /* The session's userdata. */
 struct bsfs {
 	struct vol *v;
-	double timeout;           /* entry and attribute cache, seconds */
+	double timeout;           /* attribute cache, seconds */
+	double entry_timeout;     /* name cache, negative entries too */
 	/* Open files are counted by the volume (vol_open_file/vol_release). */
 };
 
