@@ -81,7 +81,15 @@
  * with exactly the capacity it needs.
  *
  * Thread safety: one rwlock; reads, lookups and listings share it,
- * everything that changes the volume holds it exclusively.
+ * everything that changes the volume holds it exclusively.  The commit's
+ * sync is never under it: op_unlock() releases it first, then waits for
+ * the flush, so operations arriving together share one sync (group
+ * commit).  Lock order, outermost first:
+ *   v->lock -> (bstack) txn_mu -> flush_mu -> bs->lock -> the allocator's
+ *   and the free queue's own locks;
+ *   cm_mu (the committer's wake-up) is never held while taking another:
+ *   the committer drops it before op_lock();
+ *   a flush (bstack_flush) takes flush_mu with no volume lock held.
  */
 #include "volume.h"
 
@@ -1602,8 +1610,19 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 	return 0;
 }
 
+/* The capacity a write that needs `need` bytes grows a file of capacity
+ * cap to.  The first allocation is exactly what the first write needs: a
+ * file written in one request (cp of a small file) then has nothing to
+ * trim at close.  Trimming a file that is not the last allocation leaves
+ * a hole just smaller than the next such file's amortised capacity: with
+ * four processes creating one-line files side by side, the GhostTree
+ * image filled with holes of 4 KiB less a line, none reusable, and every
+ * allocation searched a tree of them (120 reads of the image per file
+ * instead of 25).  From the second growth on the steps are geometric. */
 static uint64_t amortised_cap(uint64_t cap, uint64_t need)
 {
+	if (cap == 0)
+		return need;
 	uint64_t step = cap < VOL_GROW_MIN ? VOL_GROW_MIN : cap;
 	uint64_t want;
 	if (step > VOL_GROW_STEP_MAX)
