@@ -596,6 +596,48 @@ static void release_trims_the_allocation_to_the_size(void)
 	}
 }
 
+/* A file written in one request gets exactly that capacity (rounded by
+ * the allocator only): files written side by side, then closed, leave no
+ * holes between them (GhostTree, FirstFit: no free byte more than
+ * before).  A write past that grows geometrically, by at least
+ * VOL_GROW_MIN. */
+static void a_file_written_in_one_request_gets_exactly_its_size(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		uint64_t f[4];
+		struct vol_attr a;
+		char name[8];
+		struct bs_alloc_stats before, after;
+		bs_alloc_stats(vol_allocator(v), &before);
+		for (int i = 0; i < 4; i++) {
+			snprintf(name, sizeof name, "f%d", i);
+			f[i] = mkfile(v, ROOT, name);
+		}
+		for (int i = 0; i < 4; i++)
+			put(v, f[i], 10 + (uint64_t)i, 0, 7);
+		for (int i = 0; i < 4; i++) {
+			CU_ASSERT_EQUAL(vol_getattr(v, f[i], &a), 0);
+			/* Slab: a block of its fixed size */
+			CU_ASSERT(a.alloc_bytes >= 7 && (a.alloc_bytes < 4096 || k == BS_ALLOC_SLAB));
+			CU_ASSERT_EQUAL(vol_release(v, f[i]), 0);
+		}
+		bs_alloc_stats(vol_allocator(v), &after);
+		if (k == BS_ALLOC_GHOST || k == BS_ALLOC_FIRSTFIT)
+			CU_ASSERT_EQUAL(after.free_bytes, before.free_bytes);
+		for (int i = 0; i < 4; i++)
+			CU_ASSERT(has(v, f[i], 10 + (uint64_t)i, 0, 7));
+		/* an append past the allocator's rounding: geometric from here on */
+		put(v, f[0], 10, 7, 200);
+		CU_ASSERT_EQUAL(vol_getattr(v, f[0], &a), 0);
+		CU_ASSERT(a.alloc_bytes >= 4096);
+		CU_ASSERT(has(v, f[0], 10, 0, 207));
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
 static void appending_64_mib_in_4_kib_writes_costs_at_most_40_reallocs(void)
 {
 	struct bs_memdev *dev = bs_memdev_new();
@@ -2964,6 +3006,7 @@ static const struct h_test tests[] = {
 	H_TEST(ten_thousand_files_fit_in_one_directory),
 	H_TEST(a_tree_twenty_levels_deep_survives_reopen),
 	H_TEST(release_trims_the_allocation_to_the_size),
+	H_TEST(a_file_written_in_one_request_gets_exactly_its_size),
 	H_TEST(appending_64_mib_in_4_kib_writes_costs_at_most_40_reallocs),
 	H_TEST(a_sequential_write_costs_syncs_that_do_not_grow_with_its_size),
 	H_TEST(appending_behind_another_file_still_costs_o_log_n_reallocs),
