@@ -203,3 +203,13 @@ struct bstack *h_stack_open(struct bs_memdev *dev)
 	CU_ASSERT_FATAL(bstack_open(io, &bs) == 0);
 	return bs;
 }
+
+uint64_t h_dev_size(struct bs_memdev *dev)
+{
+	struct bs_io *io;
+	uint64_t n = 0;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT(bs_io_size(io, &n) == 0);
+	bs_io_close(io);
+	return n;
+}

@@ -58,6 +58,8 @@ char *h_tmp_path(const char *stem);   /* malloc'd; the file does not exist */
  * fails the test at once (CU_ASSERT_FATAL). */
 struct bstack *h_stack_create(struct bs_memdev *dev);
 struct bstack *h_stack_open(struct bs_memdev *dev);
+/* The device's size as the host sees it now (volatile, not yet durable). */
+uint64_t h_dev_size(struct bs_memdev *dev);
 
 /* Read / write a whole host file (tests crafting images). */
 int h_read_file(const char *path, uint8_t **buf, size_t *len);

@@ -1180,16 +1180,6 @@ static void an_operation_larger_than_the_journal_succeeds_whole_or_not_at_all(vo
 
 /* ---- a full disk under the journal -------------------------------------------- */
 
-static uint64_t dev_size(struct bs_memdev *dev)
-{
-	struct bs_io *io;
-	uint64_t n = 0;
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT(bs_io_size(io, &n) == 0);
-	bs_io_close(io);
-	return n;
-}
-
 /* The small durable image of the ENOSPC tests: f0 (5000 bytes), f1 (3000),
  * f2 (empty), journal on; the model in *m. */
 static struct bs_memdev *nospc_setup(enum bs_alloc_kind k, struct cm *m, struct vol_opts *o)
@@ -1217,7 +1207,7 @@ static void a_full_disk_under_the_journal_fails_the_commit_and_loses_nothing(voi
 			struct vol_opts o;
 			struct bs_memdev *dev = nospc_setup(k, &m, &o);
 			struct bs_memdev *jdev = bs_memdev_sibling(dev);
-			bs_memdev_set_capacity(jdev, dev_size(jdev));
+			bs_memdev_set_capacity(jdev, h_dev_size(jdev));
 			struct vol *v;
 			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
 			CU_ASSERT_FATAL(cm_matches(v, &m, true));
@@ -1295,14 +1285,14 @@ static void a_disk_that_fills_before_the_commit_still_applies_it(void)
 		q.op[q.n++] = (struct cm_op){ .kind = OP_RELEASE, .i = 2, .j = -1 };
 		q.op[q.n++] = (struct cm_op){ .kind = OP_TRUNCATE, .i = 1, .j = -1, .n = 90000 };
 		int err;
-		uint64_t before = dev_size(dev);
+		uint64_t before = h_dev_size(dev);
 		CU_ASSERT_EQUAL(seq_run(v, &q, &m, &err), q.n);
 		CU_ASSERT_EQUAL(err, 0);
 		/* nothing applied yet: the image has not grown */
-		CU_ASSERT_EQUAL(dev_size(dev), before);
+		CU_ASSERT_EQUAL(h_dev_size(dev), before);
 		bs_memdev_set_capacity(dev, before);
 		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
-		CU_ASSERT(dev_size(dev) > before);
+		CU_ASSERT(h_dev_size(dev) > before);
 		CU_ASSERT(!bs_memdev_dead(dev));
 		CU_ASSERT(cm_current_ok(v, &m, &err));
 		/* durable: the power goes at once */
@@ -1367,7 +1357,7 @@ static void a_replay_that_cannot_grow_the_full_image_is_refused_then_completes(v
 			cm_free(&mm);
 			vol_close(v);
 			bs_memdev_power_cycle(dev, n % 2 ? UINT64_MAX : 0);
-			bs_memdev_set_capacity(dev, dev_size(dev));
+			bs_memdev_set_capacity(dev, h_dev_size(dev));
 			struct bs_io *io, *jio;
 			struct vol_opts oj = o;
 			struct vol_error verr = { "" };

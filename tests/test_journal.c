@@ -145,17 +145,7 @@ static void shrink_grow_and_zero_read_back_before_and_after_flush(void)
 	jdev_free(d);
 }
 
-/* The device as the host sees it now (its volatile size and bytes). */
-static uint64_t dev_size(struct bs_memdev *dev)
-{
-	struct bs_io *io;
-	uint64_t n = 0;
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT(bs_io_size(io, &n) == 0);
-	bs_io_close(io);
-	return n;
-}
-
+/* n bytes at off on the device as the host sees it now are zeros. */
 static bool dev_zero_at(struct bs_memdev *dev, uint64_t off, size_t n)
 {
 	struct bs_io *io;
@@ -184,11 +174,11 @@ static void a_shrink_cuts_the_file_lazily_and_never_shows_stale_bytes(void)
 	h_pattern(buf, sizeof buf, 3, 0);
 	CU_ASSERT_EQUAL(bstack_push(bs, buf, N, NULL), 0);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N);
 	CU_ASSERT_EQUAL(bstack_discard(bs, CUT), 0);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
 	CU_ASSERT_EQUAL(bstack_len(bs), N - CUT);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);   /* not cut yet */
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N);   /* not cut yet */
 	CU_ASSERT_EQUAL(bstack_extend(bs, CUT / 2, NULL), 0);
 	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, N - CUT / 2), 0);
 	CU_ASSERT(memcmp(got, buf, N - CUT) == 0);
@@ -198,23 +188,23 @@ static void a_shrink_cuts_the_file_lazily_and_never_shows_stale_bytes(void)
 	CU_ASSERT(zero);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
 	/* applied: the stale bytes under the growth are zeros on the device */
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N);
 	CU_ASSERT(dev_zero_at(d.img, BSTACK_HEADER_SIZE + N - CUT, CUT / 2));
 	CU_ASSERT(!dev_zero_at(d.img, BSTACK_HEADER_SIZE + N - CUT / 2, CUT / 2));   /* stale */
 	CU_ASSERT_EQUAL(bstack_checkpoint(bs), 0);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
 	/* a large shrink cuts the file at once */
 	CU_ASSERT_EQUAL(bstack_extend(bs, BSTACK_LAZY_TRIM_MAX + 4096, NULL), 0);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
 	CU_ASSERT_EQUAL(bstack_discard(bs, BSTACK_LAZY_TRIM_MAX + 4096), 0);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
 	/* a stale tail at close: the image at rest is header + payload */
 	CU_ASSERT_EQUAL(bstack_discard(bs, 1000), 0);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2);
 	bstack_close(bs);
-	CU_ASSERT_EQUAL(dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2 - 1000);
+	CU_ASSERT_EQUAL(h_dev_size(d.img), BSTACK_HEADER_SIZE + N - CUT / 2 - 1000);
 	bs = h_stack_open(d.img);
 	CU_ASSERT_EQUAL(bstack_len(bs), N - CUT / 2 - 1000);
 	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, N - CUT), 0);

@@ -2200,17 +2200,6 @@ static void power_loss_after_unlinking_an_open_file_reclaims_its_space(void)
 
 /* ---- a full disk (ENOSPC) ---------------------------------------------- */
 
-/* The image's size on the device (volatile: what a growth must exceed). */
-static uint64_t image_size(struct bs_memdev *dev)
-{
-	struct bs_io *io;
-	uint64_t n = 0;
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT(bs_io_size(io, &n) == 0);
-	bs_io_close(io);
-	return n;
-}
-
 static int list_count(void *ctx, const char *name, const struct vol_attr *a, uint64_t pos)
 {
 	(void)name;
@@ -2266,7 +2255,7 @@ static void a_full_disk_fails_growth_cleanly_and_unlink_makes_room(void)
 		put(v, other, 3, 0, 100);
 		CU_ASSERT_EQUAL(vol_release(v, other), 0);
 		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
-		bs_memdev_set_capacity(dev, image_size(dev));
+		bs_memdev_set_capacity(dev, h_dev_size(dev));
 
 		/* a write that needs to grow the file */
 		uint8_t *buf = malloc(GROW);
@@ -2318,7 +2307,7 @@ static void a_full_disk_fails_growth_cleanly_and_unlink_makes_room(void)
 		 * in its seed): for them the room comes from raising the limit */
 		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "big"), 0);
 		if (k == BS_ALLOC_LINEAR || k == BS_ALLOC_SLAB)
-			bs_memdev_set_capacity(dev, image_size(dev) + BIG);
+			bs_memdev_set_capacity(dev, h_dev_size(dev) + BIG);
 		CU_ASSERT_EQUAL(vol_create(v, ROOT, name, 0644, 1, 2, &a), 0);
 		r = vol_mkdir(v, ROOT, "newdir", 0755, 1, 2, &a);
 		if (r)
@@ -2368,7 +2357,7 @@ static void every_limit_leaves_each_growth_whole_or_not_at_all(void)
 				put(v, keep, 1, 0, KEEP);
 				CU_ASSERT_EQUAL(vol_release(v, keep), 0);
 				CU_ASSERT_EQUAL(vol_sync_all(v), 0);
-				bs_memdev_set_capacity(dev, image_size(dev) + slack);
+				bs_memdev_set_capacity(dev, h_dev_size(dev) + slack);
 				struct vol_attr a;
 				uint8_t buf[GROW];
 				int r;
