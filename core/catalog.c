@@ -8,21 +8,37 @@
  *
  *   catalog (one allocation of the image's allocator, len = 64 + 768 * pairs)
  *     0   magic "BSFSCAT1"
- *     8   u32 version (1)         12  u32 slot size (384)
+ *     8   u32 version (1 or 2)    12  u32 slot size (384)
  *     16  u64 number of pairs     24..60 zero
  *     60  u32 CRC32C of bytes 0..60
  *     64  pairs: each two 384-byte slots A, B
  *
  *   slot (one version of one inode's record)
  *     0   u32 CRC32C of bytes 4..384
- *     4   u8 kind (1 file, 2 dir, 3 tombstone)   5  u8 version (1)
+ *     4   u8 kind (1 file, 2 dir, 3 tombstone; version 2: 4 symlink,
+ *         5 special file, 6 link)               5  u8 record version
  *     6   u16 name length
  *     8   u64 seq     16 u64 ino     24 u64 parent
  *     32  u64 allocation offset      40 u64 allocation length (capacity)
- *     48  u64 size
- *     56  u32 mode    60 u32 uid     64 u32 gid    68 u32 zero
+ *     48  u64 size (a symlink: its target's length)
+ *     56  u32 mode    60 u32 uid     64 u32 gid    68 u32 rdev (version 1: 0)
  *     72  i64 atime   80 i64 mtime   88 i64 ctime  (ns since the epoch)
- *     96  name (255 bytes, zero padded)   351..384 zero
+ *     96  name, then (a symlink with allocation (0, 0)) its target; zero
+ *         padded to 384
+ *
+ * Version 2 (catalog.h): a record of kind 1-3 with a parent keeps record
+ * version 1 and exactly the version 1 bytes; every other record is
+ * version 2.  Kinds 4-6 and nameless inodes (parent 0) need a version 2
+ * header: a version 1 catalog is upgraded by one copy-on-write rewrite
+ * before the first of them is written (cat_upgrade).
+ *
+ * Hard links: an inode's record holds its first name; each further name is
+ * a link record (kind 6: ino = the inode, parent, name, nothing else), in a
+ * pair of its own.  Removing the first name while links remain rewrites the
+ * inode nameless (parent 0, no name).  Every change of names is one record
+ * write; the last name of an inode goes as: link tombstone, then inode
+ * tombstone (crash in between: a nameless inode without links, a "stray",
+ * which mount removes and frees).
  *
  * An inode lives in one pair for its whole life.  A pair's value is its
  * valid slot with the highest seq (seq is catalog-wide and only grows); an
@@ -91,9 +107,11 @@ int cat_name_ok(const char *name, size_t len)
 
 void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
 {
+	bool v1 = (r->kind == CAT_FILE || r->kind == CAT_DIR || r->kind == CAT_TOMB) &&
+		  (r->parent || r->kind == CAT_TOMB);
 	memset(s, 0, CAT_SLOT_SIZE);
 	s[4] = r->kind;
-	s[5] = CAT_VERSION;
+	s[5] = v1 ? CAT_VERSION_1 : CAT_VERSION;
 	s[6] = (uint8_t)r->name_len;
 	s[7] = (uint8_t)(r->name_len >> 8);
 	le64_put(s + 8, r->seq);
@@ -105,10 +123,13 @@ void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
 	le32_put(s + 56, r->mode);
 	le32_put(s + 60, r->uid);
 	le32_put(s + 64, r->gid);
+	le32_put(s + 68, r->rdev);
 	le64_put(s + 72, (uint64_t)r->atime);
 	le64_put(s + 80, (uint64_t)r->mtime);
 	le64_put(s + 88, (uint64_t)r->ctime);
-	memcpy(s + 96, r->name, r->name_len);
+	memcpy(s + CAT_NAME_OFF, r->name, r->name_len);
+	if (r->kind == CAT_SYMLINK && r->alloc.len == 0 && r->target)
+		memcpy(s + CAT_NAME_OFF + r->name_len, r->target, r->size);
 	le32_put(s, crc32c(0, s + 4, CAT_SLOT_SIZE - 4));
 }
 
@@ -138,18 +159,25 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 	r->mode = le32_get(s + 56);
 	r->uid = le32_get(s + 60);
 	r->gid = le32_get(s + 64);
+	r->rdev = le32_get(s + 68);
 	r->atime = (int64_t)le64_get(s + 72);
 	r->mtime = (int64_t)le64_get(s + 80);
 	r->ctime = (int64_t)le64_get(s + 88);
-	if (s[5] != CAT_VERSION || r->seq == 0 || r->ino == 0 || r->name_len > CAT_NAME_MAX)
+	if ((s[5] != CAT_VERSION_1 && s[5] != CAT_VERSION) || r->seq == 0 || r->ino == 0 ||
+	    r->name_len > CAT_NAME_MAX)
 		return -EBADMSG;
-	memcpy(r->name, s + 96, r->name_len);
+	memcpy(r->name, s + CAT_NAME_OFF, r->name_len);
 	r->name[r->name_len] = '\0';
-	switch (r->kind) {
-	case CAT_TOMB:
+	bool v2 = s[5] == CAT_VERSION, no_alloc = !r->alloc.off && !r->alloc.len;
+	if (r->kind == CAT_TOMB)
 		return 0;
+	if (r->kind > CAT_TOMB && !v2)
+		return -EBADMSG;
+	if (r->rdev && r->kind != CAT_SPECIAL)
+		return -EBADMSG;
+	switch (r->kind) {
 	case CAT_DIR:
-		if (r->alloc.off || r->alloc.len || r->size || !S_ISDIR(r->mode))
+		if (!no_alloc || r->size || !S_ISDIR(r->mode))
 			return -EBADMSG;
 		break;
 	case CAT_FILE:
@@ -157,32 +185,59 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 		    !S_ISREG(r->mode))
 			return -EBADMSG;
 		break;
+	case CAT_SYMLINK:
+		if (!S_ISLNK(r->mode) || r->size == 0 || r->size > CAT_SYMLINK_MAX ||
+		    (r->alloc.len == 0) != (r->alloc.off == 0) ||
+		    (no_alloc ? r->name_len + r->size > CAT_INLINE_MAX : r->size > r->alloc.len))
+			return -EBADMSG;
+		if (no_alloc) {
+			r->target = (const char *)s + CAT_NAME_OFF + r->name_len;
+			if (memchr(r->target, '\0', r->size))
+				return -EBADMSG;
+		}
+		break;
+	case CAT_SPECIAL:
+		if (!no_alloc || r->size ||
+		    !(S_ISFIFO(r->mode) || S_ISSOCK(r->mode) || S_ISCHR(r->mode) ||
+		      S_ISBLK(r->mode)) ||
+		    (r->rdev && !S_ISCHR(r->mode) && !S_ISBLK(r->mode)))
+			return -EBADMSG;
+		break;
+	case CAT_LINK:
+		if (!no_alloc || r->size || r->mode || r->uid || r->gid || r->ino == 1 ||
+		    r->parent == 0)
+			return -EBADMSG;
+		break;
 	default:
 		return -EBADMSG;
 	}
 	if (r->ino == 1)   /* the root: a directory, its own parent, no name */
 		return r->kind == CAT_DIR && r->parent == 1 && r->name_len == 0 ? 0 : -EBADMSG;
+	if (r->parent == 0)   /* a nameless inode (version 2, not a directory) */
+		return v2 && r->kind != CAT_DIR && r->name_len == 0 ? 0 : -EBADMSG;
 	return cat_name_ok(r->name, r->name_len) ? -EBADMSG : 0;
 }
 
-void cat_hdr_encode(uint64_t n_pairs, uint8_t *h)
+void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint8_t *h)
 {
 	memset(h, 0, CAT_HDR_SIZE);
 	memcpy(h, CAT_MAGIC, 8);
-	le32_put(h + 8, CAT_VERSION);
+	le32_put(h + 8, version);
 	le32_put(h + 12, CAT_SLOT_SIZE);
 	le64_put(h + 16, n_pairs);
 	le32_put(h + 60, crc32c(0, h, 60));
 }
 
-int cat_hdr_decode(const uint8_t *h, uint64_t *n_pairs)
+int cat_hdr_decode(const uint8_t *h, uint64_t *n_pairs, uint32_t *version)
 {
+	uint32_t ver = le32_get(h + 8);
 	if (memcmp(h, CAT_MAGIC, 8) != 0)
 		return -EILSEQ;
-	if (le32_get(h + 60) != crc32c(0, h, 60) || le32_get(h + 8) != CAT_VERSION ||
+	if (le32_get(h + 60) != crc32c(0, h, 60) || (ver != CAT_VERSION_1 && ver != CAT_VERSION) ||
 	    le32_get(h + 12) != CAT_SLOT_SIZE || !all_zero(h + 24, 36))
 		return -EBADMSG;
 	*n_pairs = le64_get(h + 16);
+	*version = ver;
 	return 0;
 }
 
@@ -403,20 +458,77 @@ static void unlink_child(struct catalog *c, struct cat_node *dir, struct cat_nod
 
 static void count_kind(struct catalog *c, const struct cat_node *n, int d)
 {
-	if (n->r.kind == CAT_DIR)
+	switch (n->r.kind) {
+	case CAT_DIR:
 		c->n_dirs += d;
-	else
-		c->n_files += d;
+		return;
+	case CAT_LINK:
+		c->n_links += d;
+		return;
+	case CAT_SYMLINK:
+		c->n_symlinks += d;
+		break;
+	case CAT_SPECIAL:
+		c->n_special += d;
+		break;
+	}
+	c->n_files += d;
+}
+
+static void node_free(struct cat_node *n)
+{
+	if (n) {
+		free(n->tbuf);
+		free(n);
+	}
+}
+
+/* Hook link l onto inode n's names / take it off. */
+static void attach_link(struct cat_node *n, struct cat_node *l)
+{
+	l->inode = n;
+	l->lnext = n->links;
+	n->links = l;
+	n->nlinks++;
+}
+
+static void detach_link(struct cat_node *l)
+{
+	struct cat_node *n = l->inode, **pp;
+	if (!n)
+		return;
+	for (pp = &n->links; *pp; pp = &(*pp)->lnext) {
+		if (*pp == l) {
+			*pp = l->lnext;
+			n->nlinks--;
+			break;
+		}
+	}
+	l->inode = l->lnext = NULL;
 }
 
 void cat_forget(struct catalog *c, struct cat_node *n)
 {
-	struct cat_node *dir = cat_get(c, n->r.parent);
+	struct cat_node *dir = n->r.parent ? cat_get(c, n->r.parent) : NULL;
 	if (dir && dir != n)
 		unlink_child(c, dir, n);
-	tab_remove(c, T_INO, n);
+	if (n->r.kind == CAT_LINK) {
+		detach_link(n);
+	} else {
+		tab_remove(c, T_INO, n);
+		/* its links stay on disk for the next mount to resolve */
+		while (n->links) {
+			struct cat_node *l = n->links;
+			struct cat_node *ld = cat_get(c, l->r.parent);
+			if (ld)
+				unlink_child(c, ld, l);
+			detach_link(l);
+			count_kind(c, l, -1);
+			node_free(l);
+		}
+	}
 	count_kind(c, n, -1);
-	free(n);
+	node_free(n);
 }
 
 int cat_foreach(struct catalog *c, int (*fn)(void *ctx, struct cat_node *n), void *ctx)
@@ -441,13 +553,18 @@ void cat_free(struct catalog *c)
 		struct cat_node *n = c->by_ino.b[i], *next;
 		for (; n; n = next) {
 			next = n->h_ino;
-			free(n);
+			while (n->links) {
+				struct cat_node *l = n->links;
+				n->links = l->lnext;
+				node_free(l);
+			}
+			node_free(n);
 		}
 	}
 	while (c->losers) {
 		struct cat_node *n = c->losers;
 		c->losers = n->next;
-		free(n);
+		node_free(n);
 	}
 	while (c->orphans)
 		cat_orphan_free(c, c->orphans);
@@ -481,10 +598,13 @@ struct list_ctx {
 	uint64_t n;
 };
 
+/* n and its links (a rewrite writes both). */
 static int list_one(void *ctx, struct cat_node *n)
 {
 	struct list_ctx *l = ctx;
 	l->v[l->n++] = n;
+	for (struct cat_node *k = n->links; k; k = k->lnext)
+		l->v[l->n++] = k;
 	return 0;
 }
 
@@ -500,7 +620,7 @@ static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v
 	int r;
 	if (!buf)
 		return -ENOMEM;
-	cat_hdr_encode(n_pairs, hdr);
+	cat_hdr_encode(n_pairs, c->version, hdr);
 	r = bstack_set_nosync(c->bs, s.off, hdr, sizeof hdr);
 	for (uint64_t i = 0; i < n_pairs && !r; i += CAT_IO_PAIRS) {
 		uint64_t k = n_pairs - i < CAT_IO_PAIRS ? n_pairs - i : CAT_IO_PAIRS;
@@ -526,7 +646,7 @@ static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v
  */
 static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
 {
-	uint64_t live = c->n_files + c->n_dirs;
+	uint64_t live = c->n_files + c->n_dirs + c->n_links;
 	uint64_t len = cat_bytes(n_pairs);
 	struct bs_slice ns, old = c->root;
 	uint8_t ref[CAT_ROOT_REF_SIZE];
@@ -582,6 +702,7 @@ static struct catalog *cat_new(struct bstack *bs)
 	c->bs = bs;
 	c->torn_pair = -1;
 	c->next_ino = 2;
+	c->version = CAT_VERSION_1;
 	return c;
 }
 
@@ -595,7 +716,7 @@ int cat_format(struct bs_alloc *a, uint32_t uid, uint32_t gid, int64_t now,
 		return -ENOMEM;
 	c->a = a;
 	if (!(root = calloc(1, sizeof *root)) || (r = reserve_all(c))) {
-		free(root);
+		node_free(root);
 		cat_free(c);
 		return -ENOMEM;
 	}
@@ -678,11 +799,14 @@ static int load_pair(struct catalog *c, const uint8_t *p, uint64_t i, struct cat
 }
 
 static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
-		      char *err, size_t errlen)
+		      struct cat_node **links, char *err, size_t errlen)
 {
-	if (cat_get(c, r->ino))
+	if (r->kind != CAT_LINK && cat_get(c, r->ino))
 		return fail(err, errlen, "catalog corrupt: inode %llu appears twice",
 			    (unsigned long long)r->ino);
+	if (c->version == CAT_VERSION_1 && (r->kind > CAT_TOMB || r->parent == 0))
+		return fail(err, errlen, "catalog corrupt: a version 1 catalog holds a "
+			    "version 2 record (inode %llu)", (unsigned long long)r->ino);
 	struct cat_node *n = calloc(1, sizeof *n);
 	if (!n || reserve_all(c)) {
 		free(n);
@@ -690,11 +814,51 @@ static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
 	}
 	n->r = *r;
 	n->pair = pair;
+	if (r->kind == CAT_SYMLINK && r->target) {
+		if (!(n->tbuf = malloc(r->size + 1))) {
+			free(n);
+			return -ENOMEM;
+		}
+		memcpy(n->tbuf, r->target, r->size);
+		n->tbuf[r->size] = '\0';
+		n->r.target = n->tbuf;
+	}
+	if (r->kind == CAT_LINK) {
+		/* attached to its inode once every inode is loaded */
+		n->lnext = *links;
+		*links = n;
+		return 0;
+	}
 	tab_insert(c, T_INO, n);
 	count_kind(c, n, 1);
 	if (r->ino >= c->next_ino)
 		c->next_ino = r->ino + 1;
 	return 0;
+}
+
+/* Hook every loaded link onto its inode; a link to nothing, to a
+ * directory or past the names limit is corruption. */
+static int attach_loaded_links(struct catalog *c, struct cat_node *links, char *err,
+			       size_t errlen)
+{
+	int r = 0;
+	while (links) {
+		struct cat_node *l = links, *n = cat_get(c, l->r.ino);
+		links = l->lnext;
+		if (!r && (!n || n->r.kind == CAT_DIR || cat_nlink(n) >= CAT_NLINK_MAX))
+			r = fail(err, errlen, "catalog corrupt: the name \"%s\" in directory %llu "
+				 "links to %s inode %llu", l->r.name,
+				 (unsigned long long)l->r.parent,
+				 !n ? "a missing" : n->r.kind == CAT_DIR ? "a directory" :
+				 "an over-linked", (unsigned long long)l->r.ino);
+		if (r) {
+			node_free(l);
+			continue;
+		}
+		attach_link(n, l);
+		count_kind(c, l, 1);
+	}
+	return r;
 }
 
 struct link_ctx {
@@ -704,14 +868,42 @@ struct link_ctx {
 	int r;
 };
 
-/* Put n under its parent; on a duplicate name keep the newer record and
- * set the older aside as a rename-over leftover. */
+/* Set aside the older of two records with one name (rename-over crash):
+ * a link or a plain inode becomes the loser (tombstoned, its space freed
+ * by cat_repair); an inode that has links keeps them and only loses its
+ * first name (rewritten nameless by cat_repair). */
+static void set_loser(struct catalog *c, struct cat_node *dir, struct cat_node *loser,
+		      bool linked)
+{
+	if (linked)
+		unlink_child(c, dir, loser);
+	if (loser->r.kind != CAT_LINK && loser->nlinks) {
+		loser->r.parent = 0;
+		loser->r.name_len = 0;
+		loser->r.name[0] = '\0';
+		c->unname = loser;
+		return;
+	}
+	if (loser->r.kind == CAT_LINK) {
+		detach_link(loser);   /* its inode may be a stray now (check_tree) */
+	} else {
+		tab_remove(c, T_INO, loser);
+	}
+	count_kind(c, loser, -1);
+	loser->next = NULL;
+	c->losers = loser;
+}
+
+/* Put n (an inode with a name, or a link) under its parent; on a duplicate
+ * name keep the newer record (set_loser). */
 static int link_loaded(void *ctx, struct cat_node *n)
 {
 	struct link_ctx *l = ctx;
 	struct catalog *c = l->c;
-	if (n->r.ino == 1)
+	if (n->r.ino == 1 && n->r.kind != CAT_LINK)
 		return 0;
+	if (n->r.parent == 0)
+		return 0;   /* nameless: named by its links only */
 	struct cat_node *dir = cat_get(c, n->r.parent);
 	if (!dir || dir->r.kind != CAT_DIR) {
 		l->r = fail(l->err, l->errlen, "catalog corrupt: inode %llu (\"%s\") has %s "
@@ -725,18 +917,13 @@ static int link_loaded(void *ctx, struct cat_node *n)
 		 * before anything else is written); a loser directory with
 		 * children cannot come from rename-over. */
 		struct cat_node *loser = o->r.seq < n->r.seq ? o : n;
-		if (c->losers || (loser->r.kind == CAT_DIR && loser->first)) {
+		if (c->losers || c->unname || (loser->r.kind == CAT_DIR && loser->first)) {
 			l->r = fail(l->err, l->errlen, "catalog corrupt: two entries named \"%s\" "
 				    "in directory %llu", n->r.name,
 				    (unsigned long long)n->r.parent);
 			return 1;
 		}
-		if (loser == o)
-			unlink_child(c, dir, o);
-		tab_remove(c, T_INO, loser);
-		count_kind(c, loser, -1);
-		loser->next = NULL;
-		c->losers = loser;
+		set_loser(c, dir, loser, loser == o);
 		if (loser == n)
 			return 0;
 	}
@@ -749,10 +936,12 @@ static int link_loaded(void *ctx, struct cat_node *n)
 static int cmp_node_ino(const void *x, const void *y)
 {
 	const struct cat_node *p = *(struct cat_node *const *)x, *q = *(struct cat_node *const *)y;
-	return p->r.ino < q->r.ino ? -1 : p->r.ino > q->r.ino;
+	if (p->r.ino != q->r.ino)
+		return p->r.ino < q->r.ino ? -1 : 1;
+	return p->r.seq < q->r.seq ? -1 : p->r.seq > q->r.seq;
 }
 
-/* Link every loaded node under its parent, in inode order (so readdir
+/* Link every loaded name under its parent, in inode order (so readdir
  * lists a loaded directory in creation order).  The walk is over a
  * snapshot: link_loaded reserves room in the indexes, which may rehash
  * by_ino, and takes a rename-over loser out of it, and a walk of the live
@@ -761,7 +950,8 @@ static int cmp_node_ino(const void *x, const void *y)
  * refused as holding "two entries" of one file, or lost it). */
 static int link_all(struct catalog *c, char *err, size_t errlen)
 {
-	struct list_ctx all = { malloc((c->by_ino.n ? c->by_ino.n : 1) * sizeof *all.v), 0 };
+	uint64_t total = c->by_ino.n + c->n_links;
+	struct list_ctx all = { malloc((total ? total : 1) * sizeof *all.v), 0 };
 	struct link_ctx l = { c, err, errlen, 0 };
 	if (!all.v)
 		return -ENOMEM;
@@ -773,13 +963,30 @@ static int link_all(struct catalog *c, char *err, size_t errlen)
 	return l.r;
 }
 
-/* Every node must be reachable from the root (no cycles, no orphans). */
+static int count_nameless(void *ctx, struct cat_node *n)
+{
+	struct catalog *c = ctx;
+	if (n->r.parent == 0) {
+		c->n_nameless++;
+		if (n->nlinks == 0 && n != c->unname) {
+			/* chained by lnext: an inode's own lnext is unused */
+			n->lnext = c->strays;
+			c->strays = n;
+		}
+	}
+	return 0;
+}
+
+/* Every node must be reachable from the root (no cycles, no orphans);
+ * nameless inodes are reached through their links. */
 static int check_tree(struct catalog *c, char *err, size_t errlen)
 {
 	uint64_t total = c->n_files + c->n_dirs, seen = 0, head = 0;
 	struct cat_node **q = malloc((total ? total : 1) * sizeof *q);
 	if (!q)
 		return -ENOMEM;
+	c->n_nameless = 0;
+	cat_foreach(c, count_nameless, c);
 	struct cat_node *root = cat_get(c, 1);
 	q[seen++] = root;
 	while (head < seen) {
@@ -788,15 +995,15 @@ static int check_tree(struct catalog *c, char *err, size_t errlen)
 			if (k->r.kind == CAT_DIR)
 				q[seen++] = k;
 	}
-	/* files were counted through their parents' lists */
-	uint64_t files = 0;
+	/* other names were counted through their parents' lists */
+	uint64_t names = 0;
 	for (uint64_t i = 0; i < seen; i++)
-		files += q[i]->nchildren - q[i]->nsubdirs;
+		names += q[i]->nchildren - q[i]->nsubdirs;
 	free(q);
-	if (seen != c->n_dirs || files != c->n_files)
-		return fail(err, errlen, "catalog corrupt: %llu inodes are not reachable from "
+	if (seen != c->n_dirs || names != c->n_files - c->n_nameless + c->n_links)
+		return fail(err, errlen, "catalog corrupt: %llu names are not reachable from "
 			    "the root directory (a cycle or an orphan)",
-			    (unsigned long long)(total - seen - files));
+			    (unsigned long long)(total - c->n_nameless + c->n_links - seen - names));
 	return 0;
 }
 
@@ -805,7 +1012,9 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 {
 	uint64_t plen = bstack_len(bs), n_pairs;
 	uint8_t hdr[CAT_HDR_SIZE], *buf = NULL;
+	struct cat_node *links = NULL;
 	struct catalog *c;
+	uint32_t version;
 	int r;
 
 	if (root.off < CAT_ROOT_REF_SIZE || root.len < CAT_HDR_SIZE ||
@@ -815,7 +1024,7 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 			    (unsigned long long)root.len);
 	if ((r = bstack_get(bs, root.off, hdr, sizeof hdr)))
 		return r;
-	r = cat_hdr_decode(hdr, &n_pairs);
+	r = cat_hdr_decode(hdr, &n_pairs, &version);
 	if (r == -EILSEQ)
 		return fail(err, errlen, "catalog corrupt: root reference points at no "
 			    "catalog (bad magic)");
@@ -833,6 +1042,7 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 	}
 	c->root = root;
 	c->n_pairs = n_pairs;
+	c->version = version;
 	c->next_ino = 1;
 	for (uint64_t i = 0; i < n_pairs; i++) {
 		struct cat_rec w;
@@ -848,7 +1058,7 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 		}
 		r = load_pair(c, buf + j * CAT_PAIR_SIZE, i, &w, &have, err, errlen);
 		if (!r && have)
-			r = add_loaded(c, &w, i, err, errlen);
+			r = add_loaded(c, &w, i, &links, err, errlen);
 		else if (!r)
 			c->free_pairs[c->n_free++] = i;
 		if (r)
@@ -860,6 +1070,10 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 		c->free_pairs[i] = c->free_pairs[c->n_free - 1 - i];
 		c->free_pairs[c->n_free - 1 - i] = t;
 	}
+	r = attach_loaded_links(c, links, err, errlen);
+	links = NULL;
+	if (r)
+		goto fail;
 	if (!cat_get(c, 1)) {
 		r = fail(err, errlen, "catalog corrupt: no root directory");
 		goto fail;
@@ -870,6 +1084,11 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 	*out = c;
 	return 0;
 fail:
+	while (links) {
+		struct cat_node *l = links;
+		links = l->lnext;
+		node_free(l);
+	}
 	free(buf);
 	cat_free(c);
 	return r;
@@ -897,7 +1116,7 @@ struct ext_ctx {
 static int ext_one(struct ext_ctx *e, const struct cat_node *n)
 {
 	uint64_t start, len;
-	if (n->r.kind != CAT_FILE || n->r.alloc.len == 0)
+	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0)
 		return 0;
 	bool inside = range_ok(n->r.alloc.off, n->r.alloc.len, bstack_len(e->c->bs));
 	if (!inside || bs_alloc_extent(e->c->a, n->r.alloc, &start, &len)) {
@@ -939,7 +1158,7 @@ int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 	}
 	e.v[e.n++] = (struct ext){ start, len, 0 };
 	cat_foreach(c, ext_cb, &e);
-	if (!e.r && c->losers)
+	if (!e.r && c->losers && c->losers->r.kind != CAT_LINK)
 		ext_one(&e, c->losers);
 	for (struct cat_node *o = c->orphans; o && !e.r; o = o->next)
 		ext_one(&e, o);
@@ -969,7 +1188,7 @@ struct live_ctx {
 static int live_one(void *ctx, struct cat_node *n)
 {
 	struct live_ctx *l = ctx;
-	if (n->r.kind == CAT_FILE && n->r.alloc.len)
+	if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len)
 		l->v[l->n++] = n->r.alloc;
 	return 0;
 }
@@ -988,7 +1207,7 @@ int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 	if (c->root.len)
 		l.v[l.n++] = c->root;
 	cat_foreach(c, live_one, &l);
-	if (c->losers)
+	if (c->losers && c->losers->r.kind != CAT_LINK)
 		live_one(&l, c->losers);
 	/* an orphan's space is live until its last close */
 	for (struct cat_node *o = c->orphans; o; o = o->next)
@@ -1036,11 +1255,48 @@ int cat_repair(struct catalog *c)
 			return r;
 		c->losers = NULL;
 		c->free_pairs[c->n_free++] = n->pair;
-		if (n->r.alloc.len)
+		if (n->r.kind != CAT_LINK && n->r.alloc.len)
 			bs_dealloc(c->a, n->r.alloc);
-		free(n);
+		node_free(n);   /* a link's inode left without a name: in strays */
+	}
+	if (c->unname) {
+		struct cat_rec nr = c->unname->r;   /* nameless in memory already */
+		if ((r = write_rec(c, c->unname->pair, &nr)))
+			return r;
+		c->unname->r.seq = nr.seq;
+		c->unname = NULL;
+	}
+	while (c->strays) {
+		struct cat_node *n = c->strays;
+		struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
+		if ((r = write_rec(c, n->pair, &t)))
+			return r;
+		c->strays = n->lnext;
+		n->lnext = NULL;
+		tab_remove(c, T_INO, n);
+		count_kind(c, n, -1);
+		c->free_pairs[c->n_free++] = n->pair;
+		if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len)
+			bs_dealloc(c->a, n->r.alloc);
+		node_free(n);
 	}
 	return 0;
+}
+
+bool cat_needs_repair(const struct catalog *c)
+{
+	return c->torn_pair >= 0 || c->losers || c->unname || c->strays;
+}
+
+int cat_upgrade(struct catalog *c)
+{
+	if (c->version >= CAT_VERSION)
+		return 0;
+	c->version = CAT_VERSION;
+	int r = cat_rewrite(c, c->n_pairs);
+	if (r)
+		c->version = CAT_VERSION_1;
+	return r;
 }
 
 int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out)
@@ -1051,6 +1307,10 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 		return -ENOTDIR;
 	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
 		return e;
+	if (r->kind > CAT_TOMB && c->version < CAT_VERSION)
+		return -EPROTO;   /* the caller upgrades first (cat_upgrade) */
+	if (r->kind == CAT_LINK || r->kind == CAT_TOMB || r->parent == 0)
+		return -EINVAL;
 	if (!(n = calloc(1, sizeof *n)))
 		return -ENOMEM;
 	if ((e = reserve_all(c))) {
@@ -1060,8 +1320,20 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 	n->r = *r;
 	n->r.ino = c->next_ino;
 	n->pair = c->free_pairs[c->n_free - 1];
+	if (r->kind == CAT_SYMLINK && r->alloc.len == 0) {
+		if (!r->target || r->size > CAT_INLINE_TARGET_MAX ||
+		    !(n->tbuf = malloc(r->size + 1))) {
+			free(n);
+			return r->target ? -ENOMEM : -EINVAL;
+		}
+		memcpy(n->tbuf, r->target, r->size);
+		n->tbuf[r->size] = '\0';
+		n->r.target = n->tbuf;
+	} else {
+		n->r.target = NULL;
+	}
 	if ((e = write_rec(c, n->pair, &n->r))) {
-		free(n);
+		node_free(n);
 		return e;
 	}
 	c->next_ino++;
@@ -1084,6 +1356,9 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 		return -ESTALE;   /* its pair may belong to another inode now */
 	nr.ino = n->r.ino;
 	nr.kind = n->r.kind;
+	nr.target = n->r.target;   /* a symlink's target never changes */
+	if (n->r.kind != CAT_LINK && n->r.parent == 0 && moved)
+		return -EINVAL;            /* a nameless inode gets no name back */
 	if (moved) {
 		dir = cat_get(c, nr.parent);
 		if (!dir || dir->r.kind != CAT_DIR)
@@ -1104,20 +1379,24 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 	return 0;
 }
 
-/* Durably tombstone n and take it out of every index and count; its pair
- * is free for reuse from here on. */
+/* Durably tombstone n (an inode without links, or a link) and take it out
+ * of every index and count; its pair is free for reuse from here on. */
 static int tombstone(struct catalog *c, struct cat_node *n)
 {
 	struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
-	struct cat_node *dir = cat_get(c, n->r.parent);
+	struct cat_node *dir = n->r.parent ? cat_get(c, n->r.parent) : NULL;
 	int e;
-	if (n->orphan || n->r.ino == 1 || (n->r.kind == CAT_DIR && n->first))
+	if (n->orphan || (n->r.ino == 1 && n->r.kind != CAT_LINK) ||
+	    (n->r.kind == CAT_DIR && n->first) || n->nlinks)
 		return -EBUSY;
 	if ((e = write_rec(c, n->pair, &t)))
 		return e;
 	if (dir)
 		unlink_child(c, dir, n);
-	tab_remove(c, T_INO, n);
+	if (n->r.kind == CAT_LINK)
+		detach_link(n);
+	else
+		tab_remove(c, T_INO, n);
 	count_kind(c, n, -1);
 	c->free_pairs[c->n_free++] = n->pair;
 	return 0;
@@ -1128,7 +1407,7 @@ static int tombstone(struct catalog *c, struct cat_node *n)
  * space. */
 static void maybe_shrink(struct catalog *c)
 {
-	uint64_t live = c->n_files + c->n_dirs;
+	uint64_t live = c->n_files + c->n_dirs + c->n_links;
 	if (c->a && c->a->kind != BS_ALLOC_LINEAR && c->n_pairs > CAT_MIN_PAIRS &&
 	    live * 4 < c->n_pairs)
 		cat_rewrite(c, c->n_pairs / 2 > CAT_MIN_PAIRS ? c->n_pairs / 2 : CAT_MIN_PAIRS);
@@ -1136,11 +1415,88 @@ static void maybe_shrink(struct catalog *c)
 
 int cat_remove(struct catalog *c, struct cat_node *n)
 {
+	if (n->r.kind == CAT_LINK)
+		return -EINVAL;
 	int e = tombstone(c, n);
 	if (e)
 		return e;
-	free(n);
+	node_free(n);
 	maybe_shrink(c);
+	return 0;
+}
+
+int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char *name,
+	     size_t len, struct cat_node **out)
+{
+	struct cat_node *dir = cat_get(c, parent), *l;
+	int e;
+	if (n->r.kind == CAT_DIR || n->r.kind == CAT_LINK)
+		return -EPERM;
+	if (n->orphan || cat_nlink(n) == 0)
+		return -ENOENT;
+	if (cat_nlink(n) >= CAT_NLINK_MAX)
+		return -EMLINK;
+	if (!dir || dir->r.kind != CAT_DIR)
+		return -ENOTDIR;
+	if ((e = cat_name_ok(name, len)))
+		return e;
+	if (c->version < CAT_VERSION)
+		return -EPROTO;
+	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+		return e;
+	if (!(l = calloc(1, sizeof *l)))
+		return -ENOMEM;
+	if ((e = reserve_all(c))) {
+		free(l);
+		return e;
+	}
+	l->r.kind = CAT_LINK;
+	l->r.ino = n->r.ino;
+	l->r.parent = parent;
+	l->r.name_len = (uint16_t)len;
+	memcpy(l->r.name, name, len);
+	l->pair = c->free_pairs[c->n_free - 1];
+	if ((e = write_rec(c, l->pair, &l->r))) {
+		free(l);
+		return e;
+	}
+	c->n_free--;
+	attach_link(n, l);
+	count_kind(c, l, 1);
+	link_child(c, dir, l);
+	*out = l;
+	return 0;
+}
+
+int cat_unlink_name(struct catalog *c, struct cat_node *l)
+{
+	if (l->r.kind != CAT_LINK)
+		return -EINVAL;
+	int e = tombstone(c, l);
+	if (e)
+		return e;
+	node_free(l);
+	maybe_shrink(c);
+	return 0;
+}
+
+int cat_unname(struct catalog *c, struct cat_node *n)
+{
+	struct cat_node *dir = cat_get(c, n->r.parent);
+	if (n->r.kind == CAT_LINK || n->r.kind == CAT_DIR || !n->nlinks || !n->r.parent ||
+	    n->orphan)
+		return -EINVAL;
+	struct cat_rec nr = n->r;
+	nr.parent = 0;
+	nr.name_len = 0;
+	memset(nr.name, 0, sizeof nr.name);
+	/* an inline target must still fit: it moves to where the name was */
+	int e = write_rec(c, n->pair, &nr);
+	if (e)
+		return e;
+	if (dir)
+		unlink_child(c, dir, n);
+	n->r = nr;
 	return 0;
 }
 

@@ -19,7 +19,13 @@
 #include "journal.h"
 
 #define CAT_MAGIC "BSFSCAT1"
-#define CAT_VERSION 1
+/* Catalog format versions (catalog.c): 1 holds files and directories; 2
+ * adds symlinks, special files and hard links.  A catalog is written as
+ * version 1 until the first operation that needs version 2 upgrades it
+ * (cat_upgrade), so an image that never uses them keeps the bytes older
+ * bstackfs releases read. */
+#define CAT_VERSION_1 1
+#define CAT_VERSION 2
 #define CAT_HDR_SIZE 64
 #define CAT_SLOT_SIZE 384
 #define CAT_PAIR_SIZE (2 * CAT_SLOT_SIZE)
@@ -29,13 +35,33 @@
 #define CAT_ROOT_FORMATTING UINT64_MAX
 #define CAT_MIN_PAIRS 16
 #define CAT_NAME_MAX 255
+#define CAT_NAME_OFF 96           /* where a slot's name starts */
+/* A symlink target is kept inside its record when name and target fit in
+ * the slot's bytes past CAT_NAME_OFF; a longer one is the symlink's
+ * allocation (as a file's bytes). */
+#define CAT_INLINE_MAX (CAT_SLOT_SIZE - CAT_NAME_OFF)
+/* Targets this short are always inline: they fit beside any name, so a
+ * rename never has to move one. */
+#define CAT_INLINE_TARGET_MAX (CAT_INLINE_MAX - CAT_NAME_MAX)
+#define CAT_SYMLINK_MAX 4095      /* PATH_MAX - 1, as Linux */
+#define CAT_NLINK_MAX 65000       /* names of one inode, as ext4 (EMLINK) */
 
 enum cat_kind {
 	CAT_EMPTY = 0,   /* never written (all-zero slot) */
 	CAT_FILE = 1,
 	CAT_DIR = 2,
 	CAT_TOMB = 3,    /* the pair's inode was removed */
+	/* version 2 */
+	CAT_SYMLINK = 4, /* target inline (alloc (0, 0)) or in its allocation */
+	CAT_SPECIAL = 5, /* FIFO, socket, character or block device: mode, rdev */
+	CAT_LINK = 6,    /* one more name (parent, name) of inode `ino` */
 };
+
+/* Inodes with bytes in an allocation. */
+static inline bool cat_kind_has_alloc(uint8_t kind)
+{
+	return kind == CAT_FILE || kind == CAT_SYMLINK;
+}
 
 /* One inode, as stored (minus the checksum) and as kept in memory. */
 struct cat_rec {
@@ -46,13 +72,27 @@ struct cat_rec {
 	struct bs_slice alloc;    /* the file's allocation: len is its capacity */
 	uint64_t size;
 	uint32_t mode, uid, gid;
+	uint32_t rdev;            /* CAT_SPECIAL devices: Linux's encoded dev_t */
 	int64_t atime, mtime, ctime;
 	char name[CAT_NAME_MAX + 1];   /* NUL-terminated copy */
+	/* CAT_SYMLINK with alloc (0, 0): the target's `size` bytes (not
+	 * NUL-terminated).  A decoded record points into its slot; a node's
+	 * points at the node's own copy (cat_node.tbuf). */
+	const char *target;
 };
 
-/* A live inode in memory. */
+/*
+ * A live inode, or a CAT_LINK name, in memory.
+ *
+ * Names: an inode's record carries its first name (parent, name); every
+ * further name is a CAT_LINK record of its own.  An inode whose first name
+ * went while others remain is "nameless" (parent 0, no name) and is named
+ * only by its links.  So nlink = (parent ? 1 : 0) + nlinks, and creating a
+ * link, removing one or renaming one writes exactly one record.
+ */
 struct cat_node {
 	struct cat_rec r;
+	char *tbuf;               /* inline symlink target (r.target), owned */
 	uint64_t pair;            /* which record pair holds it */
 	uint64_t cookie;          /* readdir position within its parent */
 	uint64_t nchildren, nsubdirs;
@@ -70,7 +110,24 @@ struct cat_node {
 	struct cat_node *first, *last;                /* children, by cookie */
 	struct cat_node *prev, *next;                 /* siblings */
 	uint64_t next_cookie;
+	/* hard links: an inode's CAT_LINK names (chained by lnext) and their
+	 * number; a CAT_LINK's inode.  A stray inode (cat_load: nameless and
+	 * without links) is chained on catalog.strays by lnext too. */
+	struct cat_node *links, *lnext, *inode;
+	uint32_t nlinks;
 };
+
+/* The inode a name stands for (itself unless a CAT_LINK). */
+static inline struct cat_node *cat_inode_of(struct cat_node *n)
+{
+	return n->r.kind == CAT_LINK ? n->inode : n;
+}
+
+/* Names of inode n (0 for an orphan: removed while open). */
+static inline uint32_t cat_nlink(const struct cat_node *n)
+{
+	return n->orphan ? 0 : (n->r.parent ? 1u : 0u) + n->nlinks;
+}
 
 struct cat_table {
 	struct cat_node **b;
@@ -89,11 +146,21 @@ struct catalog {
 	uint64_t seq;             /* last sequence number used */
 	uint64_t next_ino;
 	struct cat_table by_ino, by_name, by_cookie;
-	uint64_t n_files, n_dirs;
+	uint32_t version;         /* CAT_VERSION_1 or CAT_VERSION */
+	uint64_t n_files, n_dirs; /* n_files: every inode but directories */
+	uint64_t n_links;         /* CAT_LINK names */
+	uint64_t n_symlinks, n_special;
+	uint64_t n_nameless;      /* inodes named by links only (at load) */
 	/* found by cat_load, fixed by cat_repair */
 	int64_t torn_pair;        /* pair with a torn slot, -1 if none */
 	uint8_t torn_slot;
 	struct cat_node *losers;  /* rename-over crash leftovers (chained by next) */
+	/* an inode with links that lost its first name to a rename-over crash:
+	 * in memory already nameless, its record still named until repair */
+	struct cat_node *unname;
+	/* nameless inodes without links (a crash between the last link's
+	 * tombstone and the inode's): removed by cat_repair */
+	struct cat_node *strays;
 	uint64_t rewrites;        /* CoW rewrites of the catalog */
 	/* removed while open (cat_orphan): in no index and on no disk record,
 	 * chained by prev/next; found by cat_orphan_get */
@@ -111,8 +178,8 @@ int cat_name_ok(const char *name, size_t len);
  * an all-zero (never written) slot. */
 void cat_rec_encode(const struct cat_rec *r, uint8_t *slot);
 int cat_rec_decode(const uint8_t *slot, struct cat_rec *r);
-void cat_hdr_encode(uint64_t n_pairs, uint8_t *hdr);
-int cat_hdr_decode(const uint8_t *hdr, uint64_t *n_pairs);
+void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint8_t *hdr);
+int cat_hdr_decode(const uint8_t *hdr, uint64_t *n_pairs, uint32_t *version);
 
 /* Root reference helpers (16 bytes at payload 0). */
 void cat_root_encode(struct bs_slice root, uint8_t ref[CAT_ROOT_REF_SIZE]);
@@ -147,8 +214,13 @@ int cat_check_extents(struct catalog *c, char *err, size_t errlen);
  * still on disk and the catalog itself), sorted by offset; malloc'd. */
 int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n);
 /* The writes a crash may call for, after verification: zero a torn slot,
- * tombstone rename-over losers and free their allocations. */
+ * tombstone rename-over losers and free their allocations, make an inode
+ * that lost its first name nameless, remove strays. */
 int cat_repair(struct catalog *c);
+bool cat_needs_repair(const struct catalog *c);
+/* Upgrade a version 1 catalog to version 2 (a copy-on-write rewrite);
+ * 0 at once when it is version 2 already. */
+int cat_upgrade(struct catalog *c);
 void cat_free(struct catalog *c);
 
 struct cat_node *cat_get(struct catalog *c, uint64_t ino);
@@ -160,6 +232,15 @@ struct cat_node *cat_child_after(struct catalog *c, struct cat_node *dir, uint64
 /* Durably add a new inode: r's kind, parent, name and attributes are used;
  * ino and seq are assigned.  *out gets the node. */
 int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out);
+/* Durably add a CAT_LINK name (parent, name) for inode n (not a directory,
+ * not nameless-and-orphaned): -EMLINK past CAT_NLINK_MAX names. */
+int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char *name,
+	     size_t len, struct cat_node **out);
+/* Durably remove name l (a CAT_LINK) and free it.  Its inode stays: the
+ * caller removes it when it has no name left (cat_nlink() == 0). */
+int cat_unlink_name(struct catalog *c, struct cat_node *l);
+/* Durably drop inode n's first name while links remain (n nameless). */
+int cat_unname(struct catalog *c, struct cat_node *n);
 /* Durably replace n's record by r (same ino); re-indexes on a new parent
  * or name.  n->r becomes r on success (seq assigned); untouched on error. */
 int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);

@@ -898,7 +898,7 @@ int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
 static uint64_t backing_of(struct vol *v, const struct cat_node *n)
 {
 	uint64_t start, len;
-	if (n->r.kind != CAT_FILE || n->r.alloc.len == 0 ||
+	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0 ||
 	    bs_alloc_extent(v->a, n->r.alloc, &start, &len))
 		return 0;
 	return len;
@@ -919,7 +919,8 @@ static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *
 	a->mode = n->r.mode;
 	a->uid = n->r.uid;
 	a->gid = n->r.gid;
-	a->nlink = n->r.kind == CAT_DIR ? (uint32_t)(2 + n->nsubdirs) : n->orphan ? 0 : 1;
+	a->nlink = n->r.kind == CAT_DIR ? (uint32_t)(2 + n->nsubdirs) : cat_nlink(n);
+	a->rdev = n->r.rdev;
 	a->size = n->r.size;
 	a->alloc_bytes = backing_of(v, n);
 	a->atime_ns = n->r.atime;
@@ -945,7 +946,7 @@ int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr
 	if (d && !(n = cat_lookup(v->c, parent, name, strlen(name))))
 		r = -ENOENT;
 	if (n && out)
-		fill_attr(v, n, out);
+		fill_attr(v, cat_inode_of(n), out);
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }
@@ -1207,8 +1208,42 @@ static int vol_alloc(struct vol *v, uint64_t len, struct bs_slice *out)
 	return bs_alloc(v->a, len, out);
 }
 
+static int put_data(struct vol *v, struct cat_node *f, uint64_t off, const void *buf,
+		    uint64_t n, unsigned flags);
+
+/* What a new inode is: its kind, type bits, device and symlink target. */
+struct make_what {
+	uint8_t kind;
+	uint32_t type;            /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, ... */
+	uint32_t rdev;
+	const char *target;       /* CAT_SYMLINK */
+	size_t tlen;
+};
+
+/* A long symlink target is the symlink's allocation, written like a new
+ * file's first bytes: in the journal (its space is new in this
+ * transaction: the ordering rule), or without a journal in place and
+ * synced before the record that names it. */
+static int put_target(struct vol *v, struct make_what *w, struct cat_rec *rec)
+{
+	struct bs_slice s;
+	bool j = bstack_journaled(v->bs);
+	int r = vol_alloc(v, w->tlen, &s);
+	if (r)
+		return r;
+	r = put_data(v, NULL, s.off, w->target, w->tlen, j ? BSTACK_DATA_JOURNAL : 0);
+	if (!r && !j)
+		r = bstack_sync(v->bs);
+	if (r) {
+		vol_give_back(v, s);
+		return r;
+	}
+	rec->alloc = s;
+	return 0;
+}
+
 static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
-		uint32_t uid, uint32_t gid, uint8_t kind, struct vol_attr *out)
+		uint32_t uid, uint32_t gid, struct make_what *w, struct vol_attr *out)
 {
 	struct cat_node *d, *n;
 	int r = vol_name_ok(name);
@@ -1225,11 +1260,26 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	}
 	int64_t now = now_ns();
 	struct cat_rec rec = {
-		.kind = kind, .parent = parent, .name_len = (uint16_t)strlen(name),
-		.mode = (kind == CAT_DIR ? S_IFDIR : S_IFREG) | (mode & 07777),
+		.kind = w->kind, .parent = parent, .name_len = (uint16_t)strlen(name),
+		.mode = w->type | (mode & 07777), .rdev = w->rdev,
 		.uid = uid, .gid = gid, .atime = now, .mtime = now, .ctime = now,
 	};
+	/* a set-group-ID directory hands its group down, and its bit to new
+	 * directories (as ext4 without grpid) */
+	if (d->r.mode & S_ISGID) {
+		rec.gid = d->r.gid;
+		if (w->kind == CAT_DIR)
+			rec.mode |= S_ISGID;
+	}
 	memcpy(rec.name, name, rec.name_len);
+	if (w->kind > CAT_TOMB && (r = cat_upgrade(v->c)))
+		goto out;
+	if (w->kind == CAT_SYMLINK) {
+		rec.size = w->tlen;
+		rec.target = w->target;
+		if (w->tlen > CAT_INLINE_TARGET_MAX && (r = put_target(v, w, &rec)))
+			goto out;
+	}
 	/* a new file is the zero-length allocation: no allocator I/O (§1);
 	 * the catalog may have to grow, and the queued frees may hold room */
 	r = cat_create(v->c, &rec, &n);
@@ -1237,9 +1287,11 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		vol_drain(v);
 		r = cat_create(v->c, &rec, &n);
 	}
-	if (r)
+	if (r) {
+		vol_give_back(v, rec.alloc);
 		goto out;
-	if (kind == CAT_FILE)
+	}
+	if (w->kind == CAT_FILE || rec.alloc.len)
 		v->ctr.allocs++;
 	touch_dir(d, now);
 	if (out)
@@ -1251,19 +1303,116 @@ out:
 int vol_create(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	       uint32_t uid, uint32_t gid, struct vol_attr *out)
 {
-	return make(v, parent, name, mode, uid, gid, CAT_FILE, out);
+	struct make_what w = { .kind = CAT_FILE, .type = S_IFREG };
+	return make(v, parent, name, mode, uid, gid, &w, out);
 }
 
 int vol_mkdir(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	      uint32_t uid, uint32_t gid, struct vol_attr *out)
 {
-	return make(v, parent, name, mode, uid, gid, CAT_DIR, out);
+	struct make_what w = { .kind = CAT_DIR, .type = S_IFDIR };
+	return make(v, parent, name, mode, uid, gid, &w, out);
 }
 
-/* Remove n: the record goes durably first, its space second (unlink order,
- * guarantee 2); a failed dealloc only leaks until the next mount.  A file
- * still open becomes an orphan instead: record gone, space kept until its
- * last close (vol_release). */
+int vol_mknod(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
+	      uint32_t rdev, uint32_t uid, uint32_t gid, struct vol_attr *out)
+{
+	uint32_t type = mode & S_IFMT;
+	struct make_what w = { .kind = CAT_SPECIAL, .type = type };
+	if (type == S_IFREG)
+		return vol_create(v, parent, name, mode, uid, gid, out);
+	if (type == S_IFCHR || type == S_IFBLK)
+		w.rdev = rdev;
+	else if (type != S_IFIFO && type != S_IFSOCK)
+		return type == S_IFDIR ? -EPERM : -EINVAL;
+	return make(v, parent, name, mode, uid, gid, &w, out);
+}
+
+int vol_symlink(struct vol *v, uint64_t parent, const char *name, const char *target,
+		uint32_t uid, uint32_t gid, struct vol_attr *out)
+{
+	size_t tlen = strlen(target);
+	struct make_what w = { .kind = CAT_SYMLINK, .type = S_IFLNK, .target = target,
+			       .tlen = tlen };
+	if (tlen == 0)
+		return -ENOENT;   /* symlink(2) with an empty target */
+	if (tlen > CAT_SYMLINK_MAX)
+		return -ENAMETOOLONG;
+	return make(v, parent, name, 0777, uid, gid, &w, out);
+}
+
+ssize_t vol_readlink(struct vol *v, uint64_t ino, char *buf, size_t size)
+{
+	ssize_t r;
+	pthread_rwlock_rdlock(&v->lock);
+	struct cat_node *n = cat_get(v->c, ino);
+	if (!n) {
+		r = -ENOENT;
+	} else if (n->r.kind != CAT_SYMLINK) {
+		r = -EINVAL;
+	} else {
+		size_t k = n->r.size < size ? n->r.size : size;
+		r = (ssize_t)k;
+		if (n->r.alloc.len == 0)
+			memcpy(buf, n->r.target, k);
+		else if (bstack_get(v->bs, n->r.alloc.off, buf, k))
+			r = -EIO;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
+int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newname,
+	     struct vol_attr *out)
+{
+	struct cat_node *d, *n, *l;
+	int r = vol_name_ok(newname);
+	if (r)
+		return r;
+	if (is_control(newparent, newname))
+		return -EEXIST;
+	op_lock(v);
+	if (!(d = get_dir(v, newparent, &r)))
+		goto out;
+	if (!(n = cat_get(v->c, ino))) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (n->r.kind == CAT_DIR) {
+		r = -EPERM;
+		goto out;
+	}
+	if (cat_lookup(v->c, newparent, newname, strlen(newname))) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (cat_nlink(n) >= CAT_NLINK_MAX) {
+		r = -EMLINK;
+		goto out;
+	}
+	if ((r = cat_upgrade(v->c)))
+		goto out;
+	r = cat_link(v->c, n, newparent, newname, strlen(newname), &l);
+	if (r == -ENOSPC && bs_freeq_depth(v->fq)) {
+		vol_drain(v);
+		r = cat_link(v->c, n, newparent, newname, strlen(newname), &l);
+	}
+	if (r)
+		goto out;
+	int64_t now = now_ns();
+	n->r.ctime = now;
+	n->rec_dirty = true;
+	touch_dir(d, now);
+	if (out)
+		fill_attr(v, n, out);
+out:
+	return op_unlock(v, r, D_METADATA);
+}
+
+/* Remove inode n, which has no name left: the record goes durably first,
+ * its space second (unlink order, guarantee 2); a failed dealloc only
+ * leaks until the next mount.  A file still open becomes an orphan
+ * instead: record gone, space kept until its last close (vol_release). */
 static int drop(struct vol *v, struct cat_node *n)
 {
 	struct bs_slice s = n->r.alloc;
@@ -1280,14 +1429,48 @@ static int drop(struct vol *v, struct cat_node *n)
 	if (file)
 		v->live_now -= size < v->live_now ? size : v->live_now;
 	vol_give_back(v, s);
-	if (file)
+	if (file || s.len)
 		v->ctr.deallocs++;
+	return 0;
+}
+
+/* Remove one name.  A link record goes alone, and its inode with it when
+ * that was its last name (link tombstone first, then the inode's: a crash
+ * in between leaves a stray that mount removes); the first name of an
+ * inode that has links makes it nameless.  Each step is one record. */
+static int drop_name(struct vol *v, struct cat_node *name, bool *gone)
+{
+	struct cat_node *n = cat_inode_of(name);
+	int r;
+	*gone = false;
+	if (name->r.kind == CAT_LINK) {
+		if ((r = cat_unlink_name(v->c, name)))
+			return r;
+		*gone = true;
+		if (cat_nlink(n) == 0 && (r = drop(v, n))) {
+			cat_forget(v->c, n);   /* a stray on disk: mount removes it */
+			return r;
+		}
+		if (cat_nlink(n) == 0)
+			return 0;
+	} else if (n->nlinks) {
+		if ((r = cat_unname(v->c, n)))
+			return r;
+		*gone = true;
+	} else {
+		r = drop(v, n);
+		*gone = !r;
+		return r;
+	}
+	n->r.ctime = now_ns();   /* its link count changed */
+	n->rec_dirty = true;
 	return 0;
 }
 
 static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool dir)
 {
 	struct cat_node *d, *n = NULL;
+	bool gone;
 	int r = vol_name_ok(name);
 	if (r)
 		return r;
@@ -1304,7 +1487,7 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 		r = -EISDIR;
 	else if (dir && n->first)
 		r = -ENOTEMPTY;
-	else if (!(r = drop(v, n)))
+	else if (!(r = drop_name(v, n, &gone)))
 		touch_dir(d, now_ns());
 out:
 	return op_unlock(v, r, D_METADATA);
@@ -1357,20 +1540,52 @@ static int rename_checks(struct vol *v, struct cat_node *src, struct cat_node *d
 	return 0;
 }
 
+/* RENAME_EXCHANGE: the two names trade places in one transaction.  Only
+ * with the journal: without it the two record writes are separate steps
+ * and a crash between them would leave two records with one name, which
+ * mount resolves as an interrupted rename-over (the older one removed). */
+static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
+		    struct cat_node *src, struct cat_node *dst)
+{
+	struct cat_rec a = src->r, b = dst->r;
+	int64_t now = now_ns();
+	int r;
+	if (!bstack_journaled(v->bs))
+		return -EINVAL;
+	if (src->r.kind == CAT_DIR && is_ancestor(v, src->r.ino, dst->r.parent))
+		return -EINVAL;
+	if (dst->r.kind == CAT_DIR && is_ancestor(v, dst->r.ino, src->r.parent))
+		return -EINVAL;
+	a.parent = dst->r.parent;
+	a.name_len = dst->r.name_len;
+	memcpy(a.name, dst->r.name, sizeof a.name);
+	b.parent = src->r.parent;
+	b.name_len = src->r.name_len;
+	memcpy(b.name, src->r.name, sizeof b.name);
+	a.ctime = b.ctime = now;
+	if ((r = store(v, src, &a)) || (r = store(v, dst, &b)))
+		return r;   /* the transaction is refused as a whole (op_unlock) */
+	touch_dir(d, now);
+	touch_dir(nd, now);
+	return 0;
+}
+
 /*
  * One durable record write moves the name.  Over an existing name the
  * renamed record is written first (its seq is newer than the victim's), the
- * victim's tombstone second, its space freed third: a crash after the first
- * write leaves two records with that name and mount keeps the newer one
- * (catalog.c), so the rename is all or nothing.
+ * victim's name goes second (drop_name: a tombstone, or its inode made
+ * nameless when it has links), its space freed third: a crash after the
+ * first write leaves two records with that name and mount keeps the newer
+ * one (catalog.c), so the rename is all or nothing.
  */
 int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	       uint64_t newparent, const char *newname, unsigned flags)
 {
 	struct cat_node *d, *nd, *src = NULL, *dst;
 	int r;
-	if (flags & ~(unsigned)VOL_RENAME_NOREPLACE)
-		return -EINVAL;   /* RENAME_EXCHANGE: not crash-atomic here */
+	if (flags & ~(unsigned)(VOL_RENAME_NOREPLACE | VOL_RENAME_EXCHANGE) ||
+	    (flags & VOL_RENAME_NOREPLACE && flags & VOL_RENAME_EXCHANGE))
+		return -EINVAL;
 	if ((r = vol_name_ok(name)) || (r = vol_name_ok(newname)))
 		return r;
 	if (is_control(parent, name) || is_control(newparent, newname))
@@ -1383,6 +1598,13 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		goto out;
 	}
 	dst = cat_lookup(v->c, newparent, newname, strlen(newname));
+	if (flags & VOL_RENAME_EXCHANGE) {
+		r = !dst ? -ENOENT : dst == src ? 0 : exchange(v, d, nd, src, dst);
+		goto out;
+	}
+	/* two names of one inode: rename(2) does nothing */
+	if (dst && cat_inode_of(dst) == cat_inode_of(src) && !(flags & VOL_RENAME_NOREPLACE))
+		goto out;
 	if (dst == src || (r = rename_checks(v, src, dst, newparent, flags)))
 		goto out;
 	int64_t now = now_ns();
@@ -1394,9 +1616,14 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	nr.ctime = now;
 	if ((r = store(v, src, &nr)))                 /* the rename point */
 		goto out;
+	if (src->r.kind == CAT_LINK) {
+		src->inode->r.ctime = now;
+		src->inode->rec_dirty = true;
+	}
 	touch_dir(d, now);
 	touch_dir(nd, now);
-	if (dst && (r = drop(v, dst)))
+	bool gone;
+	if (dst && (r = drop_name(v, dst, &gone)) && !gone)
 		cat_forget(v->c, dst);   /* mount resolves the two records */
 out:
 	return op_unlock(v, r, D_METADATA);
@@ -1412,7 +1639,7 @@ int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, voi
 	struct cat_node *d = get_dir(v, ino, &r);
 	if (d) {
 		for (struct cat_node *n = cat_child_after(v->c, d, pos); n; n = n->next) {
-			fill_attr(v, n, &a);
+			fill_attr(v, cat_inode_of(n), &a);
 			if (fill(ctx, n->r.name, &a, n->cookie))
 				break;
 		}
@@ -2089,6 +2316,10 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   payload_bytes           BStack payload length
  *   files                   regular files
  *   directories             directories, the root included
+ *   symlinks                symbolic links
+ *   special_files           FIFOs, sockets, character and block devices
+ *   hardlinks               names beyond each inode's first (link(2))
+ *   catalog_version         the catalog's format version (1 or 2)
  *   live_bytes              sum of file sizes
  *   capacity_bytes          sum of file allocation lengths (>= live_bytes
  *                           while files are being written)
@@ -2132,8 +2363,12 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	memset(out, 0, sizeof *out);
 	out->allocator = st->name;
 	snprintf(out->magic, sizeof out->magic, "%s", st->magic);
-	out->files = v->c->n_files;
+	out->files = v->c->n_files - v->c->n_symlinks - v->c->n_special;
 	out->directories = v->c->n_dirs;
+	out->symlinks = v->c->n_symlinks;
+	out->special_files = v->c->n_special;
+	out->hardlinks = v->c->n_links;
+	out->catalog_version = v->c->version;
 	out->live_bytes = s.live;
 	out->capacity_bytes = s.capacity;
 	out->backing_bytes = s.backing;
@@ -2179,6 +2414,10 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("payload_bytes", bstack_len(v->bs));
 	KV("files", s.files);
 	KV("directories", s.directories);
+	KV("symlinks", s.symlinks);
+	KV("special_files", s.special_files);
+	KV("hardlinks", s.hardlinks);
+	KV("catalog_version", s.catalog_version);
 	KV("live_bytes", s.live_bytes);
 	KV("capacity_bytes", s.capacity_bytes);
 	KV("backing_bytes", s.backing_bytes);
@@ -2303,7 +2542,7 @@ static int alloc_walk_one(void *ctx, struct cat_node *n)
 {
 	struct alloc_walk *w = ctx;
 	struct vol_alloc_rec rec;
-	if (n->r.kind != CAT_FILE || n->r.alloc.len == 0)
+	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0)
 		return 0;
 	alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
 	return w->fn(w->ctx, &rec);

@@ -30,6 +30,7 @@
 
 #define VOL_ROOT_INO 1
 #define VOL_NAME_MAX 255
+#define VOL_SYMLINK_MAX 4095      /* = CAT_SYMLINK_MAX */
 #define VOL_CONTROL_NAME ".bstackfs"   /* reserved at the root */
 #define VOL_CONTROL_JSON_NAME ".bstackfs.json"   /* reserved too: its JSON form */
 
@@ -85,9 +86,11 @@ struct vol_opts {
 struct vol_attr {
 	uint64_t ino;
 	uint64_t parent;
-	uint32_t mode;            /* S_IFREG or S_IFDIR | permission bits */
+	uint32_t mode;            /* S_IF* kind | permission bits */
 	uint32_t uid, gid;
-	uint32_t nlink;           /* 1 for files, 2 + subdirs for directories */
+	uint32_t nlink;           /* names (0: removed while open); 2 + subdirs for
+				   * directories */
+	uint32_t rdev;            /* device numbers of a device node */
 	uint64_t size;            /* file size; 0 for directories */
 	uint64_t alloc_bytes;     /* bytes the allocator holds for the file */
 	int64_t atime_ns, mtime_ns, ctime_ns;  /* since the epoch */
@@ -133,11 +136,26 @@ int vol_create(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	       uint32_t uid, uint32_t gid, struct vol_attr *out);
 int vol_mkdir(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	      uint32_t uid, uint32_t gid, struct vol_attr *out);
+/* A FIFO, socket, character or block device (mode's S_IFMT; rdev for
+ * devices); S_IFREG is vol_create.  No allocation. */
+int vol_mknod(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
+	      uint32_t rdev, uint32_t uid, uint32_t gid, struct vol_attr *out);
+/* A symlink to target (1..CAT_SYMLINK_MAX bytes): short targets live in
+ * the record, long ones in an allocation of their own. */
+int vol_symlink(struct vol *v, uint64_t parent, const char *name, const char *target,
+		uint32_t uid, uint32_t gid, struct vol_attr *out);
+/* Copy up to size bytes of symlink ino's target (no NUL); returns its
+ * length or -EINVAL for anything but a symlink. */
+ssize_t vol_readlink(struct vol *v, uint64_t ino, char *buf, size_t size);
+/* One more name for inode ino (not a directory: -EPERM; -EMLINK past
+ * CAT_NLINK_MAX names); *out gets the inode's attributes. */
+int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newname,
+	     struct vol_attr *out);
 int vol_unlink(struct vol *v, uint64_t parent, const char *name);
 int vol_rmdir(struct vol *v, uint64_t parent, const char *name);
 
 #define VOL_RENAME_NOREPLACE 1
-#define VOL_RENAME_EXCHANGE  2
+#define VOL_RENAME_EXCHANGE  2   /* with the journal only (else -EINVAL) */
 int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	       uint64_t newparent, const char *newname, unsigned flags);
 
@@ -192,7 +210,9 @@ int vol_statfs(struct vol *v, struct vol_statfs *out);
 struct vol_summary {
 	const char *allocator;      /* "ghost", "firstfit", "slab", "linear" */
 	char magic[24];             /* e.g. "ALGT-0.1.2"; "none" for Linear */
-	uint64_t files, directories, orphan_files;
+	uint64_t files, directories, orphan_files;   /* files: regular ones */
+	uint64_t symlinks, special_files, hardlinks; /* hardlinks: extra names */
+	uint32_t catalog_version;
 	uint64_t live_bytes;        /* sum of file sizes */
 	uint64_t capacity_bytes;    /* bytes allocated to files */
 	uint64_t backing_bytes;     /* bytes the allocator holds for them */

@@ -85,6 +85,7 @@ static void attr_to_stat(const struct vol_attr *a, struct stat *st)
 	st->st_ino = a->ino;
 	st->st_mode = a->mode;
 	st->st_nlink = a->nlink;
+	st->st_rdev = a->rdev;
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
@@ -188,6 +189,9 @@ static void bsfs_init(void *userdata, struct fuse_conn_info *conn)
 	 * daemon's clock, so it would fire after every write, and no mtime
 	 * changes behind the kernel's back. */
 	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+	/* A symlink's target never changes: the kernel may keep it. */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 }
 
 static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -564,19 +568,14 @@ static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	struct vol_attr a;
 	int rc;
 
-	(void)rdev;
 	if (bsfs_is_control(parent, name)) {
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
-	/* Only regular files are allocations; devices, fifos and sockets
-	 * have no place in the image. */
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	rc = vol_create(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
-			ctx->gid, &a);
+	/* A regular file is an allocation; FIFOs, sockets and device nodes
+	 * are records only (the kernel serves their opens itself). */
+	rc = vol_mknod(fs_of(req)->v, parent, name, (mode & S_IFMT) | create_mode(req, mode),
+		       (uint32_t)rdev, ctx->uid, ctx->gid, &a);
 	reply_entry_or_err(req, rc, &a);
 }
 
@@ -639,26 +638,52 @@ static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		      const char *newname)
 {
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	/* One catalog entry per allocation: no hard links. */
-	fuse_reply_err(req, EPERM);
+	struct vol_attr a;
+	int rc;
+
+	if (bsfs_is_control_ino(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (bsfs_is_control(newparent, newname)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	rc = vol_link(fs_of(req)->v, ino, newparent, newname, &a);
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			 const char *name)
 {
-	(void)link;
-	(void)parent;
-	(void)name;
-	fuse_reply_err(req, EPERM);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vol_attr a;
+	int rc;
+
+	if (bsfs_is_control(parent, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	rc = vol_symlink(fs_of(req)->v, parent, name, link, ctx->uid, ctx->gid, &a);
+	reply_entry_or_err(req, rc, &a);
 }
 
 static void bsfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	(void)ino;
-	fuse_reply_err(req, EINVAL);   /* nothing here is a symlink */
+	char buf[VOL_SYMLINK_MAX + 1];
+	ssize_t n;
+
+	if (bsfs_is_control_ino(ino)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	n = vol_readlink(fs_of(req)->v, ino, buf, sizeof buf - 1);
+	if (n < 0) {
+		reply_rc(req, n);
+		return;
+	}
+	buf[n] = '\0';
+	fuse_reply_readlink(req, buf);
 }
 
 static void bsfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -355,8 +355,22 @@ static void rename_refuses_what_posix_refuses(void)
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "d", ROOT, "file", 0), -ENOTDIR);
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", ROOT, "file2", VOL_RENAME_NOREPLACE),
 			-EEXIST);
+	/* exchange: atomic with the journal only (two records change) */
+	uint64_t f1 = ino_of(v, ROOT, "file"), f2 = ino_of(v, ROOT, "file2");
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", ROOT, "file2", VOL_RENAME_EXCHANGE),
-			-EINVAL);
+			journaled() ? 0 : -EINVAL);
+	if (journaled()) {
+		CU_ASSERT(ino_of(v, ROOT, "file") == f2 && ino_of(v, ROOT, "file2") == f1);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", ROOT, "nope", VOL_RENAME_EXCHANGE),
+				-ENOENT);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "d", sub, "x", VOL_RENAME_EXCHANGE), -ENOENT);
+		mkfile(v, sub, "in");
+		/* a directory cannot trade places with something inside it */
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "d", sub, "in", VOL_RENAME_EXCHANGE), -EINVAL);
+		CU_ASSERT_EQUAL(vol_unlink(v, sub, "in"), 0);
+	}
+	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", ROOT, "file2",
+				   VOL_RENAME_EXCHANGE | VOL_RENAME_NOREPLACE), -EINVAL);
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "nope", ROOT, "x", 0), -ENOENT);
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", 999, "x", 0), -ENOENT);
 	CU_ASSERT_EQUAL(vol_rename(v, ROOT, "file", ROOT, VOL_CONTROL_NAME, 0), -EPERM);
