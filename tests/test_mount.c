@@ -29,6 +29,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2605,6 +2606,189 @@ out:
 	mnt_done(&m);
 }
 
+/* ---- every kind of file (catalog version 2) ---------------------------------- */
+
+/* What a tree holds, as find(1) sees it without following symlinks: type,
+ * path, link count, and a regular file's size or a symlink's target;
+ * sorted. */
+static int tree_listing(const char *dir, const char *out)
+{
+	return sh("cd '%s' && find . \\( -type f -printf '%%y %%p %%n %%s\\n' \\) -o "
+		  "\\( -type l -printf '%%y %%p %%n %%l\\n' \\) -o -printf '%%y %%p %%n\\n' | "
+		  "sort > '%s'", dir, out);
+}
+
+/* A source tree outside the mount with every kind tar and rsync carry. */
+static int make_kinds_tree(const char *d)
+{
+	return sh("set -e; mkdir -p '%s/sub/deep'; cd '%s'; "
+		  "printf 'alpha\\n' > a; ln a sub/a2; ln a sub/deep/a3; "
+		  "head -c 70000 /dev/urandom > big; ln big big.link; "
+		  "ln -s a rel; ln -s \"$PWD/a\" abs; ln -s nowhere dangling; "
+		  "ln -s $(printf 'x%%.0s' $(seq 1 300)) long; ln rel rel.hard; "
+		  "ln -s sub dirlink; mkfifo pipe; "
+		  "chmod 0640 sub/a2; touch -h -d @1000000000 rel", d, d);
+}
+
+static void every_kind_of_file_round_trips_through_tar_cp_and_rsync(void)
+{
+	struct mnt m;
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT_FATAL(make_kinds_tree(dpath(&m, "src")) == 0);
+	CU_ASSERT(tree_listing(dpath(&m, "src"), dpath(&m, "want")) == 0);
+	/* tar c outside, tar x inside (hard links and symlinks as such) */
+	CU_ASSERT(mkdir(mpath(&m, "t"), 0755) == 0);
+	CU_ASSERT(sh("tar -C '%s' -cf - . | tar -C '%s' -xpf -", dpath(&m, "src"),
+		     mpath(&m, "t")) == 0);
+	CU_ASSERT(tree_listing(mpath(&m, "t"), dpath(&m, "got.tar")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.tar")) == 0);
+	CU_ASSERT(sh("diff -r --no-dereference '%s' '%s' 2>&1 | grep -v 'is a fifo'",
+		     dpath(&m, "src"), mpath(&m, "t")) == 1);   /* grep: no output */
+	struct stat s1, s2;
+	CU_ASSERT(lstat(mpath(&m, "t/a"), &s1) == 0 && lstat(mpath(&m, "t/sub/deep/a3"), &s2) == 0);
+	CU_ASSERT(s1.st_ino == s2.st_ino && s1.st_nlink == 3 && s2.st_nlink == 3);
+	CU_ASSERT(lstat(mpath(&m, "t/rel"), &s1) == 0 && S_ISLNK(s1.st_mode));
+	CU_ASSERT(s1.st_size == 1 && s1.st_mtim.tv_sec == 1000000000 && s1.st_nlink == 2);
+	char buf[400];
+	CU_ASSERT(readlink(mpath(&m, "t/long"), buf, sizeof buf) == 300);
+	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t/sub/deep/a3")) == 0 &&
+		  strcmp(buf, "alpha\n") == 0);
+	/* a tree with links survives the unmount, and fsck finds it clean */
+	CU_ASSERT(mnt_down(&m));
+	CU_ASSERT(fsck_image(m.img) == 0);
+	CU_ASSERT(mnt_up(&m, NULL));
+	CU_ASSERT(tree_listing(mpath(&m, "t"), dpath(&m, "got.again")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.again")) == 0);
+	/* cp -a out of the mount, rsync -aH into it */
+	CU_ASSERT(sh("cp -a '%s' '%s'", mpath(&m, "t"), dpath(&m, "back")) == 0);
+	CU_ASSERT(tree_listing(dpath(&m, "back"), dpath(&m, "got.cp")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cp")) == 0);
+	CU_ASSERT(sh("rsync -aH '%s/' '%s/'", dpath(&m, "src"), mpath(&m, "r")) == 0);
+	CU_ASSERT(tree_listing(mpath(&m, "r"), dpath(&m, "got.rsync")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.rsync")) == 0);
+	/* cp -a inside the mount keeps the links too */
+	CU_ASSERT(sh("cp -a '%s' '%s'", mpath(&m, "t"), mpath(&m, "c")) == 0);
+	CU_ASSERT(tree_listing(mpath(&m, "c"), dpath(&m, "got.cpin")) == 0);
+	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cpin")) == 0);
+	/* three trees in the mount (t, r, c), each: five symlinks, one FIFO,
+	 * names beyond the first: a two, big one, rel one */
+	CU_ASSERT(ctl_value(&m, "symlinks") == 3 * 5);
+	CU_ASSERT(ctl_value(&m, "special_files") == 3);
+	CU_ASSERT(ctl_value(&m, "hardlinks") == 3 * 4);
+	CU_ASSERT(ctl_value(&m, "catalog_version") == 2);
+	/* rm -r of trees of every kind leaves nothing behind */
+	CU_ASSERT(sh("rm -r '%s' '%s' '%s'", mpath(&m, "t"), mpath(&m, "r"), mpath(&m, "c")) == 0);
+	CU_ASSERT(ctl_value(&m, "files") == 0 && ctl_value(&m, "symlinks") == 0);
+	CU_ASSERT(ctl_value(&m, "hardlinks") == 0 && ctl_value(&m, "special_files") == 0);
+	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
+out:
+	mnt_done(&m);
+}
+
+static void fifos_sockets_devices_and_symlinks_behave_as_on_ext4(void)
+{
+	struct mnt m;
+	struct stat st;
+	char buf[256];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	/* a FIFO with a writer and a reader */
+	CU_ASSERT(mkfifo(mpath(&m, "p"), 0600) == 0);
+	CU_ASSERT(sh_out(buf, sizeof buf, "(echo through-the-pipe > '%s' &) ; cat '%s'",
+			 mpath(&m, "p"), mpath(&m, "p")) == 0);
+	CU_ASSERT(strcmp(buf, "through-the-pipe\n") == 0);
+	/* a Unix socket bound in the mount, and a client through it */
+	CU_ASSERT(sh("cd '%s' && python3 -c \"\n"
+		     "import socket\n"
+		     "s = socket.socket(socket.AF_UNIX); s.bind('sock'); s.listen(1)\n"
+		     "c = socket.socket(socket.AF_UNIX); c.connect('sock')\n"
+		     "a, _ = s.accept(); c.sendall(b'hi'); assert a.recv(2) == b'hi'\n\"",
+		     mpath(&m, "")) == 0);
+	CU_ASSERT(lstat(mpath(&m, "sock"), &st) == 0 && S_ISSOCK(st.st_mode));
+	/* device nodes (root): kind and numbers kept across a remount */
+	CU_ASSERT(sh("mknod '%s' c 1 3 && mknod '%s' b 7 200", mpath(&m, "null"),
+		     mpath(&m, "loop")) == 0);
+	/* symlinks: readlink, O_NOFOLLOW, lchown, mv over a symlink */
+	CU_ASSERT(sh("echo target > '%s' && ln -s t '%s' && ln -s t '%s'", mpath(&m, "t"),
+		     mpath(&m, "l"), mpath(&m, "l2")) == 0);
+	CU_ASSERT(sh_out(buf, sizeof buf, "readlink '%s'", mpath(&m, "l")) == 0 &&
+		  strcmp(buf, "t\n") == 0);
+	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "l")) == 0 &&
+		  strcmp(buf, "target\n") == 0);
+	int fd = open(mpath(&m, "l"), O_RDONLY | O_NOFOLLOW);
+	CU_ASSERT(fd < 0 && errno == ELOOP);
+	if (fd >= 0)
+		close(fd);
+	CU_ASSERT(sh("chown -h 4321:8765 '%s'", mpath(&m, "l")) == 0);
+	CU_ASSERT(lstat(mpath(&m, "l"), &st) == 0 && st.st_uid == 4321 && st.st_gid == 8765);
+	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0 && st.st_uid == 0);   /* not the target */
+	CU_ASSERT(sh("echo other > '%s' && mv '%s' '%s'", mpath(&m, "o"), mpath(&m, "o"),
+		     mpath(&m, "l2")) == 0);
+	CU_ASSERT(lstat(mpath(&m, "l2"), &st) == 0 && S_ISREG(st.st_mode));
+	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t")) == 0 &&
+		  strcmp(buf, "target\n") == 0);
+	/* ln of a directory is refused as on ext4; ln -f replaces */
+	CU_ASSERT(mkdir(mpath(&m, "d"), 0755) == 0);
+	CU_ASSERT(link(mpath(&m, "d"), mpath(&m, "d2")) < 0 && errno == EPERM);
+	CU_ASSERT(link(mpath(&m, "t"), mpath(&m, "l")) < 0 && errno == EEXIST);
+	CU_ASSERT(sh("ln -f '%s' '%s'", mpath(&m, "t"), mpath(&m, "l")) == 0);
+	CU_ASSERT(lstat(mpath(&m, "l"), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(lstat(mpath(&m, "null"), &st) == 0 && S_ISCHR(st.st_mode));
+	CU_ASSERT(major(st.st_rdev) == 1 && minor(st.st_rdev) == 3);
+	CU_ASSERT(lstat(mpath(&m, "loop"), &st) == 0 && S_ISBLK(st.st_mode));
+	CU_ASSERT(major(st.st_rdev) == 7 && minor(st.st_rdev) == 200);
+	CU_ASSERT(lstat(mpath(&m, "p"), &st) == 0 && S_ISFIFO(st.st_mode));
+	CU_ASSERT(lstat(mpath(&m, "t"), &st) == 0 && st.st_nlink == 2);
+	CU_ASSERT(sh("rm -r '%s'/*", mpath(&m, "")) == 0);
+	CU_ASSERT(ctl_value(&m, "special_files") == 0 && ctl_value(&m, "files") == 0);
+out:
+	mnt_done(&m);
+}
+
+static void git_init_add_commit_and_status_work_in_a_mount(void)
+{
+	struct mnt m;
+	char buf[4096];
+	const char *src = getenv("BSTACKFS_SRCDIR");
+
+	if (!src)
+		src = ".";
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	if (sh("command -v git > /dev/null") != 0) {
+		CU_FAIL("git is not installed (scripts/test installs it)");
+		goto out;
+	}
+	CU_ASSERT(sh("set -e; mkdir '%s'; cd '%s'; cp -r '%s/core' .; "
+		     "ln -s core/volume.h vol.h; git init -q .; git add -A; "
+		     "git -c user.name=t -c user.email=t@e commit -qm first",
+		     mpath(&m, "repo"), mpath(&m, "repo"), src) == 0);
+	CU_ASSERT(sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain",
+			 mpath(&m, "repo")) == 0 && buf[0] == '\0');
+	CU_ASSERT(sh("set -e; cd '%s'; echo change >> core/volume.c; git mv vol.h v.h; "
+		     "git -c user.name=t -c user.email=t@e commit -qam second",
+		     mpath(&m, "repo")) == 0);
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain && "
+			 "git rev-list --count HEAD && git fsck --strict 2>&1 | grep -c . ; true",
+			 mpath(&m, "repo")) == 0);
+	CU_ASSERT(strcmp(buf, "2\n0\n") == 0);
+	CU_ASSERT(sh("cd '%s' && git diff --quiet HEAD~1 -- core/catalog.c",
+		     mpath(&m, "repo")) == 0);
+out:
+	mnt_done(&m);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -2643,6 +2827,9 @@ static const struct h_test tests[] = {
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),
 	H_TEST(rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused),
+	H_TEST(every_kind_of_file_round_trips_through_tar_cp_and_rsync),
+	H_TEST(fifos_sockets_devices_and_symlinks_behave_as_on_ext4),
+	H_TEST(git_init_add_commit_and_status_work_in_a_mount),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let

@@ -2992,6 +2992,265 @@ static void kill_during_concurrent_loops_loses_no_completed_operation(void)
 	}
 }
 
+/* ---- symlinks, special files, hard links (catalog version 2) ------------- */
+
+static uint32_t cat_version_of(struct vol *v)
+{
+	struct vol_summary s;
+	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
+	return s.catalog_version;
+}
+
+static void symlinks_short_and_long_read_back_after_reopen(void)
+{
+	static char big[VOL_SYMLINK_MAX + 2];
+	memset(big, 'p', sizeof big - 1);
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr a;
+		char t[VOL_SYMLINK_MAX + 1];
+		char lname[VOL_NAME_MAX + 1];
+		memset(lname, 'n', VOL_NAME_MAX);
+		lname[VOL_NAME_MAX] = '\0';
+		mkfile(v, ROOT, "f");
+		CU_ASSERT_EQUAL(cat_version_of(v), 1);   /* a plain tree stays version 1 */
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "s", "f", 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(cat_version_of(v), 2);
+		CU_ASSERT_EQUAL(a.mode, S_IFLNK | 0777);
+		CU_ASSERT_EQUAL(a.size, 1);
+		CU_ASSERT_EQUAL(a.nlink, 1);
+		CU_ASSERT_EQUAL(a.alloc_bytes, 0);        /* inline */
+		/* a target of exactly the inline limit, renamed to the longest name */
+		char edge[CAT_INLINE_TARGET_MAX + 1];
+		memset(edge, 'e', CAT_INLINE_TARGET_MAX);
+		edge[CAT_INLINE_TARGET_MAX] = '\0';
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "edge", edge, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(a.alloc_bytes, 0);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "edge", ROOT, lname, 0), 0);
+		/* one byte more: an allocation */
+		big[CAT_INLINE_TARGET_MAX + 1] = '\0';
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "mid", big, 1, 2, &a), 0);
+		CU_ASSERT(a.alloc_bytes >= CAT_INLINE_TARGET_MAX + 1);
+		big[CAT_INLINE_TARGET_MAX + 1] = 'p';
+		big[VOL_SYMLINK_MAX] = '\0';
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "max", big, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(a.size, VOL_SYMLINK_MAX);
+		big[VOL_SYMLINK_MAX] = 'p';
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "over", big, 1, 2, &a), -ENAMETOOLONG);
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "empty", "", 1, 2, &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "s", "x", 1, 2, &a), -EEXIST);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(cat_version_of(v), 2);
+		uint64_t s = ino_of(v, ROOT, "s"), mx = ino_of(v, ROOT, "max");
+		CU_ASSERT_EQUAL(vol_readlink(v, s, t, sizeof t), 1);
+		CU_ASSERT_EQUAL(t[0], 'f');
+		CU_ASSERT_EQUAL(vol_readlink(v, ino_of(v, ROOT, lname), t, sizeof t),
+				CAT_INLINE_TARGET_MAX);
+		CU_ASSERT_EQUAL(memcmp(t, edge, CAT_INLINE_TARGET_MAX), 0);
+		CU_ASSERT_EQUAL(vol_readlink(v, ino_of(v, ROOT, "mid"), t, sizeof t),
+				CAT_INLINE_TARGET_MAX + 1);
+		CU_ASSERT_EQUAL(vol_readlink(v, mx, t, sizeof t), VOL_SYMLINK_MAX);
+		CU_ASSERT_EQUAL(memcmp(t, big, VOL_SYMLINK_MAX), 0);
+		CU_ASSERT_EQUAL(vol_readlink(v, mx, t, 10), 10);   /* a short buffer */
+		CU_ASSERT_EQUAL(vol_readlink(v, ino_of(v, ROOT, "f"), t, sizeof t), -EINVAL);
+		CU_ASSERT_EQUAL(vol_readlink(v, ROOT, t, sizeof t), -EINVAL);
+		/* a symlink is not a file: no reads, no writes, no opens */
+		CU_ASSERT(vol_read(v, mx, t, 10, 0) < 0);
+		CU_ASSERT(vol_write(v, mx, "x", 1, 0) < 0);
+		CU_ASSERT(vol_open_file(v, mx) < 0);
+		/* removing the long one gives its allocation back */
+		struct vol_counters c0, c1;
+		vol_get_counters(v, &c0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "max"), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "s"), 0);
+		vol_get_counters(v, &c1);
+		CU_ASSERT_EQUAL(c1.deallocs, c0.deallocs + 1);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void special_files_keep_their_kind_and_device_numbers(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr a;
+		uint32_t rdev = (8u << 8) | 17u;
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "fifo", S_IFIFO | 0640, 0, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(a.mode, S_IFIFO | 0640);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "sock", S_IFSOCK | 0600, 0, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "chr", S_IFCHR | 0666, rdev, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(a.rdev, rdev);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "blk", S_IFBLK | 0660, rdev + 1, 1, 2, &a), 0);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "reg", S_IFREG | 0600, 0, 1, 2, &a), 0);
+		CU_ASSERT(S_ISREG(a.mode));
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "dir", S_IFDIR | 0755, 0, 1, 2, &a), -EPERM);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "bad", 0170000, 0, 1, 2, &a), -EINVAL);
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "fifo", S_IFIFO | 0640, 0, 1, 2, &a), -EEXIST);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "fifo", &a), 0);
+		CU_ASSERT(a.mode == (S_IFIFO | 0640) && a.size == 0 && a.alloc_bytes == 0);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "sock", &a), 0);
+		CU_ASSERT(S_ISSOCK(a.mode) && a.rdev == 0);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "chr", &a), 0);
+		CU_ASSERT(S_ISCHR(a.mode) && a.rdev == rdev);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "blk", &a), 0);
+		CU_ASSERT(S_ISBLK(a.mode) && a.rdev == rdev + 1);
+		CU_ASSERT(vol_open_file(v, a.ino) < 0);
+		struct vol_summary s;
+		CU_ASSERT_EQUAL(vol_summary(v, &s), 0);
+		CU_ASSERT(s.special_files == 4 && s.files == 1 && s.symlinks == 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "chr"), 0);
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "fifo", ROOT, "blk", 0), 0);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "blk", &a), 0);
+		CU_ASSERT(S_ISFIFO(a.mode));
+		CU_ASSERT_EQUAL(vol_summary(v, &s), 0);
+		CU_ASSERT_EQUAL(s.special_files, 2);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void hard_links_share_one_inode_and_one_allocation(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr a;
+		uint64_t d = mkdir_(v, ROOT, "d"), f = mkfile(v, ROOT, "f");
+		char buf[16];
+		CU_ASSERT_EQUAL(vol_write(v, f, "shared", 6, 0), 6);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		CU_ASSERT_EQUAL(vol_link(v, f, d, "g", &a), 0);
+		CU_ASSERT(a.ino == f && a.nlink == 2 && a.size == 6);
+		CU_ASSERT_EQUAL(vol_link(v, f, ROOT, "h", &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 3);
+		CU_ASSERT_EQUAL(vol_lookup(v, d, "g", &a), 0);
+		CU_ASSERT(a.ino == f && a.nlink == 3);
+		/* what the kernel refuses or expects */
+		CU_ASSERT_EQUAL(vol_link(v, d, ROOT, "dl", &a), -EPERM);
+		CU_ASSERT_EQUAL(vol_link(v, f, ROOT, "h", &a), -EEXIST);
+		CU_ASSERT_EQUAL(vol_link(v, 9999, ROOT, "x", &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_link(v, f, 9999, "x", &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_link(v, f, ROOT, VOL_CONTROL_NAME, &a), -EEXIST);
+		/* rename between two names of one inode changes nothing */
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "f", ROOT, "h", 0), 0);
+		CU_ASSERT(ino_of(v, ROOT, "f") == f && ino_of(v, ROOT, "h") == f);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 3);
+		struct vol_summary s;
+		CU_ASSERT_EQUAL(vol_summary(v, &s), 0);
+		CU_ASSERT(s.files == 1 && s.hardlinks == 2);
+		/* the first name goes: the others keep the bytes */
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 2);
+		CU_ASSERT_EQUAL(vol_read(v, f, buf, sizeof buf, 0), 6);
+		CU_ASSERT_EQUAL(vol_write(v, f, "SH", 2, 0), 2);   /* seen by every name */
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		/* a name can be renamed, and renamed over */
+		CU_ASSERT_EQUAL(vol_rename(v, d, "g", ROOT, "g2", 0), 0);
+		uint64_t o = mkfile(v, ROOT, "other");
+		CU_ASSERT_EQUAL(vol_rename(v, ROOT, "other", ROOT, "h", 0), 0);
+		CU_ASSERT_EQUAL(ino_of(v, ROOT, "h"), o);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 1);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(vol_lookup(v, ROOT, "g2", &a), 0);
+		CU_ASSERT(a.ino == f && a.nlink == 1);
+		CU_ASSERT_EQUAL(vol_read(v, f, buf, sizeof buf, 0), 6);
+		CU_ASSERT_EQUAL(memcmp(buf, "SHared", 6), 0);
+		/* the last name while open: readable until the last close */
+		struct vol_counters c0, c1;
+		vol_get_counters(v, &c0);
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "g2"), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+		CU_ASSERT_EQUAL(a.nlink, 0);
+		CU_ASSERT_EQUAL(vol_read(v, f, buf, sizeof buf, 0), 6);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		vol_get_counters(v, &c1);
+		CU_ASSERT_EQUAL(c1.deallocs, c0.deallocs + 1);
+		CU_ASSERT_EQUAL(vol_getattr(v, f, &a), -ENOENT);
+		CU_ASSERT_EQUAL(vol_summary(v, &s), 0);
+		CU_ASSERT(s.files == 1 && s.hardlinks == 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void links_of_symlinks_and_fifos_and_the_names_limit(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen(dev, BS_ALLOC_GHOST, true);
+	struct vol_attr a;
+	char name[32];
+	CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "s", "target", 1, 2, &a), 0);
+	uint64_t s = a.ino;
+	CU_ASSERT_EQUAL(vol_link(v, s, ROOT, "s2", &a), 0);
+	CU_ASSERT(a.nlink == 2 && S_ISLNK(a.mode));
+	CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "p", S_IFIFO | 0600, 0, 1, 2, &a), 0);
+	uint64_t p = a.ino;
+	CU_ASSERT_EQUAL(vol_link(v, p, ROOT, "p2", &a), 0);
+	CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "s"), 0);
+	char t[16];
+	CU_ASSERT_EQUAL(vol_readlink(v, ino_of(v, ROOT, "s2"), t, sizeof t), 6);
+	/* up to the limit, then EMLINK */
+	uint64_t f = mkfile(v, ROOT, "f");
+	int made = 1;
+	for (int i = 0; i < CAT_NLINK_MAX + 1; i++) {
+		snprintf(name, sizeof name, "l%d", i);
+		int r = vol_link(v, f, ROOT, name, &a);
+		if (r) {
+			CU_ASSERT_EQUAL(r, -EMLINK);
+			break;
+		}
+		made++;
+	}
+	CU_ASSERT_EQUAL(made, CAT_NLINK_MAX);
+	CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+	CU_ASSERT_EQUAL(a.nlink, CAT_NLINK_MAX);
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	v = vopen(dev, BS_ALLOC_GHOST, false);
+	CU_ASSERT_EQUAL(vol_getattr(v, f, &a), 0);
+	CU_ASSERT_EQUAL(a.nlink, CAT_NLINK_MAX);
+	CU_ASSERT_EQUAL(vol_getattr(v, p, &a), 0);
+	CU_ASSERT(a.nlink == 2 && S_ISFIFO(a.mode));
+	CU_ASSERT_EQUAL(check_errors(v), 0);
+	vol_close(v);
+	bs_memdev_free(dev);
+}
+
+static void a_set_group_id_directory_hands_down_its_group(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen(dev, BS_ALLOC_GHOST, true);
+	struct vol_attr a, in = { .mode = 02775, .gid = 77 };
+	uint64_t d = mkdir_(v, ROOT, "shared");
+	CU_ASSERT_EQUAL(vol_setattr(v, d, VOL_SET_MODE | VOL_SET_GID, &in, &a), 0);
+	CU_ASSERT_EQUAL(vol_create(v, d, "f", 0644, 5, 6, &a), 0);
+	CU_ASSERT(a.gid == 77 && !(a.mode & S_ISGID));
+	CU_ASSERT_EQUAL(vol_mkdir(v, d, "sub", 0755, 5, 6, &a), 0);
+	CU_ASSERT(a.gid == 77 && (a.mode & S_ISGID));
+	CU_ASSERT_EQUAL(vol_create(v, ROOT, "plain", 0644, 5, 6, &a), 0);
+	CU_ASSERT_EQUAL(a.gid, 6);
+	vol_close(v);
+	bs_memdev_free(dev);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(mutated_images_are_refused_or_mount_but_never_crash),
 	H_TEST(empty_and_one_byte_files_read_back_after_reopen),
@@ -3060,6 +3319,11 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_at_every_cut_point_of_a_volume_drain),
 	H_TEST(the_free_batch_policy_is_the_volumes),
 	H_TEST(drained_space_is_reused_without_growing_the_image),
+	H_TEST(symlinks_short_and_long_read_back_after_reopen),
+	H_TEST(special_files_keep_their_kind_and_device_numbers),
+	H_TEST(hard_links_share_one_inode_and_one_allocation),
+	H_TEST(links_of_symlinks_and_fifos_and_the_names_limit),
+	H_TEST(a_set_group_id_directory_hands_down_its_group),
 };
 
 H_MAIN("volume", tests)
