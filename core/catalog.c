@@ -16,7 +16,7 @@
  *   slot (one version of one inode's record)
  *     0   u32 CRC32C of bytes 4..384
  *     4   u8 kind (1 file, 2 dir, 3 tombstone; version 2: 4 symlink,
- *         5 special file, 6 link)               5  u8 record version
+ *         5 special file, 6 link, 7 attributes) 5  u8 record version
  *     6   u16 name length
  *     8   u64 seq     16 u64 ino     24 u64 parent
  *     32  u64 allocation offset      40 u64 allocation length (capacity)
@@ -39,6 +39,14 @@
  * write; the last name of an inode goes as: link tombstone, then inode
  * tombstone (crash in between: a nameless inode without links, a "stray",
  * which mount removes and frees).
+ *
+ * Extended attributes: an inode's attributes are one blob (core/xattr.h) in
+ * an allocation of its own, named by an attribute record (kind 7: ino = the
+ * inode, allocation, size = the blob's length, rdev = its CRC32C), in a pair
+ * of its own.  A change writes a new blob, then the record (the switch),
+ * then frees the old blob.  An inode goes first, its attribute record
+ * second; a crash between leaves a record of a missing inode, which mount
+ * removes with its blob.
  *
  * An inode lives in one pair for its whole life.  A pair's value is its
  * valid slot with the highest seq (seq is catalog-wide and only grows); an
@@ -173,7 +181,7 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 		return 0;
 	if (r->kind > CAT_TOMB && !v2)
 		return -EBADMSG;
-	if (r->rdev && r->kind != CAT_SPECIAL)
+	if (r->rdev && r->kind != CAT_SPECIAL && r->kind != CAT_XATTR)
 		return -EBADMSG;
 	switch (r->kind) {
 	case CAT_DIR:
@@ -208,6 +216,10 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 		    r->parent == 0)
 			return -EBADMSG;
 		break;
+	case CAT_XATTR:
+		/* any inode's, the root's too: no name, no parent */
+		return !r->alloc.off || !r->alloc.len || !r->size || r->size > r->alloc.len ||
+		       r->mode || r->uid || r->gid || r->parent || r->name_len ? -EBADMSG : 0;
 	default:
 		return -EBADMSG;
 	}
@@ -465,6 +477,10 @@ static void count_kind(struct catalog *c, const struct cat_node *n, int d)
 	case CAT_LINK:
 		c->n_links += d;
 		return;
+	case CAT_XATTR:
+		c->n_xattr += d;
+		c->xattr_bytes += (uint64_t)d * n->r.size;
+		return;
 	case CAT_SYMLINK:
 		c->n_symlinks += d;
 		break;
@@ -516,6 +532,10 @@ void cat_forget(struct catalog *c, struct cat_node *n)
 		detach_link(n);
 	} else {
 		tab_remove(c, T_INO, n);
+		if (n->xattr) {
+			count_kind(c, n->xattr, -1);
+			node_free(n->xattr);
+		}
 		/* its links stay on disk for the next mount to resolve */
 		while (n->links) {
 			struct cat_node *l = n->links;
@@ -558,13 +578,20 @@ void cat_free(struct catalog *c)
 				n->links = l->lnext;
 				node_free(l);
 			}
+			node_free(n->xattr);
 			node_free(n);
 		}
 	}
 	while (c->losers) {
 		struct cat_node *n = c->losers;
 		c->losers = n->next;
+		node_free(n->xattr);
 		node_free(n);
+	}
+	while (c->xattr_strays) {
+		struct cat_node *x = c->xattr_strays;
+		c->xattr_strays = x->lnext;
+		node_free(x);
 	}
 	while (c->orphans)
 		cat_orphan_free(c, c->orphans);
@@ -605,6 +632,8 @@ static int list_one(void *ctx, struct cat_node *n)
 	l->v[l->n++] = n;
 	for (struct cat_node *k = n->links; k; k = k->lnext)
 		l->v[l->n++] = k;
+	if (n->xattr)
+		l->v[l->n++] = n->xattr;
 	return 0;
 }
 
@@ -646,7 +675,7 @@ static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v
  */
 static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
 {
-	uint64_t live = c->n_files + c->n_dirs + c->n_links;
+	uint64_t live = c->n_files + c->n_dirs + c->n_links + c->n_xattr;
 	uint64_t len = cat_bytes(n_pairs);
 	struct bs_slice ns, old = c->root;
 	uint8_t ref[CAT_ROOT_REF_SIZE];
@@ -801,7 +830,7 @@ static int load_pair(struct catalog *c, const uint8_t *p, uint64_t i, struct cat
 static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
 		      struct cat_node **links, char *err, size_t errlen)
 {
-	if (r->kind != CAT_LINK && cat_get(c, r->ino))
+	if (r->kind != CAT_LINK && r->kind != CAT_XATTR && cat_get(c, r->ino))
 		return fail(err, errlen, "catalog corrupt: inode %llu appears twice",
 			    (unsigned long long)r->ino);
 	if (c->version == CAT_VERSION_1 && (r->kind > CAT_TOMB || r->parent == 0))
@@ -823,7 +852,7 @@ static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
 		n->tbuf[r->size] = '\0';
 		n->r.target = n->tbuf;
 	}
-	if (r->kind == CAT_LINK) {
+	if (r->kind == CAT_LINK || r->kind == CAT_XATTR) {
 		/* attached to its inode once every inode is loaded */
 		n->lnext = *links;
 		*links = n;
@@ -845,6 +874,23 @@ static int attach_loaded_links(struct catalog *c, struct cat_node *links, char *
 	while (links) {
 		struct cat_node *l = links, *n = cat_get(c, l->r.ino);
 		links = l->lnext;
+		if (!r && l->r.kind == CAT_XATTR) {
+			if (n && n->xattr) {
+				r = fail(err, errlen, "catalog corrupt: inode %llu has two attribute "
+					 "records", (unsigned long long)l->r.ino);
+				node_free(l);
+			} else if (n) {
+				n->xattr = l;
+				l->inode = n;
+				l->lnext = NULL;
+				count_kind(c, l, 1);
+			} else {
+				/* its inode went first and the crash came between */
+				l->lnext = c->xattr_strays;
+				c->xattr_strays = l;
+			}
+			continue;
+		}
 		if (!r && (!n || n->r.kind == CAT_DIR || cat_nlink(n) >= CAT_NLINK_MAX))
 			r = fail(err, errlen, "catalog corrupt: the name \"%s\" in directory %llu "
 				 "links to %s inode %llu", l->r.name,
@@ -950,7 +996,7 @@ static int cmp_node_ino(const void *x, const void *y)
  * refused as holding "two entries" of one file, or lost it). */
 static int link_all(struct catalog *c, char *err, size_t errlen)
 {
-	uint64_t total = c->by_ino.n + c->n_links;
+	uint64_t total = c->by_ino.n + c->n_links + c->n_xattr;
 	struct list_ctx all = { malloc((total ? total : 1) * sizeof *all.v), 0 };
 	struct link_ctx l = { c, err, errlen, 0 };
 	if (!all.v)
@@ -1116,7 +1162,7 @@ struct ext_ctx {
 static int ext_one(struct ext_ctx *e, const struct cat_node *n)
 {
 	uint64_t start, len;
-	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0)
+	if ((!cat_kind_has_alloc(n->r.kind) && n->r.kind != CAT_XATTR) || n->r.alloc.len == 0)
 		return 0;
 	bool inside = range_ok(n->r.alloc.off, n->r.alloc.len, bstack_len(e->c->bs));
 	if (!inside || bs_alloc_extent(e->c->a, n->r.alloc, &start, &len)) {
@@ -1131,9 +1177,15 @@ static int ext_one(struct ext_ctx *e, const struct cat_node *n)
 	return 0;
 }
 
+/* n's own allocation and its attribute blob */
+static int ext_two(struct ext_ctx *e, const struct cat_node *n)
+{
+	return ext_one(e, n) || (n->xattr && ext_one(e, n->xattr));
+}
+
 static int ext_cb(void *ctx, struct cat_node *n)
 {
-	return ext_one(ctx, n);
+	return ext_two(ctx, n);
 }
 
 int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen)
@@ -1144,7 +1196,7 @@ int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen)
 
 int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 {
-	uint64_t total = c->n_files + c->n_dirs + c->n_orphans + 2;
+	uint64_t total = c->n_files + c->n_dirs + c->n_orphans + c->n_xattr + 4;
 	struct ext_ctx e = { c, NULL, 0, err, errlen, 0 };
 	struct bs_alloc *a = c->a;
 	uint64_t start, len;
@@ -1159,9 +1211,15 @@ int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 	e.v[e.n++] = (struct ext){ start, len, 0 };
 	cat_foreach(c, ext_cb, &e);
 	if (!e.r && c->losers && c->losers->r.kind != CAT_LINK)
-		ext_one(&e, c->losers);
+		ext_two(&e, c->losers);
 	for (struct cat_node *o = c->orphans; o && !e.r; o = o->next)
 		ext_one(&e, o);
+	/* bounded: each stray was added once at load */
+	for (struct cat_node *x = c->xattr_strays; x && !e.r; x = x->lnext) {
+		if (e.n == total)
+			break;
+		ext_one(&e, x);
+	}
 	if (!e.r) {
 		qsort(e.v, e.n, sizeof *e.v, cmp_ext);
 		for (size_t i = 1; i < e.n; i++) {
@@ -1190,6 +1248,8 @@ static int live_one(void *ctx, struct cat_node *n)
 	struct live_ctx *l = ctx;
 	if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len)
 		l->v[l->n++] = n->r.alloc;
+	if (n->xattr)
+		l->v[l->n++] = n->xattr->r.alloc;
 	return 0;
 }
 
@@ -1201,7 +1261,11 @@ static int cmp_slice(const void *x, const void *y)
 
 int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 {
-	struct live_ctx l = { malloc((c->n_files + c->n_orphans + 2) * sizeof *l.v), 0 };
+	uint64_t strays = 0;
+	for (struct cat_node *x = c->xattr_strays; x; x = x->lnext)
+		strays++;
+	struct live_ctx l = { malloc((c->n_files + c->n_dirs + c->n_orphans + c->n_xattr +
+				      strays + 3) * sizeof *l.v), 0 };
 	if (!l.v)
 		return -ENOMEM;
 	if (c->root.len)
@@ -1212,6 +1276,8 @@ int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 	/* an orphan's space is live until its last close */
 	for (struct cat_node *o = c->orphans; o; o = o->next)
 		live_one(&l, o);
+	for (struct cat_node *x = c->xattr_strays; x; x = x->lnext)
+		l.v[l.n++] = x->r.alloc;
 	qsort(l.v, l.n, sizeof *l.v, cmp_slice);
 	*out = l.v;
 	*n = l.n;
@@ -1257,6 +1323,13 @@ int cat_repair(struct catalog *c)
 		c->free_pairs[c->n_free++] = n->pair;
 		if (n->r.kind != CAT_LINK && n->r.alloc.len)
 			bs_dealloc(c->a, n->r.alloc);
+		if (n->xattr) {
+			/* the loser's attributes go with it (a stray record now) */
+			n->xattr->lnext = c->xattr_strays;
+			c->xattr_strays = n->xattr;
+			count_kind(c, n->xattr, -1);
+			n->xattr = NULL;
+		}
 		node_free(n);   /* a link's inode left without a name: in strays */
 	}
 	if (c->unname) {
@@ -1278,14 +1351,30 @@ int cat_repair(struct catalog *c)
 		c->free_pairs[c->n_free++] = n->pair;
 		if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len)
 			bs_dealloc(c->a, n->r.alloc);
+		if (n->xattr) {
+			n->xattr->lnext = c->xattr_strays;
+			c->xattr_strays = n->xattr;
+			count_kind(c, n->xattr, -1);
+			n->xattr = NULL;
+		}
 		node_free(n);
+	}
+	while (c->xattr_strays) {
+		struct cat_node *x = c->xattr_strays;
+		struct cat_rec t = { .kind = CAT_TOMB, .ino = x->r.ino };
+		if ((r = write_rec(c, x->pair, &t)))
+			return r;
+		c->xattr_strays = x->lnext;
+		c->free_pairs[c->n_free++] = x->pair;
+		bs_dealloc(c->a, x->r.alloc);
+		node_free(x);
 	}
 	return 0;
 }
 
 bool cat_needs_repair(const struct catalog *c)
 {
-	return c->torn_pair >= 0 || c->losers || c->unname || c->strays;
+	return c->torn_pair >= 0 || c->losers || c->unname || c->strays || c->xattr_strays;
 }
 
 int cat_upgrade(struct catalog *c)
@@ -1407,10 +1496,40 @@ static int tombstone(struct catalog *c, struct cat_node *n)
  * space. */
 static void maybe_shrink(struct catalog *c)
 {
-	uint64_t live = c->n_files + c->n_dirs + c->n_links;
+	uint64_t live = c->n_files + c->n_dirs + c->n_links + c->n_xattr;
 	if (c->a && c->a->kind != BS_ALLOC_LINEAR && c->n_pairs > CAT_MIN_PAIRS &&
 	    live * 4 < c->n_pairs)
 		cat_rewrite(c, c->n_pairs / 2 > CAT_MIN_PAIRS ? c->n_pairs / 2 : CAT_MIN_PAIRS);
+}
+
+/* After inode n's tombstone: its attribute record's.  On success the blob
+ * is no record's any more and waits in c->xattr_freed for the caller
+ * (cat_take_freed_xattr); on failure the record stays on disk naming it,
+ * so the blob is kept (an xattr stray: mount removes both). */
+static void drop_xattr(struct catalog *c, struct cat_node *n)
+{
+	struct cat_node *x = n->xattr;
+	struct cat_rec t;
+	if (!x)
+		return;
+	n->xattr = NULL;
+	count_kind(c, x, -1);
+	t = (struct cat_rec){ .kind = CAT_TOMB, .ino = x->r.ino };
+	if (write_rec(c, x->pair, &t)) {
+		x->lnext = c->xattr_strays;
+		c->xattr_strays = x;
+		return;
+	}
+	c->free_pairs[c->n_free++] = x->pair;
+	c->xattr_freed = x->r.alloc;
+	node_free(x);
+}
+
+struct bs_slice cat_take_freed_xattr(struct catalog *c)
+{
+	struct bs_slice s = c->xattr_freed;
+	c->xattr_freed = (struct bs_slice){ 0, 0 };
+	return s;
 }
 
 int cat_remove(struct catalog *c, struct cat_node *n)
@@ -1420,8 +1539,63 @@ int cat_remove(struct catalog *c, struct cat_node *n)
 	int e = tombstone(c, n);
 	if (e)
 		return e;
+	drop_xattr(c, n);
 	node_free(n);
 	maybe_shrink(c);
+	return 0;
+}
+
+int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, uint64_t len,
+		  uint32_t crc, struct bs_slice *old)
+{
+	struct cat_node *x = n->xattr;
+	int e;
+	*old = (struct bs_slice){ 0, 0 };
+	if (n->r.kind == CAT_LINK || n->orphan)
+		return -EINVAL;
+	if (blob.len == 0) {
+		struct cat_rec t;
+		if (!x)
+			return 0;
+		t = (struct cat_rec){ .kind = CAT_TOMB, .ino = x->r.ino };
+		if ((e = write_rec(c, x->pair, &t)))
+			return e;
+		n->xattr = NULL;
+		count_kind(c, x, -1);
+		c->free_pairs[c->n_free++] = x->pair;
+		*old = x->r.alloc;
+		node_free(x);
+		return 0;
+	}
+	if (c->version < CAT_VERSION)
+		return -EPROTO;
+	if (len == 0 || len > blob.len)
+		return -EINVAL;
+	struct cat_rec r = { .kind = CAT_XATTR, .ino = n->r.ino, .alloc = blob, .size = len,
+			     .rdev = crc };
+	if (x) {
+		if ((e = write_rec(c, x->pair, &r)))
+			return e;
+		*old = x->r.alloc;
+		count_kind(c, x, -1);
+		x->r = r;
+		count_kind(c, x, 1);
+		return 0;
+	}
+	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+		return e;
+	if (!(x = calloc(1, sizeof *x)))
+		return -ENOMEM;
+	x->pair = c->free_pairs[c->n_free - 1];
+	if ((e = write_rec(c, x->pair, &r))) {
+		free(x);
+		return e;
+	}
+	c->n_free--;
+	x->r = r;
+	x->inode = n;
+	n->xattr = x;
+	count_kind(c, x, 1);
 	return 0;
 }
 
@@ -1510,6 +1684,7 @@ int cat_orphan(struct catalog *c, struct cat_node *n)
 	int e = tombstone(c, n);
 	if (e)
 		return e;
+	drop_xattr(c, n);   /* an open file that lost its last name keeps none */
 	n->pair = UINT64_MAX;
 	n->orphan = true;
 	n->rec_dirty = false;

@@ -55,6 +55,8 @@ enum cat_kind {
 	CAT_SYMLINK = 4, /* target inline (alloc (0, 0)) or in its allocation */
 	CAT_SPECIAL = 5, /* FIFO, socket, character or block device: mode, rdev */
 	CAT_LINK = 6,    /* one more name (parent, name) of inode `ino` */
+	CAT_XATTR = 7,   /* inode `ino`'s extended attributes: alloc holds the
+			  * blob (core/xattr.h), size its length, rdev its CRC32C */
 };
 
 /* Inodes with bytes in an allocation. */
@@ -115,6 +117,7 @@ struct cat_node {
 	 * without links) is chained on catalog.strays by lnext too. */
 	struct cat_node *links, *lnext, *inode;
 	uint32_t nlinks;
+	struct cat_node *xattr;   /* an inode's CAT_XATTR record, or NULL */
 };
 
 /* The inode a name stands for (itself unless a CAT_LINK). */
@@ -151,6 +154,12 @@ struct catalog {
 	uint64_t n_links;         /* CAT_LINK names */
 	uint64_t n_symlinks, n_special;
 	uint64_t n_nameless;      /* inodes named by links only (at load) */
+	uint64_t n_xattr, xattr_bytes;   /* CAT_XATTR records, their blobs' bytes */
+	/* CAT_XATTR records of inodes that are gone (a crash between the
+	 * inode's tombstone and theirs): removed by cat_repair, chained by
+	 * lnext */
+	struct cat_node *xattr_strays;
+	struct bs_slice xattr_freed;   /* cat_take_freed_xattr */
 	/* found by cat_load, fixed by cat_repair */
 	int64_t torn_pair;        /* pair with a torn slot, -1 if none */
 	uint8_t torn_slot;
@@ -241,6 +250,20 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 int cat_unlink_name(struct catalog *c, struct cat_node *l);
 /* Durably drop inode n's first name while links remain (n nameless). */
 int cat_unname(struct catalog *c, struct cat_node *n);
+/* Durably point inode n's attributes at blob (len bytes, its CRC32C), or
+ * with blob (0, 0) remove them; *old gets the blob no record names any
+ * more (the caller frees it: unlink order).  cat_remove and cat_orphan
+ * remove an inode's attributes with it (their blob: cat_xattr_blob before
+ * the call). */
+int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, uint64_t len,
+		  uint32_t crc, struct bs_slice *old);
+/* The blob of the attributes the last cat_remove / cat_orphan removed
+ * durably ((0, 0) if none): the caller frees it; taking it clears it. */
+struct bs_slice cat_take_freed_xattr(struct catalog *c);
+static inline struct bs_slice cat_xattr_blob(const struct cat_node *n)
+{
+	return n->xattr ? n->xattr->r.alloc : (struct bs_slice){ 0, 0 };
+}
 /* Durably replace n's record by r (same ino); re-indexes on a new parent
  * or name.  n->r becomes r on success (seq assigned); untouched on error. */
 int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);

@@ -102,11 +102,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "catalog.h"
 #include "util.h"
+#include "xattr.h"
 
 #define VOL_GROW_MIN 4096ULL
 #define VOL_GROW_STEP_MAX (64ULL << 20)
@@ -1211,6 +1213,8 @@ static int vol_alloc(struct vol *v, uint64_t len, struct bs_slice *out)
 static int put_data(struct vol *v, struct cat_node *f, uint64_t off, const void *buf,
 		    uint64_t n, unsigned flags);
 
+static int put_new(struct vol *v, const void *buf, size_t len, struct bs_slice *out);
+
 /* What a new inode is: its kind, type bits, device and symlink target. */
 struct make_what {
 	uint8_t kind;
@@ -1219,28 +1223,6 @@ struct make_what {
 	const char *target;       /* CAT_SYMLINK */
 	size_t tlen;
 };
-
-/* A long symlink target is the symlink's allocation, written like a new
- * file's first bytes: in the journal (its space is new in this
- * transaction: the ordering rule), or without a journal in place and
- * synced before the record that names it. */
-static int put_target(struct vol *v, struct make_what *w, struct cat_rec *rec)
-{
-	struct bs_slice s;
-	bool j = bstack_journaled(v->bs);
-	int r = vol_alloc(v, w->tlen, &s);
-	if (r)
-		return r;
-	r = put_data(v, NULL, s.off, w->target, w->tlen, j ? BSTACK_DATA_JOURNAL : 0);
-	if (!r && !j)
-		r = bstack_sync(v->bs);
-	if (r) {
-		vol_give_back(v, s);
-		return r;
-	}
-	rec->alloc = s;
-	return 0;
-}
 
 static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		uint32_t uid, uint32_t gid, struct make_what *w, struct vol_attr *out)
@@ -1277,7 +1259,9 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	if (w->kind == CAT_SYMLINK) {
 		rec.size = w->tlen;
 		rec.target = w->target;
-		if (w->tlen > CAT_INLINE_TARGET_MAX && (r = put_target(v, w, &rec)))
+		/* a long target is the symlink's allocation, written as a new
+		 * file's first bytes */
+		if (w->tlen > CAT_INLINE_TARGET_MAX && (r = put_new(v, w->target, w->tlen, &rec.alloc)))
 			goto out;
 	}
 	/* a new file is the zero-length allocation: no allocator I/O (§1);
@@ -1422,10 +1406,12 @@ static int drop(struct vol *v, struct cat_node *n)
 	if (file && n->opens) {
 		if (!(r = cat_orphan(v->c, n)))
 			v->live_now -= size < v->live_now ? size : v->live_now;
+		vol_give_back(v, cat_take_freed_xattr(v->c));
 		return r;
 	}
 	if ((r = cat_remove(v->c, n)))
 		return r;
+	vol_give_back(v, cat_take_freed_xattr(v->c));
 	if (file)
 		v->live_now -= size < v->live_now ? size : v->live_now;
 	vol_give_back(v, s);
@@ -1627,6 +1613,167 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		cat_forget(v->c, dst);   /* mount resolves the two records */
 out:
 	return op_unlock(v, r, D_METADATA);
+}
+
+/* ---- extended attributes (core/xattr.h) ------------------------------------
+ *
+ * An inode's attributes are one blob in an allocation of its own (catalog.c).
+ * A change reads the blob, edits it in memory, writes the new blob into a
+ * new allocation — always in the journal, whose records are never torn
+ * (XA_BLOB_MAX <= VOL_JOURNAL_DATA_MAX), or without a journal in place and
+ * synced — then switches the record, then frees the old blob.
+ */
+
+/* Which names are kept: user., trusted. and security. as on ext4; system.
+ * (POSIX ACLs) is not supported. */
+static int xattr_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > XA_NAME_MAX)
+		return -ERANGE;
+	if (strncmp(name, "user.", 5) && strncmp(name, "trusted.", 8) &&
+	    strncmp(name, "security.", 9))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/* Read node n's blob (malloc'd; NULL, 0 when it has none); -EIO when the
+ * bytes on the image fail the record's checksum. */
+static int read_blob(struct vol *v, const struct cat_node *n, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (!n->xattr)
+		return 0;
+	size_t k = (size_t)n->xattr->r.size;
+	uint8_t *b = malloc(k);
+	if (!b)
+		return -ENOMEM;
+	int r = bstack_get(v->bs, n->xattr->r.alloc.off, b, k);
+	if (!r && (crc32c(0, b, k) != n->xattr->r.rdev || xa_check(b, k)))
+		r = -EIO;
+	if (r) {
+		free(b);
+		return r;
+	}
+	*out = b;
+	*len = k;
+	return 0;
+}
+
+/* New bytes in a new allocation (a long symlink target, an attribute
+ * blob): in the journal (its space is new in this transaction: the
+ * ordering rule), or without a journal in place and synced before the
+ * record that names it. */
+static int put_new(struct vol *v, const void *buf, size_t len, struct bs_slice *out)
+{
+	struct bs_slice s;
+	bool j = bstack_journaled(v->bs);
+	int r = vol_alloc(v, len, &s);
+	if (r)
+		return r;
+	r = put_data(v, NULL, s.off, buf, len, j ? BSTACK_DATA_JOURNAL : 0);
+	if (!r && !j)
+		r = bstack_sync(v->bs);
+	if (r) {
+		vol_give_back(v, s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+static int xattr_change(struct vol *v, uint64_t ino, const char *name, const void *val,
+			size_t size, int flags)
+{
+	uint8_t *old = NULL, *nb = NULL;
+	size_t olen, nlen;
+	struct bs_slice ns = { 0, 0 }, gone;
+	int r = xattr_name_ok(name);
+	if (r)
+		return r;
+	op_lock(v);
+	struct cat_node *n = cat_get(v->c, ino);
+	if (!n) {
+		r = -ENOENT;
+		goto out;
+	}
+	if ((r = read_blob(v, n, &old, &olen)) ||
+	    (r = xa_edit(old, olen, name, val, size, flags, &nb, &nlen)))
+		goto out;
+	if (nlen && ((r = cat_upgrade(v->c)) || (r = put_new(v, nb, nlen, &ns))))
+		goto out;
+	r = cat_xattr_set(v->c, n, ns, nlen, nlen ? crc32c(0, nb, nlen) : 0, &gone);
+	if (r) {
+		vol_give_back(v, ns);
+		goto out;
+	}
+	vol_give_back(v, gone);
+	n->r.ctime = now_ns();
+	n->rec_dirty = true;
+out:
+	free(old);
+	free(nb);
+	return op_unlock(v, r, D_METADATA);
+}
+
+int vol_setxattr(struct vol *v, uint64_t ino, const char *name, const void *val, size_t size,
+		 int flags)
+{
+	if (!val && size)
+		return -EINVAL;
+	return xattr_change(v, ino, name, val ? val : "", size,
+			    flags & (XATTR_CREATE | XATTR_REPLACE));
+}
+
+int vol_removexattr(struct vol *v, uint64_t ino, const char *name)
+{
+	return xattr_change(v, ino, name, NULL, 0, 0);
+}
+
+ssize_t vol_getxattr(struct vol *v, uint64_t ino, const char *name, void *buf, size_t size)
+{
+	uint8_t *b = NULL;
+	size_t len;
+	const uint8_t *val;
+	size_t vlen;
+	ssize_t r = xattr_name_ok(name);
+	if (r)
+		return r == -EOPNOTSUPP ? -ENODATA : r;
+	pthread_rwlock_rdlock(&v->lock);
+	struct cat_node *n = node_get(v, ino);
+	if (!n)
+		r = -ENOENT;
+	else if (!n->xattr)
+		r = -ENODATA;   /* the common case: no I/O */
+	else if (!(r = read_blob(v, n, &b, &len)) && !(r = xa_get(b, len, name, &val, &vlen))) {
+		if (size && vlen > size)
+			r = -ERANGE;
+		else {
+			if (size)
+				memcpy(buf, val, vlen);
+			r = (ssize_t)vlen;
+		}
+	}
+	pthread_rwlock_unlock(&v->lock);
+	free(b);
+	return r;
+}
+
+ssize_t vol_listxattr(struct vol *v, uint64_t ino, char *buf, size_t size)
+{
+	uint8_t *b = NULL;
+	size_t len;
+	ssize_t r = 0;
+	pthread_rwlock_rdlock(&v->lock);
+	struct cat_node *n = node_get(v, ino);
+	if (!n)
+		r = -ENOENT;
+	else if (n->xattr && !(r = read_blob(v, n, &b, &len)))
+		r = xa_list(b, len, buf, size);
+	pthread_rwlock_unlock(&v->lock);
+	free(b);
+	return r;
 }
 
 /* ---- readdir ----------------------------------------------------------------- */
@@ -2320,6 +2467,9 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   special_files           FIFOs, sockets, character and block devices
  *   hardlinks               names beyond each inode's first (link(2))
  *   catalog_version         the catalog's format version (1 or 2)
+ *   xattr_bytes             bytes of every inode's extended attributes (blobs)
+ *   catalog_records         catalog record pairs in use (inodes, extra names,
+ *                           attribute records)
  *   live_bytes              sum of file sizes
  *   capacity_bytes          sum of file allocation lengths (>= live_bytes
  *                           while files are being written)
@@ -2369,6 +2519,8 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	out->special_files = v->c->n_special;
 	out->hardlinks = v->c->n_links;
 	out->catalog_version = v->c->version;
+	out->xattr_bytes = v->c->xattr_bytes;
+	out->catalog_records = v->c->n_pairs - v->c->n_free;
 	out->live_bytes = s.live;
 	out->capacity_bytes = s.capacity;
 	out->backing_bytes = s.backing;
@@ -2418,6 +2570,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("special_files", s.special_files);
 	KV("hardlinks", s.hardlinks);
 	KV("catalog_version", s.catalog_version);
+	KV("xattr_bytes", s.xattr_bytes);
+	KV("catalog_records", s.catalog_records);
 	KV("live_bytes", s.live_bytes);
 	KV("capacity_bytes", s.capacity_bytes);
 	KV("backing_bytes", s.backing_bytes);

@@ -154,6 +154,17 @@ int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newnam
 int vol_unlink(struct vol *v, uint64_t parent, const char *name);
 int vol_rmdir(struct vol *v, uint64_t parent, const char *name);
 
+/* Extended attributes of any inode, as Linux gives them: names in the
+ * user., trusted. and security. namespaces (others: -EOPNOTSUPP), values
+ * up to 64 KiB (-E2BIG), at most 256 KiB of one inode's (-ENOSPC);
+ * flags XATTR_CREATE (-EEXIST) / XATTR_REPLACE (-ENODATA).  get and list
+ * with size 0 return the length needed; a smaller buffer is -ERANGE. */
+int vol_setxattr(struct vol *v, uint64_t ino, const char *name, const void *val, size_t size,
+		 int flags);
+ssize_t vol_getxattr(struct vol *v, uint64_t ino, const char *name, void *buf, size_t size);
+ssize_t vol_listxattr(struct vol *v, uint64_t ino, char *buf, size_t size);
+int vol_removexattr(struct vol *v, uint64_t ino, const char *name);
+
 #define VOL_RENAME_NOREPLACE 1
 #define VOL_RENAME_EXCHANGE  2   /* with the journal only (else -EINVAL) */
 int vol_rename(struct vol *v, uint64_t parent, const char *name,
@@ -213,6 +224,8 @@ struct vol_summary {
 	uint64_t files, directories, orphan_files;   /* files: regular ones */
 	uint64_t symlinks, special_files, hardlinks; /* hardlinks: extra names */
 	uint32_t catalog_version;
+	uint64_t xattr_bytes;       /* extended attribute blobs */
+	uint64_t catalog_records;   /* record pairs in use */
 	uint64_t live_bytes;        /* sum of file sizes */
 	uint64_t capacity_bytes;    /* bytes allocated to files */
 	uint64_t backing_bytes;     /* bytes the allocator holds for them */

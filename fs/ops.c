@@ -854,6 +854,74 @@ static void bsfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	reply_rc(req, rc);
 }
 
+/* Extended attributes (volume.h).  The kernel has checked the namespace
+ * permissions (user. only on files and directories, trusted. for
+ * CAP_SYS_ADMIN); the control files have none. */
+static void bsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			  size_t size, int flags)
+{
+	if (bsfs_is_control_ino(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	reply_rc(req, vol_setxattr(fs_of(req)->v, ino, name, value, size, flags));
+}
+
+static void reply_xattr_size(fuse_req_t req, ssize_t n, const char *buf, size_t size)
+{
+	if (n < 0)
+		reply_rc(req, n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void bsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = NULL;
+	ssize_t n;
+
+	if (bsfs_is_control_ino(ino)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = vol_getxattr(fs_of(req)->v, ino, name, buf, size);
+	reply_xattr_size(req, n, buf, size);
+	free(buf);
+}
+
+static void bsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = NULL;
+	ssize_t n;
+
+	if (bsfs_is_control_ino(ino)) {
+		reply_xattr_size(req, 0, NULL, size);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = vol_listxattr(fs_of(req)->v, ino, buf, size);
+	reply_xattr_size(req, n, buf, size);
+	free(buf);
+}
+
+static void bsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	if (bsfs_is_control_ino(ino)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	reply_rc(req, vol_removexattr(fs_of(req)->v, ino, name));
+}
+
 const struct fuse_lowlevel_ops bsfs_ll_ops = {
 	.init = bsfs_init,
 	.lookup = bsfs_lookup,
@@ -884,4 +952,8 @@ const struct fuse_lowlevel_ops bsfs_ll_ops = {
 	.access = bsfs_access,
 	.create = bsfs_create,
 	.fallocate = bsfs_fallocate,
+	.setxattr = bsfs_setxattr,
+	.getxattr = bsfs_getxattr,
+	.listxattr = bsfs_listxattr,
+	.removexattr = bsfs_removexattr,
 };

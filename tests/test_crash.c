@@ -1654,6 +1654,15 @@ static void nm_walk(struct nm_desc *d, uint64_t dir)
 			ssize_t got = vol_readlink(d->v, a->ino, t, sizeof t - 1);
 			nm_add(d, " -> %.*s", got > 0 ? (int)got : 0, t);
 		}
+		char names[1024];
+		ssize_t nl = vol_listxattr(d->v, a->ino, names, sizeof names);
+		for (ssize_t k = 0; k < nl; k += (ssize_t)strlen(names + k) + 1) {
+			char val[256];
+			ssize_t vl = vol_getxattr(d->v, a->ino, names + k, val, sizeof val);
+			nm_add(d, " %s=%.*s", names + k, vl > 0 ? (int)vl : 0, val);
+		}
+		if (nl < 0)
+			nm_add(d, " xattr-error=%zd", nl);
 		nm_add(d, "\n");
 		if (S_ISDIR(a->mode))
 			nm_walk(d, a->ino);
@@ -1668,8 +1677,9 @@ static char *nm_describe(struct vol *v)
 	struct vol_summary s;
 	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
 	/* the counts see what no name shows (a stray inode, a leaked link) */
-	nm_add(&d, "files=%llu dirs=%llu symlinks=%llu special=%llu links=%llu live=%llu "
-	       "capacity=%llu\n", (unsigned long long)s.files,
+	nm_add(&d, "records=%llu xattr=%llu files=%llu dirs=%llu symlinks=%llu special=%llu "
+	       "links=%llu live=%llu capacity=%llu\n", (unsigned long long)s.catalog_records,
+	       (unsigned long long)s.xattr_bytes, (unsigned long long)s.files,
 	       (unsigned long long)s.directories, (unsigned long long)s.symlinks,
 	       (unsigned long long)s.special_files, (unsigned long long)s.hardlinks,
 	       (unsigned long long)s.live_bytes, (unsigned long long)s.capacity_bytes);
@@ -1705,6 +1715,11 @@ static void nm_setup(struct vol *v, bool v2)
 	nm_file(v, ROOT, "e", "only a link names me\n");
 	CU_ASSERT_FATAL(vol_link(v, ino_of(v, ROOT, "e"), d, "el", NULL) == 0);
 	CU_ASSERT_FATAL(vol_unlink(v, ROOT, "e") == 0);
+	/* extended attributes on a file, a directory, an empty directory */
+	CU_ASSERT_FATAL(vol_setxattr(v, ino_of(v, ROOT, "a"), "user.x", "ax", 2, 0) == 0);
+	CU_ASSERT_FATAL(vol_setxattr(v, ino_of(v, d, "c"), "user.c", "cee", 3, 0) == 0);
+	CU_ASSERT_FATAL(vol_mkdir(v, ROOT, "e2", 0755, 1, 2, &a) == 0);
+	CU_ASSERT_FATAL(vol_setxattr(v, a.ino, "trusted.e", "empty", 5, 0) == 0);
 }
 
 static int nm_op(struct vol *v, int op)
@@ -1723,6 +1738,11 @@ static int nm_op(struct vol *v, int op)
 	case 9: return vol_rename(v, ROOT, "b", d, "el", 0);      /* over e's last name */
 	case 10: return vol_unlink(v, ROOT, "s");       /* a symlink's allocation */
 	case 11: return vol_rename(v, ROOT, "s", d, "c", VOL_RENAME_EXCHANGE);
+	case 12: return vol_setxattr(v, ino_of(v, ROOT, "b"), "user.n", "new", 3, 0);
+	case 13: return vol_setxattr(v, ino_of(v, ROOT, "a"), "user.x", "replaced", 8, 0);
+	case 14: return vol_removexattr(v, ino_of(v, ROOT, "a"), "user.x");
+	case 15: return vol_unlink(v, d, "c");          /* a file with attributes */
+	case 16: return vol_rmdir(v, ROOT, "e2");       /* a directory with them */
 	}
 	return -EINVAL;
 }
@@ -1730,7 +1750,8 @@ static int nm_op(struct vol *v, int op)
 static const char *const nm_op_name[] = {
 	"symlink (upgrade)", "long symlink", "mkfifo", "mknod c", "link", "unlink first name",
 	"unlink last link", "rename over a link", "rename a link", "rename over a last link",
-	"unlink long symlink", "exchange",
+	"unlink long symlink", "exchange", "setxattr", "replace xattr", "removexattr",
+	"unlink with xattrs", "rmdir with xattrs",
 };
 #define NM_OPS ((int)(sizeof nm_op_name / sizeof nm_op_name[0]))
 

@@ -2789,6 +2789,68 @@ out:
 	mnt_done(&m);
 }
 
+static void extended_attributes_through_setfattr_cp_a_and_rsync_aHAX(void)
+{
+	struct mnt m;
+	char buf[4096];
+
+	if (!mnt_fresh(&m, NULL)) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(sh("set -e; cd '%s'; echo data > f; mkdir d; ln -s f s; "
+		     "setfattr -n user.colour -v blue f; setfattr -n user.empty f; "
+		     "setfattr -n trusted.t -v secret f; setfattr -n user.d -v dir d; "
+		     "setfattr -h -n trusted.link -v l s; "
+		     "setfattr -n user.big -v \"$(printf '%%3000s' '' | tr ' ' z)\" f; "
+		     "echo > h; setfattr -n user.huge -v \"$(printf '%%60000s' '' | tr ' ' z)\" h",
+		     mpath(&m, "")) == 0);
+	CU_ASSERT(sh_out(buf, sizeof buf, "getfattr -n user.colour --only-values '%s'",
+			 mpath(&m, "f")) == 0 && strcmp(buf, "blue") == 0);
+	/* errors as Linux gives them */
+	CU_ASSERT(sh("getfattr -n user.missing '%s' 2>&1 | grep -q 'No such attribute'",
+		     mpath(&m, "f")) == 0);
+	CU_ASSERT(sh("setfattr -n system.posix_acl_access -v x '%s' 2>/dev/null",
+		     mpath(&m, "f")) != 0);
+	CU_ASSERT(sh("setfattr -h -n user.x -v 1 '%s' 2>&1 | grep -q 'not permitted'",
+		     mpath(&m, "s")) == 0);   /* user. only on files and directories */
+	CU_ASSERT(sh("setfattr -x user.missing '%s' 2>/dev/null", mpath(&m, "f")) != 0);
+	int64_t xb = ctl_value(&m, "xattr_bytes");
+	CU_ASSERT(xb > 60000);
+	/* kept across a remount */
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	CU_ASSERT(sh("getfattr -d -m - '%s' '%s' 2>/dev/null > '%s' && "
+		     "getfattr -h -d -m - '%s' 2>/dev/null >> '%s'",
+		     mpath(&m, "f"), mpath(&m, "d"), dpath(&m, "want"), mpath(&m, "s"),
+		     dpath(&m, "want")) == 0);
+	CU_ASSERT(sh("grep -q 'user.colour=\"blue\"' '%s' && grep -q 'trusted.link=\"l\"' '%s'",
+		     dpath(&m, "want"), dpath(&m, "want")) == 0);
+	CU_ASSERT(ctl_value(&m, "xattr_bytes") == xb);
+	/* cp -a and rsync -aHAX carry them, inside the mount and out of it */
+	CU_ASSERT(sh("mkdir '%s' && cd '%s' && cp -a f d s '%s'", mpath(&m, "c"), mpath(&m, ""),
+		     mpath(&m, "c")) == 0);
+	CU_ASSERT(sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s'",
+		     mpath(&m, "c"), dpath(&m, "got.cp"), dpath(&m, "got.cp")) == 0);
+	CU_ASSERT(sh("sed 's|^# file: .*/|# file: |' '%s' > '%s.n' && "
+		     "sed 's|^# file: .*/|# file: |;s|^# file: |# file: |' '%s' > '%s.n' && "
+		     "cmp '%s.n' '%s.n'", dpath(&m, "want"), dpath(&m, "want"),
+		     dpath(&m, "got.cp"), dpath(&m, "got.cp"), dpath(&m, "want"),
+		     dpath(&m, "got.cp")) == 0);
+	CU_ASSERT(sh("mkdir '%s' && cd '%s' && rsync -aHAX f d s '%s/' && rsync -aHAX f d s '%s/'",
+		     dpath(&m, "out"), mpath(&m, ""), dpath(&m, "out"), mpath(&m, "r")) == 0);
+	CU_ASSERT(sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s' && "
+		     "sed 's|^# file: .*/|# file: |' '%s' | cmp - '%s.n'", mpath(&m, "r"),
+		     dpath(&m, "got.r"), dpath(&m, "got.r"), dpath(&m, "got.r"),
+		     dpath(&m, "want")) == 0);
+	CU_ASSERT(sh("cd '%s' && getfattr -n user.colour --only-values f | grep -qx blue",
+		     dpath(&m, "out")) == 0);
+	/* removal gives the bytes back */
+	CU_ASSERT(sh("rm -r '%s'/*", mpath(&m, "")) == 0);
+	CU_ASSERT(ctl_value(&m, "xattr_bytes") == 0);
+out:
+	mnt_done(&m);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -2830,6 +2892,7 @@ static const struct h_test tests[] = {
 	H_TEST(every_kind_of_file_round_trips_through_tar_cp_and_rsync),
 	H_TEST(fifos_sockets_devices_and_symlinks_behave_as_on_ext4),
 	H_TEST(git_init_add_commit_and_status_work_in_a_mount),
+	H_TEST(extended_attributes_through_setfattr_cp_a_and_rsync_aHAX),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let

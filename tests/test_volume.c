@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "catalog.h"
+#include "xattr.h"
 #include "harness.h"
 #include "util.h"
 #include "volume.h"
@@ -3251,6 +3253,127 @@ static void a_set_group_id_directory_hands_down_its_group(void)
 	bs_memdev_free(dev);
 }
 
+static void xattrs_follow_the_linux_rules_on_every_kind_and_survive_reopen(void)
+{
+	static uint8_t big[XA_VALUE_MAX + 1];
+	memset(big, 'v', sizeof big);
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr a;
+		char buf[512], lname[XA_NAME_MAX + 8];
+		uint64_t f = mkfile(v, ROOT, "f"), d = mkdir_(v, ROOT, "d");
+		CU_ASSERT_EQUAL(vol_symlink(v, ROOT, "s", "f", 1, 2, &a), 0);
+		uint64_t s = a.ino;
+		CU_ASSERT_EQUAL(vol_mknod(v, ROOT, "p", S_IFIFO | 0600, 0, 1, 2, &a), 0);
+		uint64_t p = a.ino;
+		uint64_t every[] = { f, d, s, p, ROOT };
+		for (size_t i = 0; i < 5; i++) {
+			CU_ASSERT_EQUAL(vol_setxattr(v, every[i], "user.k", "value", 5, 0), 0);
+			CU_ASSERT_EQUAL(vol_setxattr(v, every[i], "trusted.t", "", 0, 0), 0);
+		}
+		/* sizes, ERANGE, the flags */
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", NULL, 0), 5);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", buf, 4), -ERANGE);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", buf, sizeof buf), 5);
+		CU_ASSERT_EQUAL(memcmp(buf, "value", 5), 0);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "trusted.t", buf, sizeof buf), 0);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.none", buf, sizeof buf), -ENODATA);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.k", "x", 1, XATTR_CREATE), -EEXIST);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.new", "x", 1, XATTR_REPLACE), -ENODATA);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.k", "longer value", 12, XATTR_REPLACE), 0);
+		CU_ASSERT_EQUAL(vol_removexattr(v, f, "user.none"), -ENODATA);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "system.posix_acl_access", "x", 1, 0),
+				-EOPNOTSUPP);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "other.x", "x", 1, 0), -EOPNOTSUPP);
+		memset(lname, 'n', sizeof lname);
+		memcpy(lname, "user.", 5);
+		lname[XA_NAME_MAX] = '\0';
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, lname, "x", 1, 0), 0);     /* 255 bytes */
+		lname[XA_NAME_MAX] = 'n';
+		lname[XA_NAME_MAX + 1] = '\0';
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, lname, "x", 1, 0), -ERANGE);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.big", big, XA_VALUE_MAX + 1, 0), -E2BIG);
+		CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.big", big, XA_VALUE_MAX, 0), 0);
+		/* an inode holds at most XA_BLOB_MAX of them */
+		int r = 0, made = 0;
+		for (int i = 0; i < 8 && !r; i++, made++) {
+			snprintf(buf, sizeof buf, "user.b%d", i);
+			r = vol_setxattr(v, d, buf, big, XA_VALUE_MAX, 0);
+		}
+		CU_ASSERT_EQUAL(r, -ENOSPC);
+		CU_ASSERT_EQUAL(made, 4);   /* three 64 KiB values and change fit */
+		/* list: every name, NUL-terminated; ERANGE on a short buffer */
+		ssize_t need = vol_listxattr(v, f, NULL, 0);
+		CU_ASSERT_EQUAL(need, (ssize_t)(strlen("trusted.t") + 1 + strlen("user.k") + 1 +
+						XA_NAME_MAX + 1 + strlen("user.big") + 1));
+		CU_ASSERT_EQUAL(vol_listxattr(v, f, buf, 8), -ERANGE);
+		CU_ASSERT_EQUAL(vol_listxattr(v, f, buf, sizeof buf), need);
+		CU_ASSERT(memmem(buf, (size_t)need, "user.k\0", 7) != NULL);
+		CU_ASSERT_EQUAL(vol_listxattr(v, mkfile(v, ROOT, "bare"), buf, sizeof buf), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+
+		v = vopen(dev, k, false);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", buf, sizeof buf), 12);
+		CU_ASSERT_EQUAL(memcmp(buf, "longer value", 12), 0);
+		for (size_t i = 1; i < 5; i++)
+			CU_ASSERT_EQUAL(vol_getxattr(v, every[i], "user.k", buf, sizeof buf), 5);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.big", NULL, 0), XA_VALUE_MAX);
+		/* a hard link sees the same attributes */
+		CU_ASSERT_EQUAL(vol_link(v, f, ROOT, "f2", &a), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+		CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", buf, sizeof buf), 12);
+		/* removing every attribute, and every inode, leaves no blob */
+		CU_ASSERT_EQUAL(vol_removexattr(v, p, "user.k"), 0);
+		CU_ASSERT_EQUAL(vol_removexattr(v, p, "trusted.t"), 0);
+		CU_ASSERT_EQUAL(vol_listxattr(v, p, buf, sizeof buf), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f2"), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "s"), 0);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "p"), 0);
+		CU_ASSERT_EQUAL(vol_rmdir(v, ROOT, "d"), 0);
+		CU_ASSERT_EQUAL(vol_removexattr(v, ROOT, "user.k"), 0);
+		CU_ASSERT_EQUAL(vol_removexattr(v, ROOT, "trusted.t"), 0);
+		struct vol_summary sum;
+		CU_ASSERT_EQUAL(vol_summary(v, &sum), 0);
+		CU_ASSERT_EQUAL(sum.xattr_bytes, 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		/* nothing left for a reopen to reclaim: every blob was freed */
+		v = vopen(dev, k, false);
+		struct vol_counters c;
+		vol_get_counters(v, &c);
+		CU_ASSERT_EQUAL(c.leaked_bytes_reclaimed, 0);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
+static void a_blob_that_fails_its_checksum_reads_as_an_io_error(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen(dev, BS_ALLOC_GHOST, true);
+	uint64_t f = mkfile(v, ROOT, "f");
+	char buf[64];
+	CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.k", "a-recognisable-value", 20, 0), 0);
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	uint8_t *img;
+	size_t len;
+	CU_ASSERT_FATAL(bs_memdev_snapshot(dev, &img, &len) == 0);
+	uint8_t *at = memmem(img, len, "a-recognisable-value", 20);
+	CU_ASSERT_FATAL(at != NULL);
+	at[3] ^= 0x20;
+	CU_ASSERT_FATAL(bs_memdev_load(dev, img, len) == 0);
+	free(img);
+	v = vopen(dev, BS_ALLOC_GHOST, false);
+	CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.k", buf, sizeof buf), -EIO);
+	CU_ASSERT_EQUAL(vol_listxattr(v, f, buf, sizeof buf), -EIO);
+	CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.k", "x", 1, 0), -EIO);
+	/* the rest of the volume is unharmed, and the file can still go */
+	CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+	vol_close(v);
+	bs_memdev_free(dev);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(mutated_images_are_refused_or_mount_but_never_crash),
 	H_TEST(empty_and_one_byte_files_read_back_after_reopen),
@@ -3324,6 +3447,8 @@ static const struct h_test tests[] = {
 	H_TEST(hard_links_share_one_inode_and_one_allocation),
 	H_TEST(links_of_symlinks_and_fifos_and_the_names_limit),
 	H_TEST(a_set_group_id_directory_hands_down_its_group),
+	H_TEST(xattrs_follow_the_linux_rules_on_every_kind_and_survive_reopen),
+	H_TEST(a_blob_that_fails_its_checksum_reads_as_an_io_error),
 };
 
 H_MAIN("volume", tests)
