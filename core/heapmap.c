@@ -173,6 +173,7 @@ const char *hm_kind_name(enum hm_kind k)
 {
 	static const char *const names[HM_NKINDS] = {
 		"header", "file", "slack", "overhead", "catalog", "free", "unreferenced",
+		"xattr",
 	};
 	return k < HM_NKINDS ? names[k] : "?";
 }
@@ -215,11 +216,11 @@ static int add_alloc(void *ctx, const struct vol_alloc_rec *r)
 		return 1;
 	}
 	uint64_t tail = s->kind == BS_ALLOC_FIRSTFIT && ee - (off + cap) >= FF_BF ? FF_BF : 0;
-	bool cat = r->what == VOL_ALLOC_CATALOG;
+	bool cat = r->what == VOL_ALLOC_CATALOG, xa = r->what == VOL_ALLOC_XATTR;
 	add(s, es, off, HM_OVERHEAD, 0);
-	add(s, off, off + size, cat ? HM_CATALOG : r->what == VOL_ALLOC_ORPHAN ? HM_UNREF :
-	    HM_FILE, r->ino);
-	add(s, off + size, ee - tail, cat ? HM_CATALOG : HM_SLACK, r->ino);
+	add(s, off, off + size, cat ? HM_CATALOG : xa ? HM_XATTR :
+	    r->what == VOL_ALLOC_ORPHAN ? HM_UNREF : HM_FILE, r->ino);
+	add(s, off + size, ee - tail, cat ? HM_CATALOG : xa ? HM_XATTR : HM_SLACK, r->ino);
 	add(s, ee - tail, ee, HM_OVERHEAD, 0);
 	return 0;
 }

@@ -45,6 +45,7 @@ enum hm_kind {
 	HM_FREE,         /* free bytes the allocator counts */
 	HM_UNREF,        /* neither free nor referenced: Linear's holes,
 			  * space of files removed while open */
+	HM_XATTR,        /* an inode's extended attribute blob */
 	HM_NKINDS
 };
 const char *hm_kind_name(enum hm_kind k);   /* "header", "file", ... */

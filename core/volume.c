@@ -2696,10 +2696,17 @@ static int alloc_walk_one(void *ctx, struct cat_node *n)
 {
 	struct alloc_walk *w = ctx;
 	struct vol_alloc_rec rec;
-	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0)
-		return 0;
-	alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
-	return w->fn(w->ctx, &rec);
+	int r = 0;
+	if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len) {
+		alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
+		r = w->fn(w->ctx, &rec);
+	}
+	if (!r && n->xattr) {
+		alloc_rec(w->v, VOL_ALLOC_XATTR, n->r.ino, n->xattr->r.alloc, n->xattr->r.size,
+			  &rec);
+		r = w->fn(w->ctx, &rec);
+	}
+	return r;
 }
 
 int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
@@ -2728,7 +2735,7 @@ int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
 	struct cat_node *n = node_get(v, ino);
 	if (!n)
 		r = -ENOENT;
-	else if (n->r.kind != CAT_FILE)
+	else if (n->r.kind == CAT_DIR)
 		r = -EISDIR;
 	else
 		alloc_rec(v, n->orphan ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,

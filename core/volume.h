@@ -257,7 +257,8 @@ int vol_get_counters(struct vol *v, struct vol_counters *out);
 
 /* One allocation the volume holds: a named file's, the catalog's, or an
  * orphan's (a file removed while still open). */
-enum vol_alloc_what { VOL_ALLOC_FILE, VOL_ALLOC_CATALOG, VOL_ALLOC_ORPHAN };
+enum vol_alloc_what { VOL_ALLOC_FILE, VOL_ALLOC_CATALOG, VOL_ALLOC_ORPHAN,
+		      VOL_ALLOC_XATTR /* ino: the inode whose attributes it holds */ };
 struct vol_alloc_rec {
 	enum vol_alloc_what what;
 	uint64_t ino;             /* 0 for the catalog */
@@ -266,12 +267,13 @@ struct vol_alloc_rec {
 	uint64_t ext_start, ext_len;   /* bs_alloc_extent: headers included */
 };
 typedef int (*vol_alloc_fn)(void *ctx, const struct vol_alloc_rec *rec);
-/* Visit the catalog, then every file with a non-empty allocation, then
- * every orphan, under the read lock; a non-zero return from fn stops the
+/* Visit the catalog, then every file (and long symlink) with a non-empty
+ * allocation and every attribute blob, then every orphan, under the read
+ * lock; a non-zero return from fn stops the
  * walk and is returned.  fn must not call back into the volume. */
 int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx);
-/* The allocation of file ino (slice (0, 0) for an empty one): -ENOENT,
- * -EISDIR. */
+/* The allocation of inode ino (slice (0, 0) for an empty file, an inline
+ * symlink, a special file): -ENOENT, -EISDIR. */
 int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out);
 /* The image's allocator, for read-only calls (bs_alloc_stats, extents,
  * heap walks); it stays the volume's. */

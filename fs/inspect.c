@@ -252,6 +252,33 @@ static bool is_dir(const struct vol_attr *a)
 	return (a->mode & S_IFMT) == S_IFDIR;
 }
 
+/* ls -l's letter and a word for each kind of inode. */
+static char type_char(const struct vol_attr *a)
+{
+	switch (a->mode & S_IFMT) {
+	case S_IFDIR: return 'd';
+	case S_IFLNK: return 'l';
+	case S_IFIFO: return 'p';
+	case S_IFSOCK: return 's';
+	case S_IFCHR: return 'c';
+	case S_IFBLK: return 'b';
+	}
+	return '-';
+}
+
+static const char *type_word(const struct vol_attr *a)
+{
+	switch (a->mode & S_IFMT) {
+	case S_IFDIR: return "dir";
+	case S_IFLNK: return "symlink";
+	case S_IFIFO: return "fifo";
+	case S_IFSOCK: return "socket";
+	case S_IFCHR: return "chardev";
+	case S_IFBLK: return "blockdev";
+	}
+	return "file";
+}
+
 struct lsctx {
 	struct ctx *c;
 	bool first;
@@ -269,11 +296,11 @@ static int ls_one(void *ctx, const char *name, const struct vol_attr *a, uint64_
 		jstr(stdout, name);
 		printf(", \"ino\": %" PRIu64 ", \"type\": \"%s\", \"mode\": %u, \"uid\": %u, "
 		       "\"gid\": %u, \"size\": %" PRIu64 ", \"offset\": %" PRIu64
-		       ", \"capacity\": %" PRIu64 "}", a->ino, is_dir(a) ? "dir" : "file",
+		       ", \"capacity\": %" PRIu64 "}", a->ino, type_word(a),
 		       a->mode & 07777, a->uid, a->gid, a->size, rec.slice.off, rec.slice.len);
 	} else {
 		printf("%c%04o %6u %6u %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "  %s%s\n",
-		       is_dir(a) ? 'd' : '-', a->mode & 07777, a->uid, a->gid, a->size,
+		       type_char(a), a->mode & 07777, a->uid, a->gid, a->size,
 		       rec.slice.off, rec.slice.len, name, is_dir(a) ? "/" : "");
 	}
 	l->first = false;
@@ -316,7 +343,7 @@ static int cmd_stat(struct ctx *c, const char *path)
 		printf(", \"ino\": %" PRIu64 ", \"parent\": %" PRIu64 ", \"type\": \"%s\", "
 		       "\"mode\": %u, \"uid\": %u, \"gid\": %u, \"nlink\": %u, \"size\": %"
 		       PRIu64 ", \"atime_ns\": %" PRId64 ", \"mtime_ns\": %" PRId64
-		       ", \"ctime_ns\": %" PRId64, a.ino, a.parent, dir ? "dir" : "file",
+		       ", \"ctime_ns\": %" PRId64, a.ino, a.parent, type_word(&a),
 		       a.mode & 07777, a.uid, a.gid, a.nlink, a.size, a.atime_ns, a.mtime_ns,
 		       a.ctime_ns);
 		if (!dir)
@@ -330,7 +357,7 @@ static int cmd_stat(struct ctx *c, const char *path)
 	printf("path: %s\ninode: %" PRIu64 "\nparent: %" PRIu64 "\ntype: %s\nmode: %04o\n"
 	       "uid: %u\ngid: %u\nlinks: %u\nsize: %" PRIu64 "\natime_ns: %" PRId64
 	       "\nmtime_ns: %" PRId64 "\nctime_ns: %" PRId64 "\n", path, a.ino, a.parent,
-	       dir ? "directory" : "file", a.mode & 07777, a.uid, a.gid, a.nlink, a.size,
+	       dir ? "directory" : type_word(&a), a.mode & 07777, a.uid, a.gid, a.nlink, a.size,
 	       a.atime_ns, a.mtime_ns, a.ctime_ns);
 	if (!dir) {
 		printf("allocation: offset %" PRIu64 " capacity %" PRIu64 " size %" PRIu64 "\n",
@@ -350,6 +377,8 @@ static int copy_out(struct ctx *c, const char *path, int fd)
 		return EXIT_FAIL;
 	if (is_dir(&a))
 		return fail(c, "%s: is a directory", path);
+	if (!S_ISREG(a.mode))
+		return fail(c, "%s: not a regular file (%s)", path, type_word(&a));
 	while (off < a.size) {
 		ssize_t n = vol_read(c->v, a.ino, buf, sizeof buf, off);
 		if (n <= 0)
@@ -536,7 +565,7 @@ static void xml_text(FILE *f, const char *s)
 static const char *const kind_colour[HM_NKINDS] = {
 	[HM_HEADER] = "#444444", [HM_FILE] = NULL, [HM_SLACK] = "#f5d76e",
 	[HM_OVERHEAD] = "#d62728", [HM_CATALOG] = "#9467bd", [HM_FREE] = "#e6e6e6",
-	[HM_UNREF] = "#ff7f0e",
+	[HM_UNREF] = "#ff7f0e", [HM_XATTR] = "#17becf",
 };
 
 static double hue_part(double p, double q, double t)

@@ -673,6 +673,44 @@ static void inspect_heap_map_covers_the_payload_once_for_each_allocator(void)
 	run_free(&r);
 }
 
+static void inspect_shows_symlinks_special_files_links_and_attribute_blobs(void)
+{
+	struct run r = { 0 };
+	char big[200];
+	memset(big, 't', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	for (size_t i = 0; i < NKINDS; i++) {
+		char *img = h_tmp_path("img");
+		struct vol *v = vopen(img, kinds[i], true);
+		struct vol_attr a;
+		uint64_t f = mk(v, VOL_ROOT_INO, "f", false);
+		fill(v, f, 4, 3000);
+		CU_ASSERT(vol_symlink(v, VOL_ROOT_INO, "short", "f", 1, 2, &a) == 0);
+		CU_ASSERT(vol_symlink(v, VOL_ROOT_INO, "long", big, 1, 2, &a) == 0);
+		CU_ASSERT(vol_mknod(v, VOL_ROOT_INO, "pipe", S_IFIFO | 0600, 0, 1, 2, &a) == 0);
+		CU_ASSERT(vol_link(v, f, VOL_ROOT_INO, "f2", &a) == 0);
+		CU_ASSERT(vol_setxattr(v, f, "user.k", "an attribute", 12, 0) == 0);
+		CU_ASSERT_FATAL(vol_close(v) == 0);
+		inspect(&r, img, "ls", "/", NULL);
+		CU_ASSERT(r.status == 0);
+		CU_ASSERT(r.out && strstr(r.out, "\nl0777") && strstr(r.out, "\np0600"));
+		inspect(&r, img, "stat", "/long", NULL);
+		CU_ASSERT(r.status == 0 && strstr(r.out, "type: symlink") &&
+			  strstr(r.out, "size 199"));
+		inspect(&r, img, "stat", "/f2", NULL);
+		CU_ASSERT(r.status == 0 && strstr(r.out, "links: 2"));
+		inspect(&r, img, "cat", "/short", NULL);
+		CU_ASSERT(r.status != 0 && strstr(r.err, "not a regular file"));
+		/* the attribute blob is a span of its own; nothing unreferenced
+		 * but Linear's hole-free tail */
+		inspect(&r, img, "map", NULL);
+		CU_ASSERT(r.status == 0 && strstr(r.out, " xattr ") && strstr(r.out, "/long"));
+		CU_ASSERT(kinds[i] == BS_ALLOC_LINEAR || !strstr(r.out, "unreferenced"));
+		free(img);
+	}
+	run_free(&r);
+}
+
 static void inspect_hist_counts_every_allocation_and_free_block(void)
 {
 	struct run r = { 0 };
@@ -822,6 +860,7 @@ static const struct h_test tests[] = {
 	H_TEST(inspect_refuses_bad_usage_and_bad_images),
 	H_TEST(inspect_ls_stat_cat_and_extract_show_the_files),
 	H_TEST(inspect_heap_map_covers_the_payload_once_for_each_allocator),
+	H_TEST(inspect_shows_symlinks_special_files_links_and_attribute_blobs),
 	H_TEST(inspect_hist_counts_every_allocation_and_free_block),
 	H_TEST(inspect_free_walks_the_allocators_own_structure),
 	H_TEST(inspect_heap_map_of_a_million_blocks_stays_legible),
