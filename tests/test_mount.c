@@ -2851,6 +2851,78 @@ out:
 	mnt_done(&m);
 }
 
+static int64_t ctime_ns_of(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 ? (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+				     : -1;
+}
+
+static void sticky_setgid_utimensat_and_ctime_follow_ext4(void)
+{
+	struct mnt m;
+	struct stat st;
+
+	if (sh("command -v setpriv >/dev/null") != 0 || getuid() != 0) {
+		printf("\n  SKIP: needs root and setpriv");
+		return;
+	}
+	if (!mnt_fresh(&m, "allow_other")) {
+		CU_FAIL("mount");
+		goto out;
+	}
+	CU_ASSERT(chmod(h_tmp_dir(), 0711) == 0);
+	CU_ASSERT(chmod(m.dir, 0711) == 0);
+	/* sticky: in a 1777 directory only a file's owner removes or renames it */
+	CU_ASSERT(mkdir(mpath(&m, "tmp"), 0777) == 0 && chmod(mpath(&m, "tmp"), 01777) == 0);
+	CU_ASSERT(write_pattern_file(mpath(&m, "tmp/roots"), 10, 1) == 0);
+	CU_ASSERT(chmod(mpath(&m, "tmp/roots"), 0666) == 0);
+	CU_ASSERT(as_nobody("rm -f '%s'", mpath(&m, "tmp/roots")) != 0);
+	CU_ASSERT(as_nobody("mv '%s' x", mpath(&m, "tmp/roots")) != 0);
+	CU_ASSERT(access(mpath(&m, "tmp/roots"), F_OK) == 0);
+	CU_ASSERT(as_nobody("echo mine > '%s'", mpath(&m, "tmp/nobodys")) == 0);
+	CU_ASSERT(as_nobody("rm '%s'", mpath(&m, "tmp/nobodys")) == 0);
+	CU_ASSERT(access(mpath(&m, "tmp/nobodys"), F_OK) < 0);
+	/* setgid: the group and (for directories) the bit are handed down */
+	CU_ASSERT(mkdir(mpath(&m, "g"), 0777) == 0 && chown(mpath(&m, "g"), 0, 4242) == 0);
+	CU_ASSERT(chmod(mpath(&m, "g"), 02777) == 0);
+	CU_ASSERT(as_nobody("mkdir '%s'", mpath(&m, "g/sub")) == 0);
+	CU_ASSERT(stat(mpath(&m, "g/sub"), &st) == 0 && st.st_gid == 4242 &&
+		  (st.st_mode & S_ISGID) && st.st_uid == 65534);
+	CU_ASSERT(as_nobody("touch '%s'", mpath(&m, "g/f")) == 0);
+	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_gid == 4242);
+	/* utimensat: UTIME_OMIT leaves a time alone, UTIME_NOW sets it */
+	CU_ASSERT(sh("touch -d @1000000000 '%s' && touch -m -d @1200000000 '%s'",
+		     mpath(&m, "g/f"), mpath(&m, "g/f")) == 0);
+	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_atim.tv_sec == 1000000000 &&
+		  st.st_mtim.tv_sec == 1200000000);
+	CU_ASSERT(sh("touch -a '%s'", mpath(&m, "g/f")) == 0);
+	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_atim.tv_sec > 1200000000 &&
+		  st.st_mtim.tv_sec == 1200000000);
+	/* ctime moves on every change of the inode: chmod, link, rename,
+	 * attributes */
+	const char *steps[] = { "chmod 0640 '%s'", "ln '%s' g/f.l", "setfattr -n user.c -v 1 '%s'",
+				"mv '%s' g/f2" };
+	const char *path = mpath(&m, "g/f");
+	char cmd[800];
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		int64_t before = ctime_ns_of(path);
+		sleep_ms(5);
+		snprintf(cmd, sizeof cmd, steps[i], path);
+		CU_ASSERT(sh("cd '%s' && %s", mpath(&m, ""), cmd) == 0);
+		if (i == 3)
+			path = mpath(&m, "g/f2");
+		int64_t after = ctime_ns_of(path);
+		if (!(after > before))
+			printf("\n  ctime did not move: %s\n", cmd);
+		CU_ASSERT(after > before);
+	}
+	/* directories: 2 + subdirectories */
+	CU_ASSERT(stat(mpath(&m, "g"), &st) == 0 && st.st_nlink == 3);
+out:
+	mnt_done(&m);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -2893,6 +2965,7 @@ static const struct h_test tests[] = {
 	H_TEST(fifos_sockets_devices_and_symlinks_behave_as_on_ext4),
 	H_TEST(git_init_add_commit_and_status_work_in_a_mount),
 	H_TEST(extended_attributes_through_setfattr_cp_a_and_rsync_aHAX),
+	H_TEST(sticky_setgid_utimensat_and_ctime_follow_ext4),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let
