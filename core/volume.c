@@ -1433,12 +1433,11 @@ static int drop_name(struct vol *v, struct cat_node *name, bool *gone)
 		if ((r = cat_unlink_name(v->c, name)))
 			return r;
 		*gone = true;
-		if (cat_nlink(n) == 0 && (r = drop(v, n))) {
-			cat_forget(v->c, n);   /* a stray on disk: mount removes it */
-			return r;
+		if (cat_nlink(n) == 0) {
+			if ((r = drop(v, n)))
+				cat_forget(v->c, n);   /* a stray on disk: mount removes it */
+			return r;   /* n is gone either way */
 		}
-		if (cat_nlink(n) == 0)
-			return 0;
 	} else if (n->nlinks) {
 		if ((r = cat_unname(v->c, n)))
 			return r;

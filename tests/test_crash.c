@@ -1634,7 +1634,8 @@ static void nm_walk(struct nm_desc *d, uint64_t dir)
 {
 	struct nm_list l = { NULL, 0 };
 	CU_ASSERT_EQUAL(vol_readdir(d->v, dir, 0, nm_fill, &l), 0);
-	qsort(l.e, l.n, sizeof *l.e, nm_cmp);
+	if (l.n)
+		qsort(l.e, l.n, sizeof *l.e, nm_cmp);
 	size_t plen = strlen(d->path);
 	for (size_t i = 0; i < l.n; i++) {
 		const struct vol_attr *a = &l.e[i].a;
