@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -573,6 +574,64 @@ static void views_share_the_lock_and_exclude_writers(void)
 	bs_memdev_free(dev);
 }
 
+/* The fuzzer's regression images (tests/fuzz-regress): the view opens with
+ * sane lists or refuses with a reason, never writes, and opens every one
+ * a mount accepts clean. */
+static void fuzz_regression_images_are_viewed_or_refused_unwritten(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/tests/fuzz-regress", BSTACKFS_SRCDIR);
+	DIR *d = opendir(dir);
+	CU_ASSERT_FATAL(d != NULL);
+	int seen = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t nl = strlen(e->d_name);
+		if (nl < 5 || strcmp(e->d_name + nl - 4, ".img") != 0)
+			continue;
+		char path[8192];
+		uint8_t *buf, *after;
+		size_t len, na;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		CU_ASSERT_FATAL(h_read_file(path, &buf, &len) == 0);
+		seen++;
+		/* does a mount accept it clean? */
+		struct bs_memdev *dev = bs_memdev_new();
+		struct bs_io *io;
+		struct vol *vol;
+		struct vol_error err;
+		struct vol_opts o = { 0 };
+		CU_ASSERT_FATAL(bs_memdev_load(dev, buf, len) == 0 && bs_io_mem_open(dev, &io) == 0);
+		bool mounts = vol_open_io(io, &o, &vol, &err) == 0;
+		if (mounts) {
+			mounts = vol_check(vol, NULL, NULL) == 0;
+			vol_close(vol);
+		}
+		bs_memdev_free(dev);
+		dev = bs_memdev_new();
+		CU_ASSERT_FATAL(bs_memdev_load(dev, buf, len) == 0);
+		char why[1400] = "";
+		int rc;
+		struct av_view *v = view_of(dev, BS_ALLOC_NONE, &rc, why, sizeof why);
+		if (rc == 0) {
+			CU_ASSERT(lists_sane(v));
+		} else {
+			CU_ASSERT(why[0] != '\0' && strchr(why, '\n') == NULL);
+		}
+		if (mounts && rc != 0)
+			printf("\n%s: mounts clean, the view refuses: %s\n", e->d_name, why);
+		CU_ASSERT(!mounts || rc == 0);
+		av_close(v);
+		CU_ASSERT(bs_memdev_writes(dev) == 0);
+		CU_ASSERT_FATAL(bs_memdev_snapshot(dev, &after, &na) == 0);
+		CU_ASSERT(na == len && memcmp(after, buf, len) == 0);
+		free(after);
+		free(buf);
+		bs_memdev_free(dev);
+	}
+	closedir(d);
+	CU_ASSERT(seen > 0);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(each_allocator_shows_what_its_own_calls_handed_out),
 	H_TEST(a_bstackfs_image_shows_its_catalog_and_files_among_the_allocations),
@@ -583,6 +642,7 @@ static const struct h_test tests[] = {
 	H_TEST(an_image_with_a_live_journal_is_refused),
 	H_TEST(names_are_fixed_width_hex_and_parse_back),
 	H_TEST(views_share_the_lock_and_exclude_writers),
+	H_TEST(fuzz_regression_images_are_viewed_or_refused_unwritten),
 };
 
 H_MAIN("allocview", tests)
