@@ -100,7 +100,8 @@ static int walk_free(struct av_view *v, struct blist *fl)
 	int r = hm_walk_free(v->a, add_free, fl);
 	if (r)
 		return r < 0 ? r : -EUCLEAN;
-	qsort(fl->v, fl->n, sizeof *fl->v, by_off);
+	if (fl->n)   /* qsort's base must not be NULL, even for 0 elements */
+		qsort(fl->v, fl->n, sizeof *fl->v, by_off);
 	uint64_t at = v->arena_start;
 	for (size_t i = 0; i < fl->n; i++) {
 		if (fl->v[i].off < at || !range_ok(fl->v[i].off, fl->v[i].len, v->payload_bytes))
@@ -300,7 +301,8 @@ static int walk_all(struct av_view *v)
 		goto out;
 	/* the two lists must not share a byte (a walk that disagrees with
 	 * the free structure is a damaged image, whatever the check said) */
-	qsort(al.v, al.n, sizeof *al.v, by_off);
+	if (al.n)
+		qsort(al.v, al.n, sizeof *al.v, by_off);
 	size_t fi = 0;
 	uint64_t at = 0;
 	for (size_t i = 0; i < al.n; i++) {
