@@ -347,10 +347,20 @@ static void view_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	bool is_free;
 
 	if (fi->fh) {
+		/* Reply from a copy: the reader may close, and RELEASE free the
+		 * snapshot on another thread, as soon as the kernel has the data
+		 * — before fuse_reply_buf() returns here (as in ops.c). */
 		const struct { char *text; size_t len; } *s = (const void *)(uintptr_t)fi->fh;
 		size_t o = (size_t)off < s->len ? (size_t)off : s->len;
 		size_t k = s->len - o < size ? s->len - o : size;
-		fuse_reply_buf(req, s->text + o, k);
+		char *copy = malloc(k ? k : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, s->text + o, k);
+		fuse_reply_buf(req, copy, k);
+		free(copy);
 		return;
 	}
 	if (ino == VIEW_INO_RESERVED) {

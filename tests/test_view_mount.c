@@ -198,6 +198,11 @@ static void vm_teardown(struct vm *m)
 	if (is_mounted(m->mnt2))
 		CU_ASSERT(force_unmount(m->mnt2));
 	CU_ASSERT(wait_released(m->img));
+	/* a daemon that died says why in its stderr (a sanitizer report) */
+	if (sh("grep -q ERROR '%s' 2>/dev/null", m->err) == 0) {
+		sh("cat '%s' >&2", m->err);
+		CU_FAIL("a view daemon reported an error");
+	}
 	sh("rm -rf '%s'", m->dir);
 }
 
@@ -212,11 +217,18 @@ static int bsfs(struct vm *m, const char *mnt, const char *opts)
 	return rc;
 }
 
+/* The view in the foreground (-f), in the background of the shell, so that
+ * its stderr stays in m->err for its whole life: a sanitizer's report of a
+ * daemon that died mid-test is printed at teardown. */
 static bool view_up(struct vm *m, const char *mnt, const char *extra)
 {
 	char opts[200];
 	snprintf(opts, sizeof opts, "view%s%s", extra ? "," : "", extra ? extra : "");
-	int rc = bsfs(m, mnt, opts);
+	int rc = sh("'%s' -f -o %s '%s' '%s' 2>>'%s' &", BIN, opts, m->img, mnt, m->err);
+	for (int i = 0; rc == 0 && i < 200 && !is_mounted(mnt); i++)
+		sleep_ms(25);
+	if (is_mounted(mnt))
+		registry(mnt, true);
 	if (rc != 0 || !is_mounted(mnt)) {
 		char e[1024] = "";
 		sh_out(e, sizeof e, "cat '%s'", m->err);
