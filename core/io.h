@@ -102,6 +102,12 @@ int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *create
 /* Open path read-only (BS_IO_RDONLY): every write answers -EROFS; the
  * lock is taken as for read-write. */
 #define BS_IO_RDONLY 2
+/* With BS_IO_RDONLY: the lock is a shared one (flock LOCK_SH|LOCK_NB), for
+ * readers that never write (bstackfs -o view): any number of them at once,
+ * while every exclusive opener (a mount, fsck, the bstack crate's own open)
+ * is refused as "in use", and a reader is refused while one of those
+ * holds the image. */
+#define BS_IO_SHARED 4
 
 /* ---- the staging device (io_stage.c) ---------------------------------- */
 

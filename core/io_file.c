@@ -1,6 +1,7 @@
 /*
  * io_file.c — the real file backend: pread/pwrite/ftruncate/fdatasync on one
- * descriptor, flock(LOCK_EX|LOCK_NB) for exclusivity.
+ * descriptor, flock(LOCK_EX|LOCK_NB) for exclusivity (LOCK_SH for a
+ * read-only reader that asks for it, BS_IO_SHARED).
  *
  * Assumption written down (SQLite-style): fdatasync orders and persists
  * every earlier write and the file size; on macOS fcntl(F_FULLFSYNC) is the
@@ -21,6 +22,7 @@ struct io_file {
 	struct bs_io io;
 	int fd;
 	bool rdonly;   /* BS_IO_RDONLY: every write is -EROFS */
+	bool shared;   /* BS_IO_SHARED: lock() takes LOCK_SH */
 };
 
 static int file_pread(struct bs_io *io, void *buf, size_t n, uint64_t off)
@@ -191,7 +193,7 @@ static int file_size(struct bs_io *io, uint64_t *size)
 static int file_lock(struct bs_io *io)
 {
 	struct io_file *f = (struct io_file *)io;
-	while (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
+	while (flock(f->fd, (f->shared ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		if (errno == EINTR)
 			continue;
 		return errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
@@ -245,6 +247,7 @@ int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *create
 	f->io.ops = &file_ops;
 	f->fd = fd;
 	f->rdonly = rdonly;
+	f->shared = rdonly && (flags & BS_IO_SHARED);
 	*out = &f->io;
 	if (created)
 		*created = was_created;

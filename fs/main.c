@@ -30,6 +30,7 @@
 #include "control.h"
 #include "ops.h"
 #include "options.h"
+#include "viewfs.h"
 
 /*
  * libfuse reports its own refusals (unknown option, mount failure) through
@@ -119,7 +120,7 @@ static int open_volume(const struct bsfs_opts *o, struct vol **v)
 	return 0;
 }
 
-static int serve(struct fuse_session *se, const struct bsfs_opts *o)
+int bsfs_serve(struct fuse_session *se, const struct bsfs_opts *o)
 {
 	struct fuse_loop_config *cfg;
 	int rc;
@@ -177,7 +178,7 @@ static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts 
 	if ((rc = vol_start_threads(v)) < 0)
 		fprintf(stderr, "bstackfs: %s: cannot start the committer: %s\n", o->image,
 			strerror(-rc));
-	rc = serve(se, o);
+	rc = bsfs_serve(se, o);
 	/*
 	 * The end of the mount, and how long the image stays locked after it.
 	 *
@@ -219,6 +220,31 @@ static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts 
 	return rc < 0 || crc < 0 ? 1 : 0;
 }
 
+/* -o view (fs/viewfs.c): the same steps over a read-only view of the
+ * image's allocations, which has nothing to flush at the end. */
+static int run_view(struct fuse_session *se, struct bsfs_view *vw, const struct bsfs_opts *o)
+{
+	if (bsfs_check_mountpoint(o->image, o->cmd.mountpoint) < 0 ||
+	    check_dev_fuse(o->image) < 0 ||
+	    bsfs_view_open(vw, o->image, o->image_path, o->vol.allocator) < 0)
+		return 1;
+	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, o->cmd.mountpoint) < 0) {
+		if (!g_log.printed)
+			fprintf(stderr, "bstackfs: %s: cannot mount on %s\n", o->image,
+				o->cmd.mountpoint);
+		fuse_remove_signal_handlers(se);
+		bsfs_view_close(vw);
+		return 1;
+	}
+	fuse_set_log_func(NULL);
+	fuse_daemonize(o->cmd.foreground);
+	int rc = bsfs_serve(se, o);
+	bsfs_view_close(vw);   /* the shared lock goes with it */
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -243,9 +269,14 @@ int main(int argc, char **argv)
 		goto out;
 	g_log.image = o.image;
 	fuse_set_log_func(bsfs_log);
-	se = fuse_session_new(&args, &bsfs_ll_ops, sizeof(bsfs_ll_ops), &fs);
+	struct bsfs_view vw;
+	memset(&vw, 0, sizeof(vw));
+	if (o.view)
+		se = fuse_session_new(&args, &bsfs_view_ops, sizeof(bsfs_view_ops), &vw);
+	else
+		se = fuse_session_new(&args, &bsfs_ll_ops, sizeof(bsfs_ll_ops), &fs);
 	if (se) {
-		status = run(se, &fs, &o);
+		status = o.view ? run_view(se, &vw, &o) : run(se, &fs, &o);
 		fuse_session_destroy(se);
 	} else if (!g_log.printed) {
 		fprintf(stderr, "bstackfs: %s: bad options (see bstackfs --help)\n",

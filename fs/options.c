@@ -36,6 +36,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("journal=%s", journal),
 	BSFS_OPT("nocreate", nocreate),
 	BSFS_OPT("free_batch=%s", free_batch),
+	BSFS_OPT("view", view),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -167,6 +168,19 @@ static int derive_vol_opts(struct bsfs_opts *o)
 			"recovers the image)\n", o->image);
 		return -EINVAL;
 	}
+	if (o->view) {
+		/* the view reads the image through core/allocview.c, never the
+		 * volume: the volume's own options have no meaning there */
+		const char *bad = o->block_size ? "block_size" : o->sync ? "sync" :
+				  o->commit ? "commit" : o->journal ? "journal" :
+				  o->free_batch ? "free_batch" : o->norecovery ? "norecovery" : NULL;
+		if (bad) {
+			fprintf(stderr, "bstackfs: %s: %s does not go with view (a view never "
+				"writes the image)\n", o->image, bad);
+			return -EINVAL;
+		}
+		o->ro = 1;
+	}
 	if (o->ro) {
 		/* read-only for real: the file is opened O_RDONLY and nothing
 		 * is written (open-time work stays in memory) */
@@ -252,6 +266,9 @@ int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o)
 	/* The kernel enforces modes and owners (docs/design.md §1, issue 6). */
 	if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
 		return -EINVAL;
+	/* a view is a read-only kernel mount too (an -o ro is kept already) */
+	if (o->view && !o->ro && fuse_opt_add_arg(args, "-oro") < 0)
+		return -EINVAL;
 	return derive_vol_opts(o);
 }
 
@@ -303,6 +320,10 @@ void bsfs_print_help(const char *prog)
 	       "                           recovered in memory only\n"
 	       "    -o free_batch=N|adaptive  removals free their space in batches of N\n"
 	       "                           (default 64), or of an adaptive size\n"
+	       "    -o view                any bstack image's allocations as read-only\n"
+	       "                           files (allocations/, free/, reserved), the\n"
+	       "                           image never written, held with a shared lock;\n"
+	       "                           with allocator=linear for a Linear image\n"
 	       "\n"
 	       "The control file MOUNTPOINT/.bstackfs reports the allocator's statistics.\n"
 	       "\n");

@@ -29,6 +29,7 @@ struct bsfs_opts {
 	int ro;                   /* -o ro: nothing is written to the image */
 	int norecovery;           /* -o norecovery (with ro) */
 	char *free_batch;         /* -o free_batch=N|adaptive, NULL when absent */
+	int view;                 /* -o view: the allocations, read-only (viewfs.h) */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };
@@ -46,6 +47,9 @@ void bsfs_free_opts(struct bsfs_opts *o);
 /* 0 when the mount point exists and is a directory; else one line on
  * stderr and -ENOENT, -ENOTDIR, ... */
 int bsfs_check_mountpoint(const char *image, const char *mnt);
+
+/* The session loop with libfuse's -s / clone_fd / max_threads (main.c). */
+int bsfs_serve(struct fuse_session *se, const struct bsfs_opts *o);
 
 void bsfs_print_usage(const char *prog);
 void bsfs_print_help(const char *prog);

@@ -7,6 +7,9 @@
  * Whatever the bytes, nothing may crash, hang, leak or trip a sanitizer;
  * an open that refuses must leave the device's bytes as they were, and a
  * volume that opens (other than for a damage report) must check clean.
+ * The read-only view of the allocations (core/allocview.c, -o view) runs
+ * too: it never writes, its lists are sorted, disjoint and inside the
+ * payload, and it opens every image a mount accepts clean.
  *
  * Built and run by scripts/fuzz (clang, -fsanitize=fuzzer,address,undefined);
  * the seed corpus comes from make_corpus.c.  Crashes found become images
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "allocview.h"
 #include "catalog.h"
 #include "volume.h"
 
@@ -124,6 +128,41 @@ static int volume(const uint8_t *data, size_t size, const struct vol_opts *o)
 	return clean;
 }
 
+/* The view (any allocator, and Linear asked for): 1 when it opened. */
+static int view(const uint8_t *data, size_t size, enum bs_alloc_kind want)
+{
+	struct bs_memdev *dev = load(data, size);
+	struct bs_io *io;
+	struct av_view *v;
+	char why[1400];
+	int opened = 0;
+	if (!dev)
+		return 0;
+	if (bs_io_mem_open(dev, &io) == 0) {
+		if (av_open_io(io, want, &v, why, sizeof why) == 0) {
+			uint64_t at = 0;
+			for (size_t i = 0; i < v->n_allocs; i++) {
+				if (v->allocs[i].off < at || v->allocs[i].len == 0 ||
+				    v->allocs[i].off + v->allocs[i].len > v->payload_bytes)
+					abort();
+				at = v->allocs[i].off + v->allocs[i].len;
+			}
+			char *text;
+			size_t n;
+			if (av_stats_text(v, &text, &n) == 0)
+				free(text);
+			av_close(v);
+			opened = 1;
+		} else if (why[0] == '\0') {
+			abort();   /* a refusal without a reason */
+		}
+		if (bs_memdev_writes(dev) || !same(dev, data, size))
+			abort();   /* the view wrote the image */
+	}
+	bs_memdev_free(dev);
+	return opened;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct vol_opts modes[] = {
@@ -142,5 +181,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * images the check (with or without -n) finds clean */
 	if (clean[0] != clean[1] || clean[0] != clean[2])
 		abort();
+	/* the view opens what the mount accepts clean */
+	if (!view(data, size, BS_ALLOC_NONE) && clean[0])
+		abort();
+	view(data, size, BS_ALLOC_LINEAR);
 	return 0;
 }

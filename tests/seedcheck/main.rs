@@ -8,6 +8,9 @@
 //!                                     the seed allocates and frees in an
 //!                                     existing IMAGE around its LIVE
 //!                                     slices (walk.rs; issue 14)
+//!   seedcheck view SCRIPT IMAGE OUT   apply SCRIPT to a fresh IMAGE and
+//!                                     write to OUT what `bstackfs -o view`
+//!                                     must show of it (view.rs; issue 16)
 //!
 //! `run` prints one line per step: the step number, the op, the slices it
 //! returned (off:len) and the image's length and FNV-1a hash; driver.c
@@ -17,6 +20,7 @@
 #[macro_use]
 mod shim;
 mod alloc;
+mod view;
 mod walk;
 
 pub use shim::BStack;
@@ -226,7 +230,10 @@ fn step(
     }
 }
 
-fn run(script: &str, image: &str, upto: u64) -> io::Result<()> {
+/// Apply SCRIPT to a fresh IMAGE (printing a line per step); the live
+/// slices at the end (those a step that failed left are included as they
+/// were).
+fn run(script: &str, image: &str, upto: u64) -> io::Result<Vec<Sl>> {
     let text = std::fs::read_to_string(script)?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
@@ -258,11 +265,11 @@ fn run(script: &str, image: &str, upto: u64) -> io::Result<()> {
             Err(e) => {
                 println!("{n} {} ERR", w[0]);
                 eprintln!("seedcheck: step {n} ({line}): {e}");
-                return Ok(());
+                return Ok(live);
             }
         }
     }
-    Ok(())
+    Ok(live)
 }
 
 /// xorshift64*: the generator must give the same script for a seed
@@ -400,6 +407,11 @@ fn main() {
                 die(format!("{e}"));
             }
         }
+        Some("view") if a.len() == 5 => {
+            if let Err(e) = view::expect(a[2], a[3], a[4]) {
+                die(e);
+            }
+        }
         Some("walk") if a.len() == 5 || a.len() == 6 => {
             let n = a.get(5).map(|x| num(x)).unwrap_or(walk::DEFAULT_N);
             match walk::walk(a[2], a[3], a[4], n) {
@@ -411,7 +423,7 @@ fn main() {
             }
         }
         _ => die(
-            "usage: seedcheck gen KIND SEED NOPS | run SCRIPT IMAGE [UPTO] | walk KIND IMAGE LIVE [N]"
+            "usage: seedcheck gen KIND SEED NOPS | run SCRIPT IMAGE [UPTO] | view SCRIPT IMAGE OUT | walk KIND IMAGE LIVE [N]"
                 .into(),
         ),
     }

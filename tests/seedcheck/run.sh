@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — the seed differential test (meson suite 'seedcheck').
 #
-#   run.sh C_DRIVER WORKDIR [C_REBUILD]
+#   run.sh C_DRIVER WORKDIR [C_REBUILD] [C_VIEW]
 #
 # Builds the Rust side (main.rs + shim.rs + alloc.rs of this directory and
 # the seed allocators, read from the seeds directory at build time and
@@ -20,6 +20,16 @@
 # pass, a negative control must be refused (exit 1, "FAILED:"); each walk
 # is one test.  Without C_REBUILD (the volume not built) this part is
 # skipped.
+#
+# Then the view of images the seeds wrote (issue 16): for each allocator,
+# the seed's own code applies random scripts (main.rs `view`, view.rs) and
+# says what `bstackfs -o view` must show of each image; C_VIEW (view.c)
+# opens it with core/allocview.c and compares allocation by allocation,
+# the slices' bytes, the free space, and the image's SHA-256 before and
+# after.  Each image is one test, and one negative control per allocator
+# (an expectation with one allocation dropped) must be refused.  Without
+# C_VIEW this part is skipped.  BSTACKFS_SEEDCHECK_VIEW_N: images per
+# allocator (10).
 #
 # Seeds directory: $BSTACKFS_SEEDS, else <repo>/../shared/seeds.
 # Environment: BSTACKFS_SEED (base seed; random when unset),
@@ -44,6 +54,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 driver=${1:?usage: run.sh C_DRIVER WORKDIR [C_REBUILD]}
 work=${2:?usage: run.sh C_DRIVER WORKDIR [C_REBUILD]}
 rebuild=${3:-}
+viewer=${4:-}
 srcdir=${BSTACKFS_SRCDIR:-$(cd "$here/../.." && pwd)}
 seeds=${BSTACKFS_SEEDS:-$srcdir/../shared/seeds}
 
@@ -205,6 +216,54 @@ for kind in ${rebuild:+ghost firstfit slab}; do
 		"refused), $wf not; ${ms} ms"
 	passed=$((passed + wp))
 	failed=$((failed + wf))
+done
+# The view of the images the seeds wrote (issue 16).
+if [ -z "$viewer" ]; then
+	echo "seedcheck: view: skipped (seedcheck_view is not built: it needs allocview)"
+fi
+n_view=${BSTACKFS_SEEDCHECK_VIEW_N:-10}
+for kind in ${viewer:+ghost firstfit slab}; do
+	vdir=$tmp/view-$kind
+	mkdir -p "$vdir" || exit 1
+	last=
+	vp=0
+	vf=0
+	for ((i = 0; i < n_view; i++)); do
+		seed=$((base + 100000 + i))
+		script=$vdir/script.txt
+		"$rs" gen "$kind" "$seed" "$n_ops" >"$script" || exit 1
+		if ! "$rs" view "$script" "$vdir/img" "$vdir/expect" >/dev/null 2>"$vdir/err"; then
+			echo "FAIL view $kind seed $seed: the seed side failed: $(cat "$vdir/err")"
+			vf=$((vf + 1))
+			continue
+		fi
+		before=$(sha256sum <"$vdir/img")
+		out=$("$viewer" "$vdir/img" "$vdir/expect" 2>&1)
+		rc=$?
+		after=$(sha256sum <"$vdir/img")
+		if [ $rc -eq 0 ] && [ "$before" = "$after" ]; then
+			vp=$((vp + 1))
+			last=$out
+		else
+			echo "FAIL view $kind seed $seed (exit $rc): $out"
+			[ "$before" = "$after" ] || echo "  and the image's SHA-256 changed"
+			cp "$script" "$work/fail-view-$kind-$seed.txt"
+			vf=$((vf + 1))
+		fi
+	done
+	# negative control: one allocation left out of what the seed made
+	awk '/^expect / && !d { d = 1; next } { print }' "$vdir/expect" >"$vdir/expect.neg"
+	out=$("$viewer" "$vdir/img" "$vdir/expect.neg" 2>&1)
+	if [ $? -eq 1 ] && [[ $out == *FAILED:* ]]; then
+		vp=$((vp + 1))
+		echo "seedcheck: view $kind negative control refused as it must be: ${out#*FAILED: }"
+	else
+		echo "FAIL view $kind negative control: accepted: $out"
+		vf=$((vf + 1))
+	fi
+	echo "seedcheck: view $kind: $vp as expected, $vf not (last: ${last:-none})"
+	passed=$((passed + vp))
+	failed=$((failed + vf))
 done
 rm -rf "$tmp"
 echo "suite seedcheck: $passed passed, $failed failed"

@@ -57,7 +57,7 @@ fn get(st: &BStack, off: u64, len: u64) -> Result<Vec<u8>, String> {
 }
 
 /// The bytes slice `s` holds as the seed of `kind` sees it: [start, end).
-fn extent(kind: &str, bs: u64, st: &BStack, s: Sl) -> Result<(u64, u64), String> {
+pub(crate) fn extent(kind: &str, bs: u64, st: &BStack, s: Sl) -> Result<(u64, u64), String> {
     let (off, len) = s;
     let slen = st.len().map_err(|e| e.to_string())?;
     let end = |e: Option<u64>| -> Result<u64, String> {
