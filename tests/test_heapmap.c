@@ -95,6 +95,15 @@ static void the_map_covers_the_payload_exactly_once_for_each_allocator(void)
 		CU_ASSERT(vol_open_file(v, open_ino) == 0);
 		write_n(v, open_ino, 1000, 0);
 		write_n(v, open_ino, 1000, 1000);
+		/* growth in place into a hole may take exactly what a write
+		 * needs (volume.c, grow): append until there is spare capacity */
+		struct vol_alloc_rec oc;
+		for (uint64_t k = 2; k < 40; k++) {
+			CU_ASSERT_FATAL(vol_alloc_of(v, open_ino, &oc) == 0);
+			if (oc.slice.len > oc.size)
+				break;
+			write_n(v, open_ino, 1000, k * 1000);
+		}
 		/* removed while open */
 		CU_ASSERT_FATAL(vol_create(v, VOL_ROOT_INO, "orphan", 0644, 0, 0, &a) == 0);
 		uint64_t orphan = a.ino;
