@@ -142,7 +142,7 @@ struct vol {
 	struct bs_freeq *fq;        /* remote frees; drained under the write lock */
 	/* requests that reached the volume (atomics): what the kernel's
 	 * dentry and page caches did not answer */
-	uint64_t n_lookups, n_reads;
+	uint64_t n_lookups, n_reads, n_xattr_reads;
 };
 
 /* File n's size goes from old to new (orphans are no named file's). */
@@ -1737,6 +1737,7 @@ ssize_t vol_getxattr(struct vol *v, uint64_t ino, const char *name, void *buf, s
 	const uint8_t *val;
 	size_t vlen;
 	ssize_t r = xattr_name_ok(name);
+	__atomic_fetch_add(&v->n_xattr_reads, 1, __ATOMIC_RELAXED);
 	if (r)
 		return r == -EOPNOTSUPP ? -ENODATA : r;
 	pthread_rwlock_rdlock(&v->lock);
@@ -1764,6 +1765,7 @@ ssize_t vol_listxattr(struct vol *v, uint64_t ino, char *buf, size_t size)
 	uint8_t *b = NULL;
 	size_t len;
 	ssize_t r = 0;
+	__atomic_fetch_add(&v->n_xattr_reads, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_rdlock(&v->lock);
 	struct cat_node *n = node_get(v, ino);
 	if (!n)
@@ -2499,6 +2501,7 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   queue_full              pushes that found the queue full
  *   lookups                 name lookups that reached the volume
  *   read_requests           file reads that reached the volume
+ *   xattr_requests          attribute reads (getxattr, listxattr) that reached it
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -2614,6 +2617,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("queue_full", fs.queue_full);
 	KV("lookups", __atomic_load_n(&v->n_lookups, __ATOMIC_RELAXED));
 	KV("read_requests", __atomic_load_n(&v->n_reads, __ATOMIC_RELAXED));
+	KV("xattr_requests", __atomic_load_n(&v->n_xattr_reads, __ATOMIC_RELAXED));
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV

@@ -155,6 +155,7 @@ static int run(struct fuse_session *se, struct bsfs *fs, const struct bsfs_opts 
 	if (open_volume(o, &v) < 0)
 		return 1;
 	fs->v = v;
+	fs->noxattr = o->noxattr;
 	if (fuse_set_signal_handlers(se) < 0) {
 		fprintf(stderr, "bstackfs: %s: cannot install signal handlers\n", o->image);
 		vol_close(v);

@@ -857,9 +857,21 @@ static void bsfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 /* Extended attributes (volume.h).  The kernel has checked the namespace
  * permissions (user. only on files and directories, trusted. for
  * CAP_SYS_ADMIN); the control files have none. */
+/* -o noxattr: ENOSYS makes the kernel answer every later request of the
+ * kind itself (EOPNOTSUPP), so `ls -l` costs no attribute round trips. */
+static bool no_xattr(fuse_req_t req)
+{
+	if (!fs_of(req)->noxattr)
+		return false;
+	fuse_reply_err(req, ENOSYS);
+	return true;
+}
+
 static void bsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			  size_t size, int flags)
 {
+	if (no_xattr(req))
+		return;
 	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -882,6 +894,8 @@ static void bsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size
 	char *buf = NULL;
 	ssize_t n;
 
+	if (no_xattr(req))
+		return;
 	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -900,6 +914,8 @@ static void bsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char *buf = NULL;
 	ssize_t n;
 
+	if (no_xattr(req))
+		return;
 	if (bsfs_is_control_ino(ino)) {
 		reply_xattr_size(req, 0, NULL, size);
 		return;
@@ -915,6 +931,8 @@ static void bsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void bsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	if (no_xattr(req))
+		return;
 	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, ENODATA);
 		return;

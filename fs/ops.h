@@ -10,6 +10,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "volume.h"
@@ -19,6 +20,8 @@ struct bsfs {
 	struct vol *v;
 	double timeout;           /* attribute cache, seconds */
 	double entry_timeout;     /* name cache, negative entries too */
+	bool noxattr;             /* -o noxattr: xattr requests get ENOSYS, so the
+				   * kernel stops sending them */
 	/* Open files are counted by the volume (vol_open_file/vol_release). */
 };
 

@@ -37,6 +37,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	BSFS_OPT("nocreate", nocreate),
 	BSFS_OPT("free_batch=%s", free_batch),
 	BSFS_OPT("view", view),
+	BSFS_OPT("noxattr", noxattr),
 	/* Options fstab/mount may hand us that mean nothing to a FUSE mount;
 	 * mount.fuse3 drops most of these itself, but a hand-written fstab
 	 * line or `mount -o defaults` must not fail. */
@@ -320,6 +321,9 @@ void bsfs_print_help(const char *prog)
 	       "                           recovered in memory only\n"
 	       "    -o free_batch=N|adaptive  removals free their space in batches of N\n"
 	       "                           (default 64), or of an adaptive size\n"
+	       "    -o noxattr             no extended attributes (ENOTSUP): ls -l then costs\n"
+	       "                           no attribute requests (security.selinux and ACL\n"
+	       "                           lookups of ls itself, one round trip each)\n"
 	       "    -o view                any bstack image's allocations as read-only\n"
 	       "                           files (allocations/, free/, reserved), the\n"
 	       "                           image never written, held with a shared lock;\n"

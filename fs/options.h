@@ -30,6 +30,7 @@ struct bsfs_opts {
 	int norecovery;           /* -o norecovery (with ro) */
 	char *free_batch;         /* -o free_batch=N|adaptive, NULL when absent */
 	int view;                 /* -o view: the allocations, read-only (viewfs.h) */
+	int noxattr;              /* -o noxattr: no extended attributes (ops.c) */
 	struct fuse_cmdline_opts cmd;  /* libfuse's: -f -d -s -h -V, mountpoint */
 	struct vol_opts vol;      /* derived from the above */
 };

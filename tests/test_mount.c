@@ -2923,6 +2923,37 @@ out:
 	mnt_done(&m);
 }
 
+static void noxattr_spares_ls_l_its_attribute_requests(void)
+{
+	struct mnt m;
+
+	for (int pass = 0; pass < 2; pass++) {
+		if (!mnt_fresh(&m, pass ? "noxattr" : NULL)) {
+			CU_FAIL("mount");
+			goto out;
+		}
+		CU_ASSERT(sh("cd '%s' && for i in $(seq 1 50); do echo $i > f$i; done",
+			     mpath(&m, "")) == 0);
+		int64_t before = ctl_value(&m, "xattr_requests");
+		CU_ASSERT(sh("ls -l '%s' > /dev/null", mpath(&m, "")) == 0);
+		int64_t asked = ctl_value(&m, "xattr_requests") - before;
+		if (pass == 0) {
+			/* ls -l asks for each file; the volume answers from memory */
+			CU_ASSERT(asked >= 50);
+		} else {
+			CU_ASSERT(asked == 0);
+			CU_ASSERT(sh("setfattr -n user.x -v 1 '%s' 2>&1 | grep -q 'not supported'",
+				     mpath(&m, "f1")) == 0);
+			CU_ASSERT(sh("getfattr -n user.x '%s' 2>&1 | grep -q 'not supported'",
+				     mpath(&m, "f1")) == 0);
+		}
+		mnt_done(&m);
+	}
+	return;
+out:
+	mnt_done(&m);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -2966,6 +2997,7 @@ static const struct h_test tests[] = {
 	H_TEST(git_init_add_commit_and_status_work_in_a_mount),
 	H_TEST(extended_attributes_through_setfattr_cp_a_and_rsync_aHAX),
 	H_TEST(sticky_setgid_utimensat_and_ctime_follow_ext4),
+	H_TEST(noxattr_spares_ls_l_its_attribute_requests),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let

@@ -59,7 +59,7 @@ _bstackfs()
 		case $prev in
 		-o)
 			COMPREPLY=($(compgen -W "allocator=ghost allocator=firstfit allocator=slab
-				allocator=linear block_size= sync nocreate view ro allow_other" -- "$cur"))
+				allocator=linear block_size= sync nocreate noxattr view ro allow_other" -- "$cur"))
 			return ;;
 		esac
 		if [[ $cur == -* ]]; then
