@@ -81,6 +81,10 @@
  * allocation to the allocator (only the unfinished catalog can be there)
  * and formats again.
  *
+ * Growth (cat_grow): with the journal, in place by a quarter — the
+ * allocation's growth, the header and the root reference in one
+ * transaction, the new pairs the zeros the allocator exposes.  Otherwise:
+ *
  * The catalog itself moves copy-on-write (rewrite): a new allocation gets
  * the whole catalog, is synced, then the root reference is set durably,
  * then the old allocation is freed.  A crash before the root reference
@@ -719,6 +723,54 @@ static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
 out:
 	free(l.v);
 	return r;
+}
+
+/*
+ * Room for more records.  With the journal the catalog first tries to grow
+ * where it is (bs_grow_in_place: at the tail, or into a free neighbour) by
+ * a quarter: the grown bytes read as zero, i.e. never-written pairs, and
+ * the allocation's growth, the header's pair count and the root
+ * reference's length change in one transaction, so no crash can see them
+ * disagree and no old copy is left behind.  Without a journal those three
+ * writes could not be atomic, so the catalog moves (cat_rewrite, doubled),
+ * as it does when it cannot grow in place.
+ */
+static int cat_grow(struct catalog *c)
+{
+	uint64_t step = c->n_pairs / 4 > CAT_MIN_PAIRS ? c->n_pairs / 4 : CAT_MIN_PAIRS;
+	uint64_t n = c->n_pairs + step;
+	struct bs_slice ns;
+	bool done = false;
+	int r;
+	if (!c->a || !bstack_journaled(c->bs) || c->a->kind == BS_ALLOC_LINEAR ||
+	    pairs_resize(c, n))
+		return cat_rewrite(c, c->n_pairs * 2);
+	if ((r = bstack_txn_begin(c->bs)))
+		return r;
+	r = bs_grow_in_place(c->a, c->root, cat_bytes(n), &ns, &done);
+	if (!r && done && ns.off == c->root.off) {
+		uint8_t hdr[CAT_HDR_SIZE], ref[CAT_ROOT_REF_SIZE];
+		cat_hdr_encode(n, c->version, hdr);
+		cat_root_encode(ns, ref);
+		r = bstack_set(c->bs, ns.off, hdr, sizeof hdr);
+		if (!r)
+			r = bs_alloc_reserved_set(c->a, 0, ref, sizeof ref);
+	}
+	uint64_t seq;
+	int e = bstack_txn_end(c->bs, &seq);
+	if (!r)
+		r = e;
+	if (r || !done)
+		return r ? r : cat_rewrite(c, c->n_pairs * 2);
+	/* new pairs, handed out lowest first (free_pairs is a stack) */
+	for (uint64_t i = n; i-- > c->n_pairs;) {
+		c->pair_slot[i] = 1;   /* both slots zero: write A first */
+		c->free_pairs[c->n_free++] = i;
+	}
+	c->root = ns;
+	c->n_pairs = n;
+	c->grows_in_place++;
+	return 0;
 }
 
 /* ---- format --------------------------------------------------------------- */
@@ -1394,7 +1446,7 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 	int e;
 	if (!dir || dir->r.kind != CAT_DIR)
 		return -ENOTDIR;
-	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+	if (c->n_free == 0 && (e = cat_grow(c)))
 		return e;
 	if (r->kind > CAT_TOMB && c->version < CAT_VERSION)
 		return -EPROTO;   /* the caller upgrades first (cat_upgrade) */
@@ -1582,7 +1634,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 		count_kind(c, x, 1);
 		return 0;
 	}
-	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+	if (c->n_free == 0 && (e = cat_grow(c)))
 		return e;
 	if (!(x = calloc(1, sizeof *x)))
 		return -ENOMEM;
@@ -1616,7 +1668,7 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 		return e;
 	if (c->version < CAT_VERSION)
 		return -EPROTO;
-	if (c->n_free == 0 && (e = cat_rewrite(c, c->n_pairs * 2)))
+	if (c->n_free == 0 && (e = cat_grow(c)))
 		return e;
 	if (!(l = calloc(1, sizeof *l)))
 		return -ENOMEM;

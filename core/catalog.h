@@ -171,6 +171,7 @@ struct catalog {
 	 * tombstone and the inode's): removed by cat_repair */
 	struct cat_node *strays;
 	uint64_t rewrites;        /* CoW rewrites of the catalog */
+	uint64_t grows_in_place;  /* growths without a move (journal only) */
 	/* removed while open (cat_orphan): in no index and on no disk record,
 	 * chained by prev/next; found by cat_orphan_get */
 	struct cat_node *orphans;

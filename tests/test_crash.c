@@ -1859,6 +1859,89 @@ static void every_name_operation_cut_anywhere_is_all_or_nothing(void)
 	}
 }
 
+static uint64_t rewrites_of(struct vol *v)
+{
+	struct vol_counters c;
+	CU_ASSERT_EQUAL(vol_get_counters(v, &c), 0);
+	return c.catalog_rewrites;
+}
+
+/* With the journal a full catalog grows where it is (catalog.c, cat_grow):
+ * the allocation, the header's pair count and the root reference in one
+ * transaction.  Cut the create that makes it grow at every device
+ * operation: the tree is before or after, the catalog verifies. */
+static void a_catalog_growing_in_place_is_all_or_nothing_at_every_cut(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol_opts o = { .allocator = k, .create = true, .uid = 1, .gid = 2 };
+		struct vol *v;
+		struct snap s0 = { 0 };
+		char name[32], what[64];
+		int grew_at = -1;
+		CU_ASSERT_FATAL(dev != NULL);
+		CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+		o.create = false;
+		/* find the create that grows the catalog: the state before it is s0 */
+		for (int i = 0; i < 200 && grew_at < 0; i++) {
+			int64_t before = stat_of(v, "catalog_bytes");
+			uint64_t rw = rewrites_of(v);
+			CU_ASSERT_EQUAL_FATAL(vol_close(v), 0);
+			snap_free(&s0);
+			snap_take(dev, &s0);
+			CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+			snprintf(name, sizeof name, "f%d", i);
+			CU_ASSERT_FATAL(vol_create(v, ROOT, name, 0644, 1, 2, NULL) == 0);
+			if (stat_of(v, "catalog_bytes") > before) {
+				grew_at = i;
+				/* in place, not a move (Linear always moves) */
+				CU_ASSERT(k == BS_ALLOC_LINEAR || rewrites_of(v) == rw);
+			}
+		}
+		CU_ASSERT_FATAL(grew_at >= 0);
+		char *after = nm_describe(v);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		snap_load(dev, &s0);
+		CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+		char *before = nm_describe(v);
+		dev_reset(dev);
+		CU_ASSERT_EQUAL(vol_create(v, ROOT, name, 0644, 1, 2, NULL), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		uint64_t total = dev_ops(dev);
+		snprintf(what, sizeof what, "%s/catalog growth", bs_alloc_kind_name(k));
+		int bad = 0;
+		for (uint64_t n = 1; n <= total && bad < 2; n++) {
+			for (int mode = 0; mode < 4 && bad < 2; mode++) {
+				snap_load(dev, &s0);
+				CU_ASSERT_FATAL(try_open(dev, o, J_ON, &v) == 0);
+				bs_memdev_fail_at(dev, n);
+				vol_create(v, ROOT, name, 0644, 1, 2, NULL);
+				vol_close(v);
+				struct bs_memdev *j = bs_memdev_sibling(dev);
+				uint64_t pend = bs_memdev_pending(dev) > bs_memdev_pending(j) ?
+						bs_memdev_pending(dev) : bs_memdev_pending(j);
+				if (mode == 0)
+					bs_memdev_power_cycle(dev, 0);
+				else if (mode == 1)
+					bs_memdev_power_cycle(dev, UINT64_MAX);
+				else
+					bs_memdev_power_cycle_mode(dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
+								   n % (pend + 1), n * 7919 + (uint64_t)mode);
+				if (!nm_verify(dev, o, J_ON, before, after, what)) {
+					printf("%s: cut at device operation %llu of %llu, mode %d\n", what,
+					       (unsigned long long)n, (unsigned long long)total, mode);
+					CU_FAIL("a cut catalog growth is neither before nor after");
+					bad++;
+				}
+			}
+		}
+		free(before);
+		free(after);
+		snap_free(&s0);
+		bs_memdev_free(dev);
+	}
+}
+
 static const struct h_test tests[] = {
 	H_TEST(random_operations_cut_in_every_failure_mode_match_the_model),
 	H_TEST(a_hole_over_bytes_a_crash_left_past_the_length_reads_as_zeros),
@@ -1869,6 +1952,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_replay_that_cannot_grow_the_full_image_is_refused_then_completes),
 	H_TEST(a_record_torn_by_the_device_falls_back_to_its_older_version),
 	H_TEST(every_name_operation_cut_anywhere_is_all_or_nothing),
+	H_TEST(a_catalog_growing_in_place_is_all_or_nothing_at_every_cut),
 };
 
 H_MAIN("crash", tests)
