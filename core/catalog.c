@@ -1440,6 +1440,30 @@ int cat_upgrade(struct catalog *c)
 	return r;
 }
 
+/* A node for a new record (with room reserved in the name indexes when
+ * it gets a name), or NULL for lack of memory. */
+static struct cat_node *new_node(struct catalog *c, bool named)
+{
+	struct cat_node *n = calloc(1, sizeof *n);
+	if (n && named && reserve_all(c)) {
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* Durably write n's first record into a free pair (the catalog was made
+ * to have one, cat_grow) and take the pair. */
+static int put_first(struct catalog *c, struct cat_node *n)
+{
+	int e;
+	n->pair = c->free_pairs[c->n_free - 1];
+	if ((e = write_rec(c, n->pair, &n->r)))
+		return e;
+	c->n_free--;
+	return 0;
+}
+
 int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out)
 {
 	struct cat_node *dir = cat_get(c, r->parent), *n;
@@ -1452,15 +1476,10 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 		return -EPROTO;   /* the caller upgrades first (cat_upgrade) */
 	if (r->kind == CAT_LINK || r->kind == CAT_TOMB || r->parent == 0)
 		return -EINVAL;
-	if (!(n = calloc(1, sizeof *n)))
+	if (!(n = new_node(c, true)))
 		return -ENOMEM;
-	if ((e = reserve_all(c))) {
-		free(n);
-		return e;
-	}
 	n->r = *r;
 	n->r.ino = c->next_ino;
-	n->pair = c->free_pairs[c->n_free - 1];
 	if (r->kind == CAT_SYMLINK && r->alloc.len == 0) {
 		if (!r->target || r->size > CAT_INLINE_TARGET_MAX ||
 		    !(n->tbuf = malloc(r->size + 1))) {
@@ -1473,12 +1492,11 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 	} else {
 		n->r.target = NULL;
 	}
-	if ((e = write_rec(c, n->pair, &n->r))) {
+	if ((e = put_first(c, n))) {
 		node_free(n);
 		return e;
 	}
 	c->next_ino++;
-	c->n_free--;
 	tab_insert(c, T_INO, n);
 	count_kind(c, n, 1);
 	link_child(c, dir, n);
@@ -1636,15 +1654,13 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 	}
 	if (c->n_free == 0 && (e = cat_grow(c)))
 		return e;
-	if (!(x = calloc(1, sizeof *x)))
+	if (!(x = new_node(c, false)))
 		return -ENOMEM;
-	x->pair = c->free_pairs[c->n_free - 1];
-	if ((e = write_rec(c, x->pair, &r))) {
+	x->r = r;
+	if ((e = put_first(c, x))) {
 		free(x);
 		return e;
 	}
-	c->n_free--;
-	x->r = r;
 	x->inode = n;
 	n->xattr = x;
 	count_kind(c, x, 1);
@@ -1670,23 +1686,17 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 		return -EPROTO;
 	if (c->n_free == 0 && (e = cat_grow(c)))
 		return e;
-	if (!(l = calloc(1, sizeof *l)))
+	if (!(l = new_node(c, true)))
 		return -ENOMEM;
-	if ((e = reserve_all(c))) {
-		free(l);
-		return e;
-	}
 	l->r.kind = CAT_LINK;
 	l->r.ino = n->r.ino;
 	l->r.parent = parent;
 	l->r.name_len = (uint16_t)len;
 	memcpy(l->r.name, name, len);
-	l->pair = c->free_pairs[c->n_free - 1];
-	if ((e = write_rec(c, l->pair, &l->r))) {
+	if ((e = put_first(c, l))) {
 		free(l);
 		return e;
 	}
-	c->n_free--;
 	attach_link(n, l);
 	count_kind(c, l, 1);
 	link_child(c, dir, l);

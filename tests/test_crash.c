@@ -927,6 +927,25 @@ static void dev_reset(struct bs_memdev *dev)
 		bs_memdev_reset_counts(bs_memdev_sibling(dev));
 }
 
+/* Lose the power after a cut at device operation n, in one of four ways:
+ * 0 nothing unsynced kept, 1 everything kept, 2 a torn write, 3 a seeded
+ * subset of the pending writes (the last two: as the disk model allows,
+ * core/io.h). */
+static void power_cycle(struct bs_memdev *dev, uint64_t n, int mode)
+{
+	struct bs_memdev *j = bs_memdev_sibling(dev);
+	uint64_t pend = bs_memdev_pending(dev);
+	if (j && bs_memdev_pending(j) > pend)
+		pend = bs_memdev_pending(j);
+	if (mode == 0)
+		bs_memdev_power_cycle(dev, 0);
+	else if (mode == 1)
+		bs_memdev_power_cycle(dev, UINT64_MAX);
+	else
+		bs_memdev_power_cycle_mode(dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
+					   n % (pend + 1), n * 7919 + (uint64_t)mode);
+}
+
 #define SEQ_MAX 4
 
 /* An operation sequence and the models after each of its steps: ms[0]
@@ -1042,16 +1061,7 @@ static void seq_cut_everywhere(struct bs_memdev *dev, enum bs_alloc_kind k, stru
 				bad++;
 			}
 			vol_close(v);
-			struct bs_memdev *j = bs_memdev_sibling(dev);
-			uint64_t pend = bs_memdev_pending(dev) > bs_memdev_pending(j) ?
-					bs_memdev_pending(dev) : bs_memdev_pending(j);
-			if (mode == 0)
-				bs_memdev_power_cycle(dev, 0);
-			else if (mode == 1)
-				bs_memdev_power_cycle(dev, UINT64_MAX);
-			else
-				bs_memdev_power_cycle_mode(dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
-							   n % (pend + 1), n * 7919 + (uint64_t)mode);
+			power_cycle(dev, n, mode);
 			if (!verify_after(dev, k, o, q, done, what)) {
 				printf("%s/%s: cut at device operation %llu of %llu, mode %d, after "
 				       "%d of %d steps\n", what, bs_alloc_kind_name(k),
@@ -1830,17 +1840,7 @@ static void every_name_operation_cut_anywhere_is_all_or_nothing(void)
 						bs_memdev_fail_at(dev, n);
 						nm_op(v, op);
 						vol_close(v);
-						struct bs_memdev *j = bs_memdev_sibling(dev);
-						uint64_t pend = bs_memdev_pending(dev) > bs_memdev_pending(j) ?
-								bs_memdev_pending(dev) : bs_memdev_pending(j);
-						if (mode == 0)
-							bs_memdev_power_cycle(dev, 0);
-						else if (mode == 1)
-							bs_memdev_power_cycle(dev, UINT64_MAX);
-						else
-							bs_memdev_power_cycle_mode(
-								dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
-								n % (pend + 1), n * 7919 + (uint64_t)mode);
+						power_cycle(dev, n, mode);
 						if (!nm_verify(dev, o, jm, before, after, what)) {
 							printf("%s: cut at device operation %llu of %llu, "
 							       "mode %d\n", what, (unsigned long long)n,
@@ -1917,16 +1917,7 @@ static void a_catalog_growing_in_place_is_all_or_nothing_at_every_cut(void)
 				bs_memdev_fail_at(dev, n);
 				vol_create(v, ROOT, name, 0644, 1, 2, NULL);
 				vol_close(v);
-				struct bs_memdev *j = bs_memdev_sibling(dev);
-				uint64_t pend = bs_memdev_pending(dev) > bs_memdev_pending(j) ?
-						bs_memdev_pending(dev) : bs_memdev_pending(j);
-				if (mode == 0)
-					bs_memdev_power_cycle(dev, 0);
-				else if (mode == 1)
-					bs_memdev_power_cycle(dev, UINT64_MAX);
-				else
-					bs_memdev_power_cycle_mode(dev, mode == 2 ? BS_PC_TORN : BS_PC_SUBSET,
-								   n % (pend + 1), n * 7919 + (uint64_t)mode);
+				power_cycle(dev, n, mode);
 				if (!nm_verify(dev, o, J_ON, before, after, what)) {
 					printf("%s: cut at device operation %llu of %llu, mode %d\n", what,
 					       (unsigned long long)n, (unsigned long long)total, mode);
