@@ -1602,10 +1602,10 @@ struct bs_slice cat_take_freed_xattr(struct catalog *c)
 	return s;
 }
 
-int cat_remove(struct catalog *c, struct cat_node *n)
+/* Durably remove record n (an inode without links, or a link) with its
+ * attributes, free it, give room back. */
+static int remove_record(struct catalog *c, struct cat_node *n)
 {
-	if (n->r.kind == CAT_LINK)
-		return -EINVAL;
 	int e = tombstone(c, n);
 	if (e)
 		return e;
@@ -1613,6 +1613,11 @@ int cat_remove(struct catalog *c, struct cat_node *n)
 	node_free(n);
 	maybe_shrink(c);
 	return 0;
+}
+
+int cat_remove(struct catalog *c, struct cat_node *n)
+{
+	return n->r.kind == CAT_LINK ? -EINVAL : remove_record(c, n);
 }
 
 int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, uint64_t len,
@@ -1706,14 +1711,7 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 
 int cat_unlink_name(struct catalog *c, struct cat_node *l)
 {
-	if (l->r.kind != CAT_LINK)
-		return -EINVAL;
-	int e = tombstone(c, l);
-	if (e)
-		return e;
-	node_free(l);
-	maybe_shrink(c);
-	return 0;
+	return l->r.kind != CAT_LINK ? -EINVAL : remove_record(c, l);
 }
 
 int cat_unname(struct catalog *c, struct cat_node *n)

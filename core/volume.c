@@ -1525,6 +1525,15 @@ static int rename_checks(struct vol *v, struct cat_node *src, struct cat_node *d
 	return 0;
 }
 
+/* Give record r the name (parent, name[0..len)). */
+static void set_name(struct cat_rec *r, uint64_t parent, const char *name, size_t len)
+{
+	r->parent = parent;
+	r->name_len = (uint16_t)len;
+	memset(r->name, 0, sizeof r->name);
+	memcpy(r->name, name, len);
+}
+
 /* RENAME_EXCHANGE: the two names trade places in one transaction.  Only
  * with the journal: without it the two record writes are separate steps
  * and a crash between them would leave two records with one name, which
@@ -1541,12 +1550,8 @@ static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
 		return -EINVAL;
 	if (dst->r.kind == CAT_DIR && is_ancestor(v, dst->r.ino, src->r.parent))
 		return -EINVAL;
-	a.parent = dst->r.parent;
-	a.name_len = dst->r.name_len;
-	memcpy(a.name, dst->r.name, sizeof a.name);
-	b.parent = src->r.parent;
-	b.name_len = src->r.name_len;
-	memcpy(b.name, src->r.name, sizeof b.name);
+	set_name(&a, dst->r.parent, dst->r.name, dst->r.name_len);
+	set_name(&b, src->r.parent, src->r.name, src->r.name_len);
 	a.ctime = b.ctime = now;
 	if ((r = store(v, src, &a)) || (r = store(v, dst, &b)))
 		return r;   /* the transaction is refused as a whole (op_unlock) */
@@ -1594,10 +1599,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		goto out;
 	int64_t now = now_ns();
 	struct cat_rec nr = src->r;
-	nr.parent = newparent;
-	nr.name_len = (uint16_t)strlen(newname);
-	memset(nr.name, 0, sizeof nr.name);
-	memcpy(nr.name, newname, nr.name_len);
+	set_name(&nr, newparent, newname, strlen(newname));
 	nr.ctime = now;
 	if ((r = store(v, src, &nr)))                 /* the rename point */
 		goto out;

@@ -889,6 +889,18 @@ static void reply_xattr_size(fuse_req_t req, ssize_t n, const char *buf, size_t 
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+/* The reply buffer of a getxattr/listxattr of `size` bytes (none for a
+ * size query); false after replying ENOMEM. */
+static bool xattr_buf(fuse_req_t req, size_t size, char **buf)
+{
+	*buf = NULL;
+	if (size && !(*buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return false;
+	}
+	return true;
+}
+
 static void bsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char *buf = NULL;
@@ -900,10 +912,8 @@ static void bsfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	if (size && !(buf = malloc(size))) {
-		fuse_reply_err(req, ENOMEM);
+	if (!xattr_buf(req, size, &buf))
 		return;
-	}
 	n = vol_getxattr(fs_of(req)->v, ino, name, buf, size);
 	reply_xattr_size(req, n, buf, size);
 	free(buf);
@@ -920,10 +930,8 @@ static void bsfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_xattr_size(req, 0, NULL, size);
 		return;
 	}
-	if (size && !(buf = malloc(size))) {
-		fuse_reply_err(req, ENOMEM);
+	if (!xattr_buf(req, size, &buf))
 		return;
-	}
 	n = vol_listxattr(fs_of(req)->v, ino, buf, size);
 	reply_xattr_size(req, n, buf, size);
 	free(buf);

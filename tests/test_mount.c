@@ -15,6 +15,7 @@
  * in and out).
  */
 #include "harness.h"
+#include "mounts.h"
 #include "catalog.h"
 
 #include <dirent.h>
@@ -35,8 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_MOUNTS 32
-
 struct mnt {
 	char dir[400];            /* this test's temp directory */
 	char img[450];
@@ -46,115 +45,12 @@ struct mnt {
 	bool up;
 };
 
-static char *g_mounted[MAX_MOUNTS];
-
 /* ---- plumbing ---------------------------------------------------------- */
 
 static const char *bin(void)
 {
 	const char *b = getenv("BSTACKFS_BIN");
 	return b ? b : "bstackfs";
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-/* Run a shell command; its exit status, or -1. */
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	if (st == -1 || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
-}
-
-/* Run a shell command and capture its stdout (NUL-terminated, truncated to
- * n - 1 bytes); its exit status, or -1. */
-static int sh_out(char *out, size_t n, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	out[0] = '\0';
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	size_t got = 0, r;
-	while ((r = fread(out + got, 1, n - 1 - got, p)) > 0 && got < n - 1)
-		got += r;
-	out[got] = '\0';
-	char sink[4096];
-	while (fread(sink, 1, sizeof(sink), p) > 0)
-		;
-	int st = pclose(p);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static bool is_mounted(const char *path)
-{
-	char line[4096];
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "r");
-
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *sp = strchr(line, ' ');
-		if (!sp)
-			continue;
-		size_t n = strlen(path);
-		found = strncmp(sp + 1, path, n) == 0 && sp[1 + n] == ' ';
-	}
-	fclose(f);
-	return found;
-}
-
-static void registry_add(const char *path)
-{
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i] && strcmp(g_mounted[i], path) == 0)
-			return;
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (!g_mounted[i]) {
-			g_mounted[i] = strdup(path);
-			return;
-		}
-}
-
-static void registry_del(const char *path)
-{
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i] && strcmp(g_mounted[i], path) == 0) {
-			free(g_mounted[i]);
-			g_mounted[i] = NULL;
-		}
-}
-
-/* fusermount3 -u, retried while busy, lazy as the last resort. */
-static bool force_unmount(const char *path)
-{
-	for (int i = 0; i < 50 && is_mounted(path); i++) {
-		if (sh("fusermount3 -u '%s' 2>/dev/null", path) == 0)
-			break;
-		sleep_ms(100);
-	}
-	if (is_mounted(path)) {
-		fprintf(stderr, "test_mount: lazy unmount of %s\n", path);
-		sh("fusermount3 -uz '%s' 2>/dev/null", path);
-	}
-	return !is_mounted(path);
 }
 
 /* Small host filesystems (tmpfs) the ENOSPC test mounts images on; they
@@ -173,50 +69,27 @@ static void tmpfs_del(const char *path)
 /* umount, retried while busy, lazy as the last resort. */
 static bool tmpfs_unmount(const char *path)
 {
-	for (int i = 0; i < 50 && is_mounted(path); i++) {
-		if (sh("umount '%s' 2>/dev/null", path) == 0)
+	for (int i = 0; i < 50 && h_is_mounted(path); i++) {
+		if (h_sh("umount '%s' 2>/dev/null", path) == 0)
 			break;
-		sleep_ms(100);
+		h_sleep_ms(100);
 	}
-	if (is_mounted(path)) {
+	if (h_is_mounted(path)) {
 		fprintf(stderr, "test_mount: lazy unmount of tmpfs %s\n", path);
-		sh("umount -l '%s' 2>/dev/null", path);
+		h_sh("umount -l '%s' 2>/dev/null", path);
 	}
 	tmpfs_del(path);
-	return !is_mounted(path);
+	return !h_is_mounted(path);
 }
 
 static void unmount_all(void)
 {
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i]) {
-			force_unmount(g_mounted[i]);
-			free(g_mounted[i]);
-			g_mounted[i] = NULL;
-		}
+	h_unmount_tracked();
 	for (int i = 0; i < 4; i++)
 		if (g_tmpfs[i])
 			tmpfs_unmount(g_tmpfs[i]);
 }
 
-/* The daemon holds the image's flock until vol_close is done. */
-static bool wait_image_released(const char *img)
-{
-	int fd = open(img, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return errno == ENOENT;
-	for (int i = 0; i < 200; i++) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			flock(fd, LOCK_UN);
-			close(fd);
-			return true;
-		}
-		sleep_ms(50);
-	}
-	close(fd);
-	return false;
-}
 
 static void test_dir(struct mnt *m)
 {
@@ -311,7 +184,7 @@ static const char *fsck_bin(void)
 /* bstackfs-fsck on img; its exit status. */
 static int fsck_image(const char *img)
 {
-	return sh("'%s' '%s' >&2", fsck_bin(), img);
+	return h_sh("'%s' '%s' >&2", fsck_bin(), img);
 }
 
 /* Mount m->img on m->mnt (daemonized) with extra -o opts (NULL: none). */
@@ -326,7 +199,7 @@ static bool mnt_up(struct mnt *m, const char *opts)
 	}
 	argv[i] = NULL;
 	int rc = run_bsfs(m, argv, false);
-	if (rc != 0 || !is_mounted(m->mnt)) {
+	if (rc != 0 || !h_is_mounted(m->mnt)) {
 		char e[1024];
 		read_err(m, e, sizeof(e));
 		fprintf(stderr, "test_mount: mount of %s failed (%d): %s\n", m->img, rc, e);
@@ -334,7 +207,7 @@ static bool mnt_up(struct mnt *m, const char *opts)
 	}
 	m->pid = 0;
 	m->up = true;
-	registry_add(m->mnt);
+	h_mount_track(m->mnt);
 	return true;
 }
 
@@ -354,9 +227,9 @@ static bool mnt_up_fg(struct mnt *m, const char *opts, const char *flag)
 	argv[i] = NULL;
 	if (run_bsfs(m, argv, true) < 0)
 		return false;
-	registry_add(m->mnt);
+	h_mount_track(m->mnt);
 	for (int t = 0; t < 200; t++) {
-		if (is_mounted(m->mnt)) {
+		if (h_is_mounted(m->mnt)) {
 			m->up = true;
 			return true;
 		}
@@ -365,7 +238,7 @@ static bool mnt_up_fg(struct mnt *m, const char *opts, const char *flag)
 			m->pid = 0;
 			break;
 		}
-		sleep_ms(25);
+		h_sleep_ms(25);
 	}
 	fprintf(stderr, "test_mount: foreground mount of %s failed\n", m->img);
 	return false;
@@ -374,16 +247,16 @@ static bool mnt_up_fg(struct mnt *m, const char *opts, const char *flag)
 /* Unmount and wait until the daemon has closed the volume. */
 static bool mnt_down(struct mnt *m)
 {
-	bool ok = force_unmount(m->mnt);
+	bool ok = h_force_unmount(m->mnt);
 
-	registry_del(m->mnt);
+	h_mount_untrack(m->mnt);
 	if (m->pid > 0) {
 		int st;
 		waitpid(m->pid, &st, 0);
 		ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 		m->pid = 0;
 	}
-	ok = wait_image_released(m->img) && ok;
+	ok = h_wait_released(m->img) && ok;
 	m->up = false;
 	return ok;
 }
@@ -401,9 +274,9 @@ static bool mnt_fresh(struct mnt *m, const char *opts)
 
 static void mnt_done(struct mnt *m)
 {
-	if (m->up || is_mounted(m->mnt))
+	if (m->up || h_is_mounted(m->mnt))
 		CU_ASSERT(mnt_down(m));
-	sh("rm -rf '%s'", m->dir);
+	h_sh("rm -rf '%s'", m->dir);
 }
 
 /* a/b into out; a path that cannot exist rather than a truncated one. */
@@ -489,7 +362,7 @@ static int64_t ctl_wait(const struct mnt *m, const char *key, int64_t want)
 	int64_t v = ctl_value(m, key);
 
 	for (int i = 0; i < 300 && v != want; i++) {
-		sleep_ms(10);
+		h_sleep_ms(10);
 		v = ctl_value(m, key);
 	}
 	return v;
@@ -557,35 +430,35 @@ static void big_file_copies_in_and_out_byte_identical(void)
 		free(buf);
 		fclose(f);
 	}
-	CU_ASSERT(sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "big")) == 100 << 20);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
-	CU_ASSERT(sh("cp '%s' '%s'", mpath(&m, "big"), dpath(&m, "out")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), dpath(&m, "out")) == 0);
-	CU_ASSERT(sh("cat '%s' | cmp - '%s'", mpath(&m, "big"), dpath(&m, "src")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("cp '%s' '%s'", mpath(&m, "big"), dpath(&m, "out")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "src"), dpath(&m, "out")) == 0);
+	CU_ASSERT(h_sh("cat '%s' | cmp - '%s'", mpath(&m, "big"), dpath(&m, "src")) == 0);
 	/* At rest, the allocation is trimmed to the file (§4). */
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 100 << 20);
 
 	/* dd in place at offsets, mirrored on the host copy. */
-	CU_ASSERT(sh("head -c 12288 /dev/urandom > '%s'", dpath(&m, "patch")) == 0);
+	CU_ASSERT(h_sh("head -c 12288 /dev/urandom > '%s'", dpath(&m, "patch")) == 0);
 	const char *seeks[] = { "0", "1", "5000", "25599" };   /* 4 KiB blocks */
 	for (size_t i = 0; i < 4; i++) {
-		CU_ASSERT(sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
+		CU_ASSERT(h_sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
 			     dpath(&m, "patch"), mpath(&m, "big"), seeks[i]) == 0);
-		CU_ASSERT(sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
+		CU_ASSERT(h_sh("dd if='%s' of='%s' bs=4096 seek=%s conv=notrunc status=none",
 			     dpath(&m, "patch"), dpath(&m, "src"), seeks[i]) == 0);
 	}
 	/* The last one wrote past the end: the file grew by 8 KiB. */
 	CU_ASSERT(file_size(mpath(&m, "big")) == (100 << 20) + 8192);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
 	/* dd reading from an offset. */
-	CU_ASSERT(sh("dd if='%s' bs=4096 skip=5000 count=3 status=none | cmp - '%s'",
+	CU_ASSERT(h_sh("dd if='%s' bs=4096 skip=5000 count=3 status=none | cmp - '%s'",
 		     mpath(&m, "big"), dpath(&m, "patch")) == 0);
 	unlink(dpath(&m, "out"));
 	CU_ASSERT(mnt_cycle(&m, NULL));
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "src"), mpath(&m, "big")) == 0);
 	unlink(dpath(&m, "src"));
-	CU_ASSERT(sh("rm '%s'", mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("rm '%s'", mpath(&m, "big")) == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
 out:
 	mnt_done(&m);
@@ -624,9 +497,9 @@ static void truncate_grows_and_shrinks_tail_and_non_tail_files(void)
 
 	/* Grow the non-tail file: in place or by copy-on-write (alloc new,
 	 * free old) — either way the allocator saw it. */
-	CU_ASSERT(sh("truncate -s 300000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh("truncate -s 300000 '%s'", mpath(&m, "a")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "a")) == 300000);
-	CU_ASSERT(sh_out(out, sizeof(out), "stat -c %%s '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "stat -c %%s '%s'", mpath(&m, "a")) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 300000);
 	CU_ASSERT(prefix_ok(mpath(&m, "a"), 100000, 1, 200000));
 	int64_t r1 = ctl_value(&m, "reallocs"), d1 = ctl_value(&m, "deallocs");
@@ -634,8 +507,8 @@ static void truncate_grows_and_shrinks_tail_and_non_tail_files(void)
 	CU_ASSERT(r1 > r0 || (a1 > a0 && d1 > d0));
 
 	/* Shrink it: a realloc in place, nothing freed as a whole. */
-	CU_ASSERT(sh("truncate -s 5000 '%s'", mpath(&m, "a")) == 0);
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -l '%s' | awk '{print $5}'",
+	CU_ASSERT(h_sh("truncate -s 5000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -l '%s' | awk '{print $5}'",
 			 mpath(&m, "a")) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 5000);
 	CU_ASSERT(prefix_ok(mpath(&m, "a"), 5000, 1, 0));
@@ -644,26 +517,26 @@ static void truncate_grows_and_shrinks_tail_and_non_tail_files(void)
 	CU_ASSERT(d2 == d1);
 
 	/* Tail file: grow then shrink, both reallocs. */
-	CU_ASSERT(sh("truncate -s 1M '%s'", mpath(&m, "b")) == 0);
+	CU_ASSERT(h_sh("truncate -s 1M '%s'", mpath(&m, "b")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "b")) == 1 << 20);
 	CU_ASSERT(prefix_ok(mpath(&m, "b"), 100000, 2, (1 << 20) - 100000));
 	int64_t r3 = ctl_value(&m, "reallocs");
 	CU_ASSERT(r3 > r2);
-	CU_ASSERT(sh("truncate -s 1K '%s'", mpath(&m, "b")) == 0);
+	CU_ASSERT(h_sh("truncate -s 1K '%s'", mpath(&m, "b")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "b")) == 1024);
 	CU_ASSERT(prefix_ok(mpath(&m, "b"), 1024, 2, 0));
 	CU_ASSERT(ctl_value(&m, "reallocs") > r3);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 5000 + 1024);
 
 	/* To zero and back: the null slice, then a fresh allocation. */
-	CU_ASSERT(sh("truncate -s 0 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh("truncate -s 0 '%s'", mpath(&m, "a")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "a")) == 0);
-	CU_ASSERT(sh("truncate -s 10 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh("truncate -s 10 '%s'", mpath(&m, "a")) == 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "a"), 0, 1, 10));
 	/* fallocate (mode 0) grows too; other modes are refused. */
-	CU_ASSERT(sh("fallocate -l 20000 '%s'", mpath(&m, "a")) == 0);
+	CU_ASSERT(h_sh("fallocate -l 20000 '%s'", mpath(&m, "a")) == 0);
 	CU_ASSERT(file_size(mpath(&m, "a")) == 20000);
-	CU_ASSERT(sh("fallocate -n -l 90000 '%s' 2>/dev/null", mpath(&m, "a")) != 0);
+	CU_ASSERT(h_sh("fallocate -n -l 90000 '%s' 2>/dev/null", mpath(&m, "a")) != 0);
 	CU_ASSERT(file_size(mpath(&m, "a")) == 20000);
 
 	CU_ASSERT(mnt_cycle(&m, NULL));
@@ -686,7 +559,7 @@ static void rm_removes_one_file_and_a_thousand(void)
 	}
 	CU_ASSERT(write_pattern_file(mpath(&m, "one"), 4096, 3) == 0);
 	int64_t d0 = ctl_value(&m, "deallocs");
-	CU_ASSERT(sh("rm '%s'", mpath(&m, "one")) == 0);
+	CU_ASSERT(h_sh("rm '%s'", mpath(&m, "one")) == 0);
 	CU_ASSERT(access(mpath(&m, "one"), F_OK) < 0 && errno == ENOENT);
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1) == d0 + 1);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
@@ -704,13 +577,13 @@ static void rm_removes_one_file_and_a_thousand(void)
 	CU_ASSERT(bad == 0);
 	CU_ASSERT(ctl_value(&m, "files") == 1000);
 	char out[64];
-	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s' | sort -u | wc -l", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls '%s' | sort -u | wc -l", m.mnt) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 1000);
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s' | grep -c '^.bstackfs$'", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -a '%s' | grep -c '^.bstackfs$'", m.mnt) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 1);
 	d0 = ctl_value(&m, "deallocs");
-	CU_ASSERT(sh("rm '%s'/f*", m.mnt) == 0);
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
+	CU_ASSERT(h_sh("rm '%s'/f*", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1000) == d0 + 1000);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
@@ -730,19 +603,19 @@ static void mv_renames_and_replaces_files(void)
 	CU_ASSERT(write_pattern_file(mpath(&m, "a"), 70000, 4) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "c"), 30000, 5) == 0);
 	CU_ASSERT(mkdir(mpath(&m, "d"), 0755) == 0);
-	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "a"), mpath(&m, "b")) == 0);
+	CU_ASSERT(h_sh("mv '%s' '%s'", mpath(&m, "a"), mpath(&m, "b")) == 0);
 	CU_ASSERT(access(mpath(&m, "a"), F_OK) < 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "b"), 70000, 4, 0));
 	/* Over an existing file: the old one's allocation is freed. */
 	int64_t d0 = ctl_value(&m, "deallocs");
-	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "c"), mpath(&m, "b")) == 0);
+	CU_ASSERT(h_sh("mv '%s' '%s'", mpath(&m, "c"), mpath(&m, "b")) == 0);
 	CU_ASSERT(access(mpath(&m, "c"), F_OK) < 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "b"), 30000, 5, 0));
 	CU_ASSERT(ctl_wait(&m, "deallocs", d0 + 1) == d0 + 1);
 	CU_ASSERT(ctl_value(&m, "files") == 1);
 	/* Across directories, and a directory itself. */
-	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "b"), mpath(&m, "d/b")) == 0);
-	CU_ASSERT(sh("mv '%s' '%s'", mpath(&m, "d"), mpath(&m, "e")) == 0);
+	CU_ASSERT(h_sh("mv '%s' '%s'", mpath(&m, "b"), mpath(&m, "d/b")) == 0);
+	CU_ASSERT(h_sh("mv '%s' '%s'", mpath(&m, "d"), mpath(&m, "e")) == 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "e/b"), 30000, 5, 0));
 	/* RENAME_NOREPLACE. */
 	CU_ASSERT(write_pattern_file(mpath(&m, "x"), 10, 6) == 0);
@@ -774,17 +647,17 @@ static void touch_chmod_and_chown_set_attributes(void)
 		CU_FAIL("mount");
 		goto out;
 	}
-	CU_ASSERT(sh("touch -d '2001-02-03 04:05:06.5 UTC' '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(h_sh("touch -d '2001-02-03 04:05:06.5 UTC' '%s'", mpath(&m, "t")) == 0);
 	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
 	CU_ASSERT(st.st_mtim.tv_sec == 981173106 && st.st_mtim.tv_nsec == 500000000);
 	CU_ASSERT(st.st_atim.tv_sec == 981173106);
-	CU_ASSERT(sh("touch -m -d '@1000000000' '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(h_sh("touch -m -d '@1000000000' '%s'", mpath(&m, "t")) == 0);
 	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
 	CU_ASSERT(st.st_mtim.tv_sec == 1000000000 && st.st_atim.tv_sec == 981173106);
-	CU_ASSERT(sh("chmod 0640 '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(h_sh("chmod 0640 '%s'", mpath(&m, "t")) == 0);
 	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0);
 	CU_ASSERT((st.st_mode & 07777) == 0640 && S_ISREG(st.st_mode));
-	CU_ASSERT(sh("chown 1234:5678 '%s'", mpath(&m, "t")) == 0);
+	CU_ASSERT(h_sh("chown 1234:5678 '%s'", mpath(&m, "t")) == 0);
 	/* New files: the caller's ids, the mode less the umask. */
 	mode_t old = umask(027);
 	int fd = open(mpath(&m, "n"), O_WRONLY | O_CREAT, 0666);
@@ -826,30 +699,30 @@ static void directory_trees_copy_in_and_out_identically(void)
 		CU_FAIL("mount");
 		goto out;
 	}
-	CU_ASSERT(sh("mkdir -p '%s'", mpath(&m, "a/b/c")) == 0);
+	CU_ASSERT(h_sh("mkdir -p '%s'", mpath(&m, "a/b/c")) == 0);
 	struct stat st;
 	CU_ASSERT(stat(mpath(&m, "a/b/c"), &st) == 0 && S_ISDIR(st.st_mode));
-	CU_ASSERT(sh("cp -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
-	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
-	CU_ASSERT(sh("cp -r '%s' '%s'", mpath(&m, "a"), dpath(&m, "back")) == 0);
-	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, dpath(&m, "back/b/c/core")) == 0);
+	CU_ASSERT(h_sh("cp -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
+	CU_ASSERT(h_sh("diff -r '%s/core' '%s'", src, mpath(&m, "a/b/c/core")) == 0);
+	CU_ASSERT(h_sh("cp -r '%s' '%s'", mpath(&m, "a"), dpath(&m, "back")) == 0);
+	CU_ASSERT(h_sh("diff -r '%s/core' '%s'", src, dpath(&m, "back/b/c/core")) == 0);
 	/* tar x of an archive made outside. */
-	CU_ASSERT(sh("tar -C '%s' -cf '%s' core tests meson.build", src,
+	CU_ASSERT(h_sh("tar -C '%s' -cf '%s' core tests meson.build", src,
 		     dpath(&m, "x.tar")) == 0);
 	CU_ASSERT(mkdir(mpath(&m, "t"), 0755) == 0);
-	CU_ASSERT(sh("tar -C '%s' -xf '%s'", mpath(&m, "t"), dpath(&m, "x.tar")) == 0);
-	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
-	CU_ASSERT(sh("diff -r '%s/tests' '%s'", src, mpath(&m, "t/tests")) == 0);
-	CU_ASSERT(sh("cmp '%s/meson.build' '%s'", src, mpath(&m, "t/meson.build")) == 0);
+	CU_ASSERT(h_sh("tar -C '%s' -xf '%s'", mpath(&m, "t"), dpath(&m, "x.tar")) == 0);
+	CU_ASSERT(h_sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
+	CU_ASSERT(h_sh("diff -r '%s/tests' '%s'", src, mpath(&m, "t/tests")) == 0);
+	CU_ASSERT(h_sh("cmp '%s/meson.build' '%s'", src, mpath(&m, "t/meson.build")) == 0);
 	/* ... and listing it back matches the archive. */
-	CU_ASSERT(sh("cd '%s' && tar -cf - core | tar -tf - | sort > '%s' && "
+	CU_ASSERT(h_sh("cd '%s' && tar -cf - core | tar -tf - | sort > '%s' && "
 		     "tar -tf '%s' core | sort | cmp - '%s'", mpath(&m, "t"),
 		     dpath(&m, "list"), dpath(&m, "x.tar"), dpath(&m, "list")) == 0);
 	/* rmdir of a non-empty directory fails and changes nothing. */
 	CU_ASSERT(rmdir(mpath(&m, "a/b")) < 0 && errno == ENOTEMPTY);
-	CU_ASSERT(sh("rmdir '%s' 2>/dev/null", mpath(&m, "t")) != 0);
-	CU_ASSERT(sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
-	CU_ASSERT(sh("rm -r '%s' '%s'", mpath(&m, "a"), mpath(&m, "t")) == 0);
+	CU_ASSERT(h_sh("rmdir '%s' 2>/dev/null", mpath(&m, "t")) != 0);
+	CU_ASSERT(h_sh("diff -r '%s/core' '%s'", src, mpath(&m, "t/core")) == 0);
+	CU_ASSERT(h_sh("rm -r '%s' '%s'", mpath(&m, "a"), mpath(&m, "t")) == 0);
 	CU_ASSERT(access(mpath(&m, "a"), F_OK) < 0 && access(mpath(&m, "t"), F_OK) < 0);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
@@ -938,15 +811,15 @@ static void df_and_the_control_file_report_sane_figures(void)
 	CU_ASSERT((uint64_t)sv.f_blocks * sv.f_frsize >= (uint64_t)img.st_size);
 	CU_ASSERT(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_blocks);
 	CU_ASSERT(sv.f_namemax == 255);
-	CU_ASSERT(sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
 	CU_ASSERT(strstr(out, m.mnt) != NULL);
 
 	/* ls -a lists the control file; reading it gives every key. */
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
 	CU_ASSERT(strstr(out, ".bstackfs\n") != NULL);
-	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
 	CU_ASSERT(strstr(out, ".bstackfs") == NULL);
-	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
 	char keys[MAX_KEYS][64];
 	size_t nkeys = readme_keys(keys, MAX_KEYS);
 	CU_ASSERT(nkeys >= sizeof(design_keys) / sizeof(design_keys[0]));
@@ -986,7 +859,7 @@ static void df_and_the_control_file_report_sane_figures(void)
 	CU_ASSERT(chmod(ctl, 0666) < 0 && errno == EPERM);
 	CU_ASSERT(open(ctl, O_WRONLY | O_CREAT | O_EXCL, 0644) < 0 && errno == EEXIST);
 	CU_ASSERT(mkdir(ctl, 0755) < 0 && errno == EEXIST);
-	CU_ASSERT(sh("(echo x > '%s') 2>/dev/null", ctl) != 0);
+	CU_ASSERT(h_sh("(echo x > '%s') 2>/dev/null", ctl) != 0);
 	CU_ASSERT(file_size(mpath(&m, "f")) == 3 << 20);
 
 	/* A snapshot per open: a reader keeps its figures. */
@@ -1036,13 +909,13 @@ static void one_allocator_persists(const char *name, const char *extra)
 	CU_ASSERT(write_pattern_file(mpath(&m, "empty"), 0, 13) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "gone"), 5000, 14) == 0);
 	CU_ASSERT(unlink(mpath(&m, "gone")) == 0);
-	CU_ASSERT(sh("touch -d @1234567890 '%s'", mpath(&m, "f2")) == 0);
+	CU_ASSERT(h_sh("touch -d @1234567890 '%s'", mpath(&m, "f2")) == 0);
 	CU_ASSERT(chmod(mpath(&m, "f2"), 0604) == 0);
 	/* Remount twice: without the option (it has what it has), and with it. */
 	CU_ASSERT(mnt_cycle(&m, NULL));
 	CU_ASSERT(mnt_cycle(&m, opt));
 	char out[8192];
-	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
 	char want[64];
 	snprintf(want, sizeof(want), "allocator %s\n", name);
 	CU_ASSERT(strncmp(out, want, strlen(want)) == 0);
@@ -1075,7 +948,7 @@ static void one_allocator_persists(const char *name, const char *extra)
 	}
 	/* And it keeps working after the remount. */
 	CU_ASSERT(write_pattern_file(mpath(&m, "d/f3"), 99999, 15) == 0);
-	CU_ASSERT(sh("truncate -s 200000 '%s'", mpath(&m, "d/f1")) == 0);
+	CU_ASSERT(h_sh("truncate -s 200000 '%s'", mpath(&m, "d/f1")) == 0);
 	CU_ASSERT(mnt_cycle(&m, NULL));
 	CU_ASSERT(prefix_ok(mpath(&m, "d/f3"), 99999, 15, 0));
 	CU_ASSERT(prefix_ok(mpath(&m, "d/f1"), 123457, 11, 200000 - 123457));
@@ -1204,7 +1077,7 @@ static void mounting_an_image_already_mounted_is_refused(void)
 	CU_ASSERT(h_read_file(m.img, &before, &n) == 0);
 	CU_ASSERT(try_mount(&m, m.img, mnt2, NULL) == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "in use"));
-	CU_ASSERT(!is_mounted(mnt2));
+	CU_ASSERT(!h_is_mounted(mnt2));
 	CU_ASSERT(before && same_bytes(m.img, before, n));
 	CU_ASSERT(prefix_ok(mpath(&m, "f"), 5000, 21, 0));
 out:
@@ -1223,7 +1096,7 @@ static void non_bstack_files_are_refused_untouched(void)
 	CU_ASSERT(h_write_file(m.img, junk, sizeof(junk)) == 0);
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "not a bstack image"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	CU_ASSERT(same_bytes(m.img, junk, sizeof(junk)));
 
 	/* BSTK, but a version this build does not read. */
@@ -1238,7 +1111,7 @@ static void non_bstack_files_are_refused_untouched(void)
 	CU_ASSERT(h_write_file(m.img, "BSTK", 4) == 0);
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
 	CU_ASSERT(same_bytes(m.img, (const uint8_t *)"BSTK", 4));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	mnt_done(&m);
 }
 
@@ -1274,7 +1147,7 @@ static void damaged_images_are_refused_untouched_and_fallbacks_reported(void)
 	CU_ASSERT(h_write_file(m.img, before, on) == 0);
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "header's length"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	CU_ASSERT(same_bytes(m.img, before, on));
 
 	/* 2: FirstFit's free list head (file offset 48) lost */
@@ -1283,7 +1156,7 @@ static void damaged_images_are_refused_untouched_and_fallbacks_reported(void)
 	CU_ASSERT(h_write_file(m.img, before, on) == 0);
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, NULL) == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "free but not on the free list"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	CU_ASSERT(same_bytes(m.img, before, on));
 
 	/* 3: the newest slot of the root directory's record torn (its older
@@ -1337,7 +1210,7 @@ static void ro_mounts_from_read_only_media_and_writes_nothing(void)
 	snprintf(rodir, sizeof rodir, "%s/ro", m.dir);
 	snprintf(roimg, sizeof roimg, "%s/image.bst", rodir);
 	CU_ASSERT_FATAL(mkdir(rodir, 0755) == 0);
-	if (sh("mount --bind '%s' '%s' && mount -o remount,bind,ro '%s'", m.dir, rodir,
+	if (h_sh("mount --bind '%s' '%s' && mount -o remount,bind,ro '%s'", m.dir, rodir,
 	       rodir) != 0) {
 		printf("\n  (no read-only bind mount here: skipped)");
 		goto out;
@@ -1345,9 +1218,9 @@ static void ro_mounts_from_read_only_media_and_writes_nothing(void)
 	bound = true;
 	CU_ASSERT_FATAL(h_read_file(m.img, &before, &n) == 0);
 	CU_ASSERT(try_mount(&m, roimg, m.mnt, "ro") == 0);
-	m.up = is_mounted(m.mnt);
+	m.up = h_is_mounted(m.mnt);
 	CU_ASSERT_FATAL(m.up);
-	registry_add(m.mnt);
+	h_mount_track(m.mnt);
 	CU_ASSERT(prefix_ok(mpath(&m, "f"), 7000, 31, 0));
 	int fd = open(mpath(&m, "g"), O_WRONLY | O_CREAT, 0644);
 	CU_ASSERT(fd < 0 && errno == EROFS);
@@ -1359,16 +1232,16 @@ static void ro_mounts_from_read_only_media_and_writes_nothing(void)
 	/* bytes past the header's length: a crash's leftovers to recover */
 	free(before);
 	before = NULL;
-	CU_ASSERT(sh("mount -o remount,bind,rw '%s' && printf garbage >> '%s' && "
+	CU_ASSERT(h_sh("mount -o remount,bind,rw '%s' && printf garbage >> '%s' && "
 		     "mount -o remount,bind,ro '%s'", rodir, m.img, rodir) == 0);
 	CU_ASSERT_FATAL(h_read_file(m.img, &before, &n) == 0);
 	CU_ASSERT(try_mount(&m, roimg, m.mnt, "ro") == 1);
 	CU_ASSERT(refusal_says(&m, roimg, "needs recovery"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	CU_ASSERT(try_mount(&m, roimg, m.mnt, "ro,norecovery") == 0);
-	m.up = is_mounted(m.mnt);
+	m.up = h_is_mounted(m.mnt);
 	CU_ASSERT_FATAL(m.up);
-	registry_add(m.mnt);
+	h_mount_track(m.mnt);
 	CU_ASSERT(prefix_ok(mpath(&m, "f"), 7000, 31, 0));
 	CU_ASSERT(mnt_down(&m));
 	CU_ASSERT(same_bytes(m.img, before, n));
@@ -1377,7 +1250,7 @@ static void ro_mounts_from_read_only_media_and_writes_nothing(void)
 	CU_ASSERT(refusal_says(&m, m.img, "norecovery needs ro"));
 out:
 	if (bound)
-		sh("umount '%s'", rodir);
+		h_sh("umount '%s'", rodir);
 	free(before);
 	mnt_done(&m);
 }
@@ -1397,7 +1270,7 @@ static void a_wrong_allocator_option_is_refused_untouched(void)
 	CU_ASSERT(h_read_file(m.img, &before, &n) == 0);
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, "allocator=linear") == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "allocator"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	CU_ASSERT(before && same_bytes(m.img, before, n));
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, "allocator=nonsense") == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "allocator"));
@@ -1453,17 +1326,17 @@ static void a_machine_without_dev_fuse_is_refused_untouched(void)
 
 	test_dir(&m);
 	/* A private mount namespace whose /dev is empty. */
-	if (sh("unshare -m true 2>/dev/null") != 0) {
+	if (h_sh("unshare -m true 2>/dev/null") != 0) {
 		printf("\n  SKIP: cannot unshare a mount namespace");
 		goto out;
 	}
 	snprintf(cmd, sizeof(cmd), "unshare -m sh -c 'mount -t tmpfs none /dev && "
 		 "exec \"$0\" \"$1\" \"$2\"' '%s' '%s' '%s' 2>'%s'", bin(), m.img, m.mnt,
 		 m.err);
-	CU_ASSERT(sh("%s", cmd) == 1);
+	CU_ASSERT(h_sh("%s", cmd) == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "no /dev/fuse"));
 	CU_ASSERT(access(m.img, F_OK) < 0 && errno == ENOENT);
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 out:
 	mnt_done(&m);
 }
@@ -1474,16 +1347,16 @@ static void fstab_style_options_and_help_work(void)
 	char out[16384];
 
 	/* --help: ours first, then libfuse's. */
-	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
 	char *ours = strstr(out, "allocator=");
 	char *fuses = strstr(out, "-o max_idle_threads");
 	CU_ASSERT(ours && strstr(out, "block_size=") && strstr(out, "-o sync"));
 	CU_ASSERT(fuses && ours && ours < fuses);
 	CU_ASSERT(strstr(out, "-f") != NULL && strstr(out, "-s") != NULL);
-	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --version 2>&1", bin()) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "'%s' --version 2>&1", bin()) == 0);
 	CU_ASSERT(strstr(out, BSTACKFS_VERSION) != NULL);
 	CU_ASSERT(strstr(out, "FUSE") != NULL);
-	CU_ASSERT(sh("'%s' >/dev/null 2>&1", bin()) != 0);
+	CU_ASSERT(h_sh("'%s' >/dev/null 2>&1", bin()) != 0);
 
 	/* What mount.fuse3 passes from an fstab line with `defaults`. */
 	if (!mnt_fresh(&m, "rw,dev,suid,exec,defaults,atime,nofail")) {
@@ -1498,14 +1371,14 @@ static void fstab_style_options_and_help_work(void)
 	char *slash = strrchr(dir, '/');
 	if (slash) {
 		*slash = '\0';
-		CU_ASSERT(sh("PATH='%s':\"$PATH\" mount.fuse3 '%s' '%s' -t fuse.bstackfs "
+		CU_ASSERT(h_sh("PATH='%s':\"$PATH\" mount.fuse3 '%s' '%s' -t fuse.bstackfs "
 			     "-o rw,defaults 2>'%s'", dir, m.img, m.mnt, m.err) == 0);
-		if (is_mounted(m.mnt)) {
+		if (h_is_mounted(m.mnt)) {
 			m.up = true;
-			registry_add(m.mnt);
+			h_mount_track(m.mnt);
 			CU_ASSERT(prefix_ok(mpath(&m, "f"), 10, 31, 0));
 			char line[4096] = "";
-			CU_ASSERT(sh_out(line, sizeof(line), "grep ' %s ' /proc/self/mounts",
+			CU_ASSERT(h_sh_out(line, sizeof(line), "grep ' %s ' /proc/self/mounts",
 					 m.mnt) == 0);
 			CU_ASSERT(strstr(line, "fuse.bstackfs") != NULL);
 		} else {
@@ -1532,28 +1405,28 @@ static void nocreate_mounts_only_images_that_exist(void)
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, "nocreate") == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "no such image"));
 	CU_ASSERT(access(m.img, F_OK) < 0 && errno == ENOENT);
-	CU_ASSERT(!is_mounted(m.mnt));
-	CU_ASSERT(sh("'%s' -q -a firstfit '%s'", mkfs_bin(), m.img) == 0);
+	CU_ASSERT(!h_is_mounted(m.mnt));
+	CU_ASSERT(h_sh("'%s' -q -a firstfit '%s'", mkfs_bin(), m.img) == 0);
 	if (!mnt_up(&m, "nocreate,rw,defaults")) {
 		CU_FAIL("mount of a mkfs image with nocreate");
 		goto out;
 	}
 	CU_ASSERT(ctl_value(&m, "files") == 0 && ctl_value(&m, "directories") == 1);
 	char out[4096];
-	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'", mpath(&m, ".bstackfs")) == 0);
 	CU_ASSERT(strncmp(out, "allocator firstfit\n", 19) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "f"), 5000, 41) == 0);
 	CU_ASSERT(mnt_down(&m));
 	/* the help names it */
-	CU_ASSERT(sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "'%s' --help 2>&1", bin()) == 0);
 	CU_ASSERT(strstr(out, "-o nocreate") != NULL);
 	/* the plain command line still creates a missing image */
 	char img2[600];
 	snprintf(img2, sizeof(img2), "%s/new.bst", m.dir);
 	CU_ASSERT(try_mount(&m, img2, m.mnt, NULL) == 0);
-	if (is_mounted(m.mnt)) {
+	if (h_is_mounted(m.mnt)) {
 		m.up = true;
-		registry_add(m.mnt);
+		h_mount_track(m.mnt);
 	}
 	CU_ASSERT(access(img2, F_OK) == 0);
 out:
@@ -1578,7 +1451,7 @@ static void the_json_control_file_matches_the_text_key_by_key(void)
 	char jpath[600], tpath[600];
 	snprintf(jpath, sizeof(jpath), "%s", js);
 	snprintf(tpath, sizeof(tpath), "%s", mpath(&m, ".bstackfs"));
-	CU_ASSERT(sh("python3 - '%s' '%s' <<'EOF'\n"
+	CU_ASSERT(h_sh("python3 - '%s' '%s' <<'EOF'\n"
 		     "import json, sys\n"
 		     "text = open(sys.argv[1]).read()\n"
 		     "d = json.load(open(sys.argv[2]))\n"
@@ -1593,9 +1466,9 @@ static void the_json_control_file_matches_the_text_key_by_key(void)
 		     "assert d['files'] == 2 and d['live_bytes'] == 100300\n"
 		     "EOF", tpath, jpath) == 0);
 	/* listed, read-only, sized by its content, not a file of the volume */
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -a '%s'", m.mnt) == 0);
 	CU_ASSERT(strstr(out, ".bstackfs.json\n") != NULL);
-	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", jpath) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'", jpath) == 0);
 	CU_ASSERT(out[0] == '{' && file_size(jpath) == (int64_t)strlen(out));
 	struct stat st;
 	CU_ASSERT(stat(jpath, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0444);
@@ -1632,10 +1505,10 @@ static void signal_round(struct mnt *m, int sig, const char *opts, const char *f
 	m->pid = 0;
 	if (fd >= 0)
 		close(fd);   /* ENOTCONN by now; the data was already there */
-	CU_ASSERT(!is_mounted(m->mnt));
-	registry_del(m->mnt);
+	CU_ASSERT(!h_is_mounted(m->mnt));
+	h_mount_untrack(m->mnt);
 	m->up = false;
-	CU_ASSERT(wait_image_released(m->img));
+	CU_ASSERT(h_wait_released(m->img));
 }
 
 static void sigterm_and_sigint_unmount_and_close_cleanly(void)
@@ -1678,9 +1551,9 @@ static void after_sigterm_the_image_is_released_before_the_mount_goes(void)
 		}
 		CU_ASSERT(write_pattern_file(mpath(&m, "big"), 8 << 20, (uint64_t)round) == 0);
 		CU_ASSERT(kill(m.pid, SIGTERM) == 0);
-		for (int t = 0; t < 10000 && is_mounted(m.mnt); t++)
-			sleep_ms(1);
-		CU_ASSERT(!is_mounted(m.mnt));
+		for (int t = 0; t < 10000 && h_is_mounted(m.mnt); t++)
+			h_sleep_ms(1);
+		CU_ASSERT(!h_is_mounted(m.mnt));
 		/* at once: the lock must be free already */
 		int fd = open(m.img, O_RDONLY | O_CLOEXEC);
 		CU_ASSERT(fd >= 0);
@@ -1695,7 +1568,7 @@ static void after_sigterm_the_image_is_released_before_the_mount_goes(void)
 		CU_ASSERT(waitpid(m.pid, &st, 0) == m.pid);
 		CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 		m.pid = 0;
-		registry_del(m.mnt);
+		h_mount_untrack(m.mnt);
 		m.up = false;
 		CU_ASSERT(fsck_image(m.img) == 0);
 	}
@@ -1709,8 +1582,28 @@ static int as_nobody(const char *fmt, const char *arg)
 	char cmd[1024];
 
 	snprintf(cmd, sizeof(cmd), fmt, arg);
-	return sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"%s\" "
+	return h_sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \"%s\" "
 		  "2>/dev/null", cmd);
+}
+
+/* A fresh mount that nobody (65534) may use: 1, or 0 when this machine
+ * cannot run such a test (not root, no setpriv: said and skipped), -1
+ * when the mount failed (a failure). */
+static int mnt_for_nobody(struct mnt *m)
+{
+	if (h_sh("command -v setpriv >/dev/null") != 0 || getuid() != 0) {
+		printf("\n  SKIP: needs root and setpriv");
+		return 0;
+	}
+	/* allow_other so that another user sees the mount at all. */
+	if (!mnt_fresh(m, "allow_other")) {
+		CU_FAIL("mount");
+		return -1;
+	}
+	/* Let nobody walk down to the mount point (mkdtemp made it 0700). */
+	CU_ASSERT(chmod(h_tmp_dir(), 0711) == 0);
+	CU_ASSERT(chmod(m->dir, 0711) == 0);
+	return 1;
 }
 
 static void the_kernel_enforces_modes_and_owners(void)
@@ -1718,18 +1611,11 @@ static void the_kernel_enforces_modes_and_owners(void)
 	struct mnt m;
 	struct stat st;
 
-	if (sh("command -v setpriv >/dev/null") != 0 || getuid() != 0) {
-		printf("\n  SKIP: needs root and setpriv");
+	int up = mnt_for_nobody(&m);
+	if (up == 0)
 		return;
-	}
-	/* allow_other so that another user sees the mount at all. */
-	if (!mnt_fresh(&m, "allow_other")) {
-		CU_FAIL("mount");
+	if (up < 0)
 		goto out;
-	}
-	/* Let nobody walk down to the mount point (mkdtemp made it 0700). */
-	CU_ASSERT(chmod(h_tmp_dir(), 0711) == 0);
-	CU_ASSERT(chmod(m.dir, 0711) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "private"), 100, 51) == 0);
 	CU_ASSERT(chmod(mpath(&m, "private"), 0600) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "public"), 100, 52) == 0);
@@ -1767,11 +1653,11 @@ static void cp_writes_reach_the_volume_in_large_requests(void)
 		CU_FAIL("foreground mount");
 		goto out;
 	}
-	CU_ASSERT(sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "dst")) == 0);
+	CU_ASSERT(h_sh("cp '%s' '%s'", dpath(&m, "src"), mpath(&m, "dst")) == 0);
 	CU_ASSERT(prefix_ok(mpath(&m, "dst"), 8 << 20, 61, 0));
 	CU_ASSERT(mnt_down(&m));
 	char out[64];
-	CU_ASSERT(sh_out(out, sizeof(out), "grep -c 'opcode: WRITE' '%s'", m.err) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "grep -c 'opcode: WRITE' '%s'", m.err) == 0);
 	long writes = strtol(out, NULL, 10);
 	printf("\n  8 MiB cp: %ld WRITE requests", writes);
 	/* 1 MiB each (max_write); 4 KiB pages would be 2048 of them. */
@@ -1844,7 +1730,7 @@ static void kill_during_cp_leaves_files_complete_or_absent(void)
 		snprintf(p, sizeof(p), "%s/dst/f%03d", m.mnt, victim);
 		if (access(p, F_OK) == 0)
 			break;
-		sleep_ms(10);
+		h_sleep_ms(10);
 	}
 	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
 	int st;
@@ -1890,7 +1776,7 @@ static void kill_during_cp_leaves_files_complete_or_absent(void)
 	CU_ASSERT(mnt_cycle(&m, NULL));
 	CU_ASSERT(ctl_value(&m, "leaked_bytes_reclaimed") == 0);
 	/* And the volume is fully usable. */
-	CU_ASSERT(sh("rm -r '%s'", mpath(&m, "dst")) == 0);
+	CU_ASSERT(h_sh("rm -r '%s'", mpath(&m, "dst")) == 0);
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 out:
 	mnt_done(&m);
@@ -1943,7 +1829,7 @@ static void kill_during_a_create_remove_loop_loses_no_completed_operation(void)
 		_exit(127);
 	}
 	CU_ASSERT(loop > 0);
-	sleep_ms(700 + (long)h_rand_below(500));
+	h_sleep_ms(700 + (long)h_rand_below(500));
 	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
 	int st;
 	waitpid(m.pid, &st, 0);
@@ -2028,7 +1914,7 @@ static void commit_interval_groups_operations_and_keeps_each_whole_or_absent(voi
 	printf("\n  commit=5: %lld syncs for 200 small files", (long long)(s1 - s0));
 	CU_ASSERT(s1 - s0 < 20);
 	/* fsync'ed: durable now, whatever the interval */
-	CU_ASSERT(sh("dd if=/dev/zero of='%s' bs=4096 count=3 conv=fsync status=none",
+	CU_ASSERT(h_sh("dd if=/dev/zero of='%s' bs=4096 count=3 conv=fsync status=none",
 		     mpath(&m, "synced")) == 0);
 	CU_ASSERT(kill(m.pid, SIGKILL) == 0);
 	int st;
@@ -2146,13 +2032,13 @@ static void fsck_right_after_unmount_waits_for_the_daemon_and_checks_clean(void)
 		}
 		CU_ASSERT(write_pattern_file(mpath(&m, "big"), 8 << 20, (uint64_t)round) == 0);
 		/* no wait for the daemon: the unmount, then fsck at once */
-		int u = sh("fusermount3 -u '%s'", m.mnt);
+		int u = h_sh("fusermount3 -u '%s'", m.mnt);
 		CU_ASSERT_EQUAL(u, 0);
 		if (u != 0)
-			force_unmount(m.mnt);
-		registry_del(m.mnt);
+			h_force_unmount(m.mnt);
+		h_mount_untrack(m.mnt);
 		m.up = false;
-		int st = sh_out(out, sizeof out, "'%s' --json '%s' 2>'%s'", fsck_bin(), m.img, errp);
+		int st = h_sh_out(out, sizeof out, "'%s' --json '%s' 2>'%s'", fsck_bin(), m.img, errp);
 		read_err_file(errp, err, sizeof err);
 		if (st != 0)
 			fprintf(stderr, "test_mount: fsck after unmount, round %d: %d\n%s%s", round,
@@ -2163,7 +2049,7 @@ static void fsck_right_after_unmount_waits_for_the_daemon_and_checks_clean(void)
 		CU_ASSERT(strstr(err, "image is in use\n") == NULL);   /* no refusal */
 		if (strstr(err, "waiting up to"))
 			waited++;
-		CU_ASSERT(wait_image_released(m.img));
+		CU_ASSERT(h_wait_released(m.img));
 	}
 	/* how often the daemon still held the image when fsck started */
 	printf("\n  fsck found the image still locked after %d of 6 unmounts", waited);
@@ -2182,11 +2068,11 @@ static void an_idle_volume_is_checkpointed_and_gives_its_tail_back(void)
 	CU_ASSERT(write_pattern_file(mpath(&m, "small"), 1000, 1) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "tail"), 4 << 20, 2) == 0);
 	CU_ASSERT(stat(m.img, &st0) == 0);
-	CU_ASSERT(sh("rm '%s'", mpath(&m, "tail")) == 0);
+	CU_ASSERT(h_sh("rm '%s'", mpath(&m, "tail")) == 0);
 	image_tag(m.img, tag);
 	CU_ASSERT_STRING_EQUAL(tag, "BSTJ");
 	int64_t c0 = ctl_value(&m, "checkpoints");
-	sleep_ms(3500);
+	h_sleep_ms(3500);
 	image_tag(m.img, tag);
 	CU_ASSERT_STRING_EQUAL(tag, "BSTK");
 	CU_ASSERT(stat(m.img, &st1) == 0);
@@ -2255,7 +2141,7 @@ static void the_page_cache_is_kept_across_opens_and_stays_right(void)
 	CU_ASSERT(whole_pattern_ok(f, 3000, 6));
 	/* and the counter counts: after a drop the reads reach the daemon */
 	int64_t r1 = ctl_value(&m, "read_requests");
-	CU_ASSERT(sh("sync; echo 3 > /proc/sys/vm/drop_caches") == 0);
+	CU_ASSERT(h_sh("sync; echo 3 > /proc/sys/vm/drop_caches") == 0);
 	CU_ASSERT(whole_pattern_ok(f, 3000, 6));
 	CU_ASSERT(ctl_value(&m, "read_requests") > r1);
 	/* the same bytes after a remount */
@@ -2274,11 +2160,11 @@ static void ls_l_uses_readdirplus_and_missing_names_are_cached(void)
 	enum { N = 200 };
 
 	CU_ASSERT_FATAL(mnt_fresh(&m, NULL));
-	CU_ASSERT(sh("mkdir '%s' && cd '%s' && for i in $(seq %d); do echo $i > f$i; done",
+	CU_ASSERT(h_sh("mkdir '%s' && cd '%s' && for i in $(seq %d); do echo $i > f$i; done",
 		     mpath(&m, "d"), mpath(&m, "d"), N) == 0);
 	CU_ASSERT(mnt_cycle(&m, NULL));
 	int64_t l0 = ctl_value(&m, "lookups");
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -l '%s' | grep -c '^-'", mpath(&m, "d")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -l '%s' | grep -c '^-'", mpath(&m, "d")) == 0);
 	CU_ASSERT_EQUAL(atoi(out), N);
 	int64_t l1 = ctl_value(&m, "lookups");
 	CU_ASSERT(l1 - l0 < 10);   /* "d" itself, not one per file */
@@ -2339,7 +2225,7 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	CU_ASSERT(ctl_value(&m, "files") == 2);
 
 	/* real tools: a shell descriptor outlives rm, cmp reads through it */
-	CU_ASSERT(sh("exec 3<'%s' && rm '%s' && test ! -e '%s' && cmp - '%s' <&3",
+	CU_ASSERT(h_sh("exec 3<'%s' && rm '%s' && test ! -e '%s' && cmp - '%s' <&3",
 		     mpath(&m, "shell"), mpath(&m, "shell"), mpath(&m, "shell"),
 		     dpath(&m, "ref")) == 0);
 	CU_ASSERT(ctl_value(&m, "files") == 1);
@@ -2349,10 +2235,10 @@ static void a_file_removed_while_open_stays_usable_until_the_last_close(void)
 	CU_ASSERT(fd >= 0);
 	if (fd < 0)
 		goto out;
-	CU_ASSERT(sh("rm '%s'", mpath(&m, "victim")) == 0);
+	CU_ASSERT(h_sh("rm '%s'", mpath(&m, "victim")) == 0);
 	CU_ASSERT(access(mpath(&m, "victim"), F_OK) < 0 && errno == ENOENT);
 	char out[64];
-	CU_ASSERT(sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -A '%s' | wc -l", m.mnt) == 0);
 	CU_ASSERT(strtol(out, NULL, 10) == 2);   /* .bstackfs, .bstackfs.json */
 	CU_ASSERT(ctl_value(&m, "files") == 0);
 	/* the name can be taken again by another file */
@@ -2397,7 +2283,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	mnt_done(&m);
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 }
 
 /* ---- a full host filesystem (ENOSPC) ----------------------------------- */
@@ -2408,7 +2294,7 @@ static bool tmpfs_up(const char *path, const char *size)
 {
 	mkdir(path, 0755);
 	if (geteuid() != 0 ||
-	    sh("mount -t tmpfs -o size=%s tmpfs '%s' 2>/dev/null", size, path) != 0)
+	    h_sh("mount -t tmpfs -o size=%s tmpfs '%s' 2>/dev/null", size, path) != 0)
 		return false;
 	for (int i = 0; i < 4; i++)
 		if (!g_tmpfs[i]) {
@@ -2449,7 +2335,7 @@ static void a_full_host_filesystem_gives_enospc_and_loses_nothing(void)
 	}
 	if (!tmpfs_up(small, "16m")) {
 		printf("skipped: needs root to mount a tmpfs ");
-		sh("rm -rf '%s'", m.dir);
+		h_sh("rm -rf '%s'", m.dir);
 		return;
 	}
 	snprintf(m.img, sizeof(m.img), "%.*s/image.bst", 300, small);
@@ -2465,17 +2351,17 @@ static void a_full_host_filesystem_gives_enospc_and_loses_nothing(void)
 	CU_ASSERT(write_pattern_file(dpath(&m, "small.src"), nsmall, 4) == 0);
 
 	/* the disk fills: cp says so and fails */
-	int rc = sh("cp '%s' '%s' 2>'%s'", dpath(&m, "big.src"), mpath(&m, "big"),
+	int rc = h_sh("cp '%s' '%s' 2>'%s'", dpath(&m, "big.src"), mpath(&m, "big"),
 		    dpath(&m, "cp.err"));
 	CU_ASSERT(rc != 0 && rc != -1);
-	CU_ASSERT(sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0);
 	if (!strstr(out, "No space left on device"))
 		fprintf(stderr, "cp said (exit %d): %s\n", rc, out);
 	CU_ASSERT(strstr(out, "No space left on device") != NULL);
 
 	/* the mount is still usable and nothing earlier was touched */
-	CU_ASSERT(is_mounted(m.mnt));
-	CU_ASSERT(sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
+	CU_ASSERT(h_is_mounted(m.mnt));
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls '%s'", m.mnt) == 0);
 	CU_ASSERT(strstr(out, "a\n") != NULL && strstr(out, "d\n") != NULL);
 	CU_ASSERT(file_is_pattern(mpath(&m, "a"), na, 1));
 	CU_ASSERT(file_is_pattern(mpath(&m, "d/b"), nb, 2));
@@ -2484,15 +2370,15 @@ static void a_full_host_filesystem_gives_enospc_and_loses_nothing(void)
 	CU_ASSERT(statvfs(m.mnt, &sv) == 0);
 	CU_ASSERT(sv.f_bfree <= sv.f_blocks && sv.f_bavail <= sv.f_blocks);
 	CU_ASSERT((uint64_t)sv.f_blocks * sv.f_frsize <= (32u << 20));
-	CU_ASSERT(sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "df -P '%s' | tail -1", m.mnt) == 0);
 	CU_ASSERT(strstr(out, m.mnt) != NULL);
 
 	/* rm of the partial file frees room: a smaller cp now fits */
-	CU_ASSERT(sh("rm '%s'", mpath(&m, "big")) == 0);
+	CU_ASSERT(h_sh("rm '%s'", mpath(&m, "big")) == 0);
 	CU_ASSERT(ctl_wait(&m, "files", 2) == 2);
-	rc = sh("cp '%s' '%s' 2>'%s'", dpath(&m, "small.src"), mpath(&m, "s"),
+	rc = h_sh("cp '%s' '%s' 2>'%s'", dpath(&m, "small.src"), mpath(&m, "s"),
 		dpath(&m, "cp.err"));
-	if (rc != 0 && sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0)
+	if (rc != 0 && h_sh_out(out, sizeof(out), "cat '%s'", dpath(&m, "cp.err")) == 0)
 		fprintf(stderr, "second cp said (exit %d): %s\n", rc, out);
 	CU_ASSERT(rc == 0);
 	CU_ASSERT(file_is_pattern(mpath(&m, "s"), nsmall, 4));
@@ -2520,10 +2406,10 @@ static void a_full_host_filesystem_gives_enospc_and_loses_nothing(void)
 out:
 	/* the FUSE mount first (it holds the image), then the tmpfs, then
 	 * the temp tree (mnt_done's rm -rf would empty a mounted tmpfs) */
-	if (m.up || is_mounted(m.mnt))
+	if (m.up || h_is_mounted(m.mnt))
 		CU_ASSERT(mnt_down(&m));
 	CU_ASSERT(tmpfs_unmount(small));
-	sh("rm -rf '%s'", m.dir);
+	h_sh("rm -rf '%s'", m.dir);
 }
 
 /* ---- the remote-free queue (issue 10) ---------------------------------- */
@@ -2563,7 +2449,7 @@ static void rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused(void)
 	int64_t peak = ctl_value(&m, "payload_bytes");
 	int64_t d0 = ctl_value(&m, "drains"), r0 = ctl_value(&m, "remote_frees");
 	int64_t del0 = ctl_value(&m, "deallocs");
-	CU_ASSERT(sh("rm -r '%s'", dir) == 0);
+	CU_ASSERT(h_sh("rm -r '%s'", dir) == 0);
 	CU_ASSERT(access(dir, F_OK) < 0 && errno == ENOENT);
 	CU_ASSERT(ctl_wait(&m, "deallocs", del0 + 2000) == del0 + 2000);
 	int64_t drains = ctl_value(&m, "drains") - d0;
@@ -2576,7 +2462,7 @@ static void rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused(void)
 	CU_ASSERT(ctl_value(&m, "free_queue_bytes") == 100 * depth);
 	CU_ASSERT(ctl_value(&m, "queue_full") == 0);
 	/* df is an owner point: it drains the rest */
-	CU_ASSERT(sh("df '%s' >/dev/null", m.mnt) == 0);
+	CU_ASSERT(h_sh("df '%s' >/dev/null", m.mnt) == 0);
 	CU_ASSERT(ctl_value(&m, "free_queue_depth") == 0);
 	CU_ASSERT(ctl_value(&m, "drains") - d0 == drains + 1);
 	/* the freed room is reused: a file of the freed size (200000 bytes)
@@ -2601,7 +2487,7 @@ static void rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused(void)
 	CU_ASSERT(refusal_says(&m, m.img, "free_batch"));
 	CU_ASSERT(try_mount(&m, m.img, m.mnt, "free_batch=fast") == 1);
 	CU_ASSERT(refusal_says(&m, m.img, "free_batch"));
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 out:
 	mnt_done(&m);
 }
@@ -2613,7 +2499,7 @@ out:
  * sorted. */
 static int tree_listing(const char *dir, const char *out)
 {
-	return sh("cd '%s' && find . \\( -type f -printf '%%y %%p %%n %%s\\n' \\) -o "
+	return h_sh("cd '%s' && find . \\( -type f -printf '%%y %%p %%n %%s\\n' \\) -o "
 		  "\\( -type l -printf '%%y %%p %%n %%l\\n' \\) -o -printf '%%y %%p %%n\\n' | "
 		  "sort > '%s'", dir, out);
 }
@@ -2621,7 +2507,7 @@ static int tree_listing(const char *dir, const char *out)
 /* A source tree outside the mount with every kind tar and rsync carry. */
 static int make_kinds_tree(const char *d)
 {
-	return sh("set -e; mkdir -p '%s/sub/deep'; cd '%s'; "
+	return h_sh("set -e; mkdir -p '%s/sub/deep'; cd '%s'; "
 		  "printf 'alpha\\n' > a; ln a sub/a2; ln a sub/deep/a3; "
 		  "head -c 70000 /dev/urandom > big; ln big big.link; "
 		  "ln -s a rel; ln -s \"$PWD/a\" abs; ln -s nowhere dangling; "
@@ -2642,11 +2528,11 @@ static void every_kind_of_file_round_trips_through_tar_cp_and_rsync(void)
 	CU_ASSERT(tree_listing(dpath(&m, "src"), dpath(&m, "want")) == 0);
 	/* tar c outside, tar x inside (hard links and symlinks as such) */
 	CU_ASSERT(mkdir(mpath(&m, "t"), 0755) == 0);
-	CU_ASSERT(sh("tar -C '%s' -cf - . | tar -C '%s' -xpf -", dpath(&m, "src"),
+	CU_ASSERT(h_sh("tar -C '%s' -cf - . | tar -C '%s' -xpf -", dpath(&m, "src"),
 		     mpath(&m, "t")) == 0);
 	CU_ASSERT(tree_listing(mpath(&m, "t"), dpath(&m, "got.tar")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.tar")) == 0);
-	CU_ASSERT(sh("diff -r --no-dereference '%s' '%s' 2>&1 | grep -v 'is a fifo'",
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.tar")) == 0);
+	CU_ASSERT(h_sh("diff -r --no-dereference '%s' '%s' 2>&1 | grep -v 'is a fifo'",
 		     dpath(&m, "src"), mpath(&m, "t")) == 1);   /* grep: no output */
 	struct stat s1, s2;
 	CU_ASSERT(lstat(mpath(&m, "t/a"), &s1) == 0 && lstat(mpath(&m, "t/sub/deep/a3"), &s2) == 0);
@@ -2655,25 +2541,25 @@ static void every_kind_of_file_round_trips_through_tar_cp_and_rsync(void)
 	CU_ASSERT(s1.st_size == 1 && s1.st_mtim.tv_sec == 1000000000 && s1.st_nlink == 2);
 	char buf[400];
 	CU_ASSERT(readlink(mpath(&m, "t/long"), buf, sizeof buf) == 300);
-	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t/sub/deep/a3")) == 0 &&
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t/sub/deep/a3")) == 0 &&
 		  strcmp(buf, "alpha\n") == 0);
 	/* a tree with links survives the unmount, and fsck finds it clean */
 	CU_ASSERT(mnt_down(&m));
 	CU_ASSERT(fsck_image(m.img) == 0);
 	CU_ASSERT(mnt_up(&m, NULL));
 	CU_ASSERT(tree_listing(mpath(&m, "t"), dpath(&m, "got.again")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.again")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.again")) == 0);
 	/* cp -a out of the mount, rsync -aH into it */
-	CU_ASSERT(sh("cp -a '%s' '%s'", mpath(&m, "t"), dpath(&m, "back")) == 0);
+	CU_ASSERT(h_sh("cp -a '%s' '%s'", mpath(&m, "t"), dpath(&m, "back")) == 0);
 	CU_ASSERT(tree_listing(dpath(&m, "back"), dpath(&m, "got.cp")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cp")) == 0);
-	CU_ASSERT(sh("rsync -aH '%s/' '%s/'", dpath(&m, "src"), mpath(&m, "r")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cp")) == 0);
+	CU_ASSERT(h_sh("rsync -aH '%s/' '%s/'", dpath(&m, "src"), mpath(&m, "r")) == 0);
 	CU_ASSERT(tree_listing(mpath(&m, "r"), dpath(&m, "got.rsync")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.rsync")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.rsync")) == 0);
 	/* cp -a inside the mount keeps the links too */
-	CU_ASSERT(sh("cp -a '%s' '%s'", mpath(&m, "t"), mpath(&m, "c")) == 0);
+	CU_ASSERT(h_sh("cp -a '%s' '%s'", mpath(&m, "t"), mpath(&m, "c")) == 0);
 	CU_ASSERT(tree_listing(mpath(&m, "c"), dpath(&m, "got.cpin")) == 0);
-	CU_ASSERT(sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cpin")) == 0);
+	CU_ASSERT(h_sh("cmp '%s' '%s'", dpath(&m, "want"), dpath(&m, "got.cpin")) == 0);
 	/* three trees in the mount (t, r, c), each: five symlinks, one FIFO,
 	 * names beyond the first: a two, big one, rel one */
 	CU_ASSERT(ctl_value(&m, "symlinks") == 3 * 5);
@@ -2681,7 +2567,7 @@ static void every_kind_of_file_round_trips_through_tar_cp_and_rsync(void)
 	CU_ASSERT(ctl_value(&m, "hardlinks") == 3 * 4);
 	CU_ASSERT(ctl_value(&m, "catalog_version") == 2);
 	/* rm -r of trees of every kind leaves nothing behind */
-	CU_ASSERT(sh("rm -r '%s' '%s' '%s'", mpath(&m, "t"), mpath(&m, "r"), mpath(&m, "c")) == 0);
+	CU_ASSERT(h_sh("rm -r '%s' '%s' '%s'", mpath(&m, "t"), mpath(&m, "r"), mpath(&m, "c")) == 0);
 	CU_ASSERT(ctl_value(&m, "files") == 0 && ctl_value(&m, "symlinks") == 0);
 	CU_ASSERT(ctl_value(&m, "hardlinks") == 0 && ctl_value(&m, "special_files") == 0);
 	CU_ASSERT(ctl_value(&m, "live_bytes") == 0);
@@ -2701,11 +2587,11 @@ static void fifos_sockets_devices_and_symlinks_behave_as_on_ext4(void)
 	}
 	/* a FIFO with a writer and a reader */
 	CU_ASSERT(mkfifo(mpath(&m, "p"), 0600) == 0);
-	CU_ASSERT(sh_out(buf, sizeof buf, "(echo through-the-pipe > '%s' &) ; cat '%s'",
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "(echo through-the-pipe > '%s' &) ; cat '%s'",
 			 mpath(&m, "p"), mpath(&m, "p")) == 0);
 	CU_ASSERT(strcmp(buf, "through-the-pipe\n") == 0);
 	/* a Unix socket bound in the mount, and a client through it */
-	CU_ASSERT(sh("cd '%s' && python3 -c \"\n"
+	CU_ASSERT(h_sh("cd '%s' && python3 -c \"\n"
 		     "import socket\n"
 		     "s = socket.socket(socket.AF_UNIX); s.bind('sock'); s.listen(1)\n"
 		     "c = socket.socket(socket.AF_UNIX); c.connect('sock')\n"
@@ -2713,32 +2599,32 @@ static void fifos_sockets_devices_and_symlinks_behave_as_on_ext4(void)
 		     mpath(&m, "")) == 0);
 	CU_ASSERT(lstat(mpath(&m, "sock"), &st) == 0 && S_ISSOCK(st.st_mode));
 	/* device nodes (root): kind and numbers kept across a remount */
-	CU_ASSERT(sh("mknod '%s' c 1 3 && mknod '%s' b 7 200", mpath(&m, "null"),
+	CU_ASSERT(h_sh("mknod '%s' c 1 3 && mknod '%s' b 7 200", mpath(&m, "null"),
 		     mpath(&m, "loop")) == 0);
 	/* symlinks: readlink, O_NOFOLLOW, lchown, mv over a symlink */
-	CU_ASSERT(sh("echo target > '%s' && ln -s t '%s' && ln -s t '%s'", mpath(&m, "t"),
+	CU_ASSERT(h_sh("echo target > '%s' && ln -s t '%s' && ln -s t '%s'", mpath(&m, "t"),
 		     mpath(&m, "l"), mpath(&m, "l2")) == 0);
-	CU_ASSERT(sh_out(buf, sizeof buf, "readlink '%s'", mpath(&m, "l")) == 0 &&
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "readlink '%s'", mpath(&m, "l")) == 0 &&
 		  strcmp(buf, "t\n") == 0);
-	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "l")) == 0 &&
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "l")) == 0 &&
 		  strcmp(buf, "target\n") == 0);
 	int fd = open(mpath(&m, "l"), O_RDONLY | O_NOFOLLOW);
 	CU_ASSERT(fd < 0 && errno == ELOOP);
 	if (fd >= 0)
 		close(fd);
-	CU_ASSERT(sh("chown -h 4321:8765 '%s'", mpath(&m, "l")) == 0);
+	CU_ASSERT(h_sh("chown -h 4321:8765 '%s'", mpath(&m, "l")) == 0);
 	CU_ASSERT(lstat(mpath(&m, "l"), &st) == 0 && st.st_uid == 4321 && st.st_gid == 8765);
 	CU_ASSERT(stat(mpath(&m, "t"), &st) == 0 && st.st_uid == 0);   /* not the target */
-	CU_ASSERT(sh("echo other > '%s' && mv '%s' '%s'", mpath(&m, "o"), mpath(&m, "o"),
+	CU_ASSERT(h_sh("echo other > '%s' && mv '%s' '%s'", mpath(&m, "o"), mpath(&m, "o"),
 		     mpath(&m, "l2")) == 0);
 	CU_ASSERT(lstat(mpath(&m, "l2"), &st) == 0 && S_ISREG(st.st_mode));
-	CU_ASSERT(sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t")) == 0 &&
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "cat '%s'", mpath(&m, "t")) == 0 &&
 		  strcmp(buf, "target\n") == 0);
 	/* ln of a directory is refused as on ext4; ln -f replaces */
 	CU_ASSERT(mkdir(mpath(&m, "d"), 0755) == 0);
 	CU_ASSERT(link(mpath(&m, "d"), mpath(&m, "d2")) < 0 && errno == EPERM);
 	CU_ASSERT(link(mpath(&m, "t"), mpath(&m, "l")) < 0 && errno == EEXIST);
-	CU_ASSERT(sh("ln -f '%s' '%s'", mpath(&m, "t"), mpath(&m, "l")) == 0);
+	CU_ASSERT(h_sh("ln -f '%s' '%s'", mpath(&m, "t"), mpath(&m, "l")) == 0);
 	CU_ASSERT(lstat(mpath(&m, "l"), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
 	CU_ASSERT(mnt_cycle(&m, NULL));
 	CU_ASSERT(lstat(mpath(&m, "null"), &st) == 0 && S_ISCHR(st.st_mode));
@@ -2747,7 +2633,7 @@ static void fifos_sockets_devices_and_symlinks_behave_as_on_ext4(void)
 	CU_ASSERT(major(st.st_rdev) == 7 && minor(st.st_rdev) == 200);
 	CU_ASSERT(lstat(mpath(&m, "p"), &st) == 0 && S_ISFIFO(st.st_mode));
 	CU_ASSERT(lstat(mpath(&m, "t"), &st) == 0 && st.st_nlink == 2);
-	CU_ASSERT(sh("rm -r '%s'/*", mpath(&m, "")) == 0);
+	CU_ASSERT(h_sh("rm -r '%s'/*", mpath(&m, "")) == 0);
 	CU_ASSERT(ctl_value(&m, "special_files") == 0 && ctl_value(&m, "files") == 0);
 out:
 	mnt_done(&m);
@@ -2765,25 +2651,25 @@ static void git_init_add_commit_and_status_work_in_a_mount(void)
 		CU_FAIL("mount");
 		goto out;
 	}
-	if (sh("command -v git > /dev/null") != 0) {
+	if (h_sh("command -v git > /dev/null") != 0) {
 		CU_FAIL("git is not installed (scripts/test installs it)");
 		goto out;
 	}
-	CU_ASSERT(sh("set -e; mkdir '%s'; cd '%s'; cp -r '%s/core' .; "
+	CU_ASSERT(h_sh("set -e; mkdir '%s'; cd '%s'; cp -r '%s/core' .; "
 		     "ln -s core/volume.h vol.h; git init -q .; git add -A; "
 		     "git -c user.name=t -c user.email=t@e commit -qm first",
 		     mpath(&m, "repo"), mpath(&m, "repo"), src) == 0);
-	CU_ASSERT(sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain",
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain",
 			 mpath(&m, "repo")) == 0 && buf[0] == '\0');
-	CU_ASSERT(sh("set -e; cd '%s'; echo change >> core/volume.c; git mv vol.h v.h; "
+	CU_ASSERT(h_sh("set -e; cd '%s'; echo change >> core/volume.c; git mv vol.h v.h; "
 		     "git -c user.name=t -c user.email=t@e commit -qam second",
 		     mpath(&m, "repo")) == 0);
 	CU_ASSERT(mnt_cycle(&m, NULL));
-	CU_ASSERT(sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain && "
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "cd '%s' && git status --porcelain && "
 			 "git rev-list --count HEAD && git fsck --strict 2>&1 | grep -c . ; true",
 			 mpath(&m, "repo")) == 0);
 	CU_ASSERT(strcmp(buf, "2\n0\n") == 0);
-	CU_ASSERT(sh("cd '%s' && git diff --quiet HEAD~1 -- core/catalog.c",
+	CU_ASSERT(h_sh("cd '%s' && git diff --quiet HEAD~1 -- core/catalog.c",
 		     mpath(&m, "repo")) == 0);
 out:
 	mnt_done(&m);
@@ -2798,54 +2684,54 @@ static void extended_attributes_through_setfattr_cp_a_and_rsync_aHAX(void)
 		CU_FAIL("mount");
 		goto out;
 	}
-	CU_ASSERT(sh("set -e; cd '%s'; echo data > f; mkdir d; ln -s f s; "
+	CU_ASSERT(h_sh("set -e; cd '%s'; echo data > f; mkdir d; ln -s f s; "
 		     "setfattr -n user.colour -v blue f; setfattr -n user.empty f; "
 		     "setfattr -n trusted.t -v secret f; setfattr -n user.d -v dir d; "
 		     "setfattr -h -n trusted.link -v l s; "
 		     "setfattr -n user.big -v \"$(printf '%%3000s' '' | tr ' ' z)\" f; "
 		     "echo > h; setfattr -n user.huge -v \"$(printf '%%60000s' '' | tr ' ' z)\" h",
 		     mpath(&m, "")) == 0);
-	CU_ASSERT(sh_out(buf, sizeof buf, "getfattr -n user.colour --only-values '%s'",
+	CU_ASSERT(h_sh_out(buf, sizeof buf, "getfattr -n user.colour --only-values '%s'",
 			 mpath(&m, "f")) == 0 && strcmp(buf, "blue") == 0);
 	/* errors as Linux gives them */
-	CU_ASSERT(sh("getfattr -n user.missing '%s' 2>&1 | grep -q 'No such attribute'",
+	CU_ASSERT(h_sh("getfattr -n user.missing '%s' 2>&1 | grep -q 'No such attribute'",
 		     mpath(&m, "f")) == 0);
-	CU_ASSERT(sh("setfattr -n system.posix_acl_access -v x '%s' 2>/dev/null",
+	CU_ASSERT(h_sh("setfattr -n system.posix_acl_access -v x '%s' 2>/dev/null",
 		     mpath(&m, "f")) != 0);
-	CU_ASSERT(sh("setfattr -h -n user.x -v 1 '%s' 2>&1 | grep -q 'not permitted'",
+	CU_ASSERT(h_sh("setfattr -h -n user.x -v 1 '%s' 2>&1 | grep -q 'not permitted'",
 		     mpath(&m, "s")) == 0);   /* user. only on files and directories */
-	CU_ASSERT(sh("setfattr -x user.missing '%s' 2>/dev/null", mpath(&m, "f")) != 0);
+	CU_ASSERT(h_sh("setfattr -x user.missing '%s' 2>/dev/null", mpath(&m, "f")) != 0);
 	int64_t xb = ctl_value(&m, "xattr_bytes");
 	CU_ASSERT(xb > 60000);
 	/* kept across a remount */
 	CU_ASSERT(mnt_cycle(&m, NULL));
-	CU_ASSERT(sh("getfattr -d -m - '%s' '%s' 2>/dev/null > '%s' && "
+	CU_ASSERT(h_sh("getfattr -d -m - '%s' '%s' 2>/dev/null > '%s' && "
 		     "getfattr -h -d -m - '%s' 2>/dev/null >> '%s'",
 		     mpath(&m, "f"), mpath(&m, "d"), dpath(&m, "want"), mpath(&m, "s"),
 		     dpath(&m, "want")) == 0);
-	CU_ASSERT(sh("grep -q 'user.colour=\"blue\"' '%s' && grep -q 'trusted.link=\"l\"' '%s'",
+	CU_ASSERT(h_sh("grep -q 'user.colour=\"blue\"' '%s' && grep -q 'trusted.link=\"l\"' '%s'",
 		     dpath(&m, "want"), dpath(&m, "want")) == 0);
 	CU_ASSERT(ctl_value(&m, "xattr_bytes") == xb);
 	/* cp -a and rsync -aHAX carry them, inside the mount and out of it */
-	CU_ASSERT(sh("mkdir '%s' && cd '%s' && cp -a f d s '%s'", mpath(&m, "c"), mpath(&m, ""),
+	CU_ASSERT(h_sh("mkdir '%s' && cd '%s' && cp -a f d s '%s'", mpath(&m, "c"), mpath(&m, ""),
 		     mpath(&m, "c")) == 0);
-	CU_ASSERT(sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s'",
+	CU_ASSERT(h_sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s'",
 		     mpath(&m, "c"), dpath(&m, "got.cp"), dpath(&m, "got.cp")) == 0);
-	CU_ASSERT(sh("sed 's|^# file: .*/|# file: |' '%s' > '%s.n' && "
+	CU_ASSERT(h_sh("sed 's|^# file: .*/|# file: |' '%s' > '%s.n' && "
 		     "sed 's|^# file: .*/|# file: |;s|^# file: |# file: |' '%s' > '%s.n' && "
 		     "cmp '%s.n' '%s.n'", dpath(&m, "want"), dpath(&m, "want"),
 		     dpath(&m, "got.cp"), dpath(&m, "got.cp"), dpath(&m, "want"),
 		     dpath(&m, "got.cp")) == 0);
-	CU_ASSERT(sh("mkdir '%s' && cd '%s' && rsync -aHAX f d s '%s/' && rsync -aHAX f d s '%s/'",
+	CU_ASSERT(h_sh("mkdir '%s' && cd '%s' && rsync -aHAX f d s '%s/' && rsync -aHAX f d s '%s/'",
 		     dpath(&m, "out"), mpath(&m, ""), dpath(&m, "out"), mpath(&m, "r")) == 0);
-	CU_ASSERT(sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s' && "
+	CU_ASSERT(h_sh("cd '%s' && getfattr -d -m - f d > '%s' && getfattr -h -d -m - s >> '%s' && "
 		     "sed 's|^# file: .*/|# file: |' '%s' | cmp - '%s.n'", mpath(&m, "r"),
 		     dpath(&m, "got.r"), dpath(&m, "got.r"), dpath(&m, "got.r"),
 		     dpath(&m, "want")) == 0);
-	CU_ASSERT(sh("cd '%s' && getfattr -n user.colour --only-values f | grep -qx blue",
+	CU_ASSERT(h_sh("cd '%s' && getfattr -n user.colour --only-values f | grep -qx blue",
 		     dpath(&m, "out")) == 0);
 	/* removal gives the bytes back */
-	CU_ASSERT(sh("rm -r '%s'/*", mpath(&m, "")) == 0);
+	CU_ASSERT(h_sh("rm -r '%s'/*", mpath(&m, "")) == 0);
 	CU_ASSERT(ctl_value(&m, "xattr_bytes") == 0);
 out:
 	mnt_done(&m);
@@ -2863,16 +2749,11 @@ static void sticky_setgid_utimensat_and_ctime_follow_ext4(void)
 	struct mnt m;
 	struct stat st;
 
-	if (sh("command -v setpriv >/dev/null") != 0 || getuid() != 0) {
-		printf("\n  SKIP: needs root and setpriv");
+	int up = mnt_for_nobody(&m);
+	if (up == 0)
 		return;
-	}
-	if (!mnt_fresh(&m, "allow_other")) {
-		CU_FAIL("mount");
+	if (up < 0)
 		goto out;
-	}
-	CU_ASSERT(chmod(h_tmp_dir(), 0711) == 0);
-	CU_ASSERT(chmod(m.dir, 0711) == 0);
 	/* sticky: in a 1777 directory only a file's owner removes or renames it */
 	CU_ASSERT(mkdir(mpath(&m, "tmp"), 0777) == 0 && chmod(mpath(&m, "tmp"), 01777) == 0);
 	CU_ASSERT(write_pattern_file(mpath(&m, "tmp/roots"), 10, 1) == 0);
@@ -2892,11 +2773,11 @@ static void sticky_setgid_utimensat_and_ctime_follow_ext4(void)
 	CU_ASSERT(as_nobody("touch '%s'", mpath(&m, "g/f")) == 0);
 	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_gid == 4242);
 	/* utimensat: UTIME_OMIT leaves a time alone, UTIME_NOW sets it */
-	CU_ASSERT(sh("touch -d @1000000000 '%s' && touch -m -d @1200000000 '%s'",
+	CU_ASSERT(h_sh("touch -d @1000000000 '%s' && touch -m -d @1200000000 '%s'",
 		     mpath(&m, "g/f"), mpath(&m, "g/f")) == 0);
 	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_atim.tv_sec == 1000000000 &&
 		  st.st_mtim.tv_sec == 1200000000);
-	CU_ASSERT(sh("touch -a '%s'", mpath(&m, "g/f")) == 0);
+	CU_ASSERT(h_sh("touch -a '%s'", mpath(&m, "g/f")) == 0);
 	CU_ASSERT(stat(mpath(&m, "g/f"), &st) == 0 && st.st_atim.tv_sec > 1200000000 &&
 		  st.st_mtim.tv_sec == 1200000000);
 	/* ctime moves on every change of the inode: chmod, link, rename,
@@ -2907,9 +2788,9 @@ static void sticky_setgid_utimensat_and_ctime_follow_ext4(void)
 	char cmd[800];
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
 		int64_t before = ctime_ns_of(path);
-		sleep_ms(5);
+		h_sleep_ms(5);
 		snprintf(cmd, sizeof cmd, steps[i], path);
-		CU_ASSERT(sh("cd '%s' && %s", mpath(&m, ""), cmd) == 0);
+		CU_ASSERT(h_sh("cd '%s' && %s", mpath(&m, ""), cmd) == 0);
 		if (i == 3)
 			path = mpath(&m, "g/f2");
 		int64_t after = ctime_ns_of(path);
@@ -2932,19 +2813,19 @@ static void noxattr_spares_ls_l_its_attribute_requests(void)
 			CU_FAIL("mount");
 			goto out;
 		}
-		CU_ASSERT(sh("cd '%s' && for i in $(seq 1 50); do echo $i > f$i; done",
+		CU_ASSERT(h_sh("cd '%s' && for i in $(seq 1 50); do echo $i > f$i; done",
 			     mpath(&m, "")) == 0);
 		int64_t before = ctl_value(&m, "xattr_requests");
-		CU_ASSERT(sh("ls -l '%s' > /dev/null", mpath(&m, "")) == 0);
+		CU_ASSERT(h_sh("ls -l '%s' > /dev/null", mpath(&m, "")) == 0);
 		int64_t asked = ctl_value(&m, "xattr_requests") - before;
 		if (pass == 0) {
 			/* ls -l asks for each file; the volume answers from memory */
 			CU_ASSERT(asked >= 50);
 		} else {
 			CU_ASSERT(asked == 0);
-			CU_ASSERT(sh("setfattr -n user.x -v 1 '%s' 2>&1 | grep -q 'not supported'",
+			CU_ASSERT(h_sh("setfattr -n user.x -v 1 '%s' 2>&1 | grep -q 'not supported'",
 				     mpath(&m, "f1")) == 0);
-			CU_ASSERT(sh("getfattr -n user.x '%s' 2>&1 | grep -q 'not supported'",
+			CU_ASSERT(h_sh("getfattr -n user.x '%s' 2>&1 | grep -q 'not supported'",
 				     mpath(&m, "f1")) == 0);
 		}
 		mnt_done(&m);
@@ -3007,12 +2888,10 @@ static const struct h_test tests[] = {
 static void on_fatal_signal(int sig)
 {
 	/* A tool may still be busy in a mount: detach at once. */
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i])
-			sh("fusermount3 -uz '%s' 2>/dev/null", g_mounted[i]);
+	h_detach_tracked();
 	for (int i = 0; i < 4; i++)
 		if (g_tmpfs[i])
-			sh("umount -l '%s' 2>/dev/null", g_tmpfs[i]);
+			h_sh("umount -l '%s' 2>/dev/null", g_tmpfs[i]);
 	exit(128 + sig);   /* atexit: unmount_all, then the temp tree */
 }
 
@@ -3025,7 +2904,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_fatal_signal);
 	signal(SIGHUP, on_fatal_signal);
 
-	if (fd < 0 || sh("command -v fusermount3 >/dev/null") != 0) {
+	if (fd < 0 || h_sh("command -v fusermount3 >/dev/null") != 0) {
 		printf("suite mount: skipped (needs /dev/fuse and fusermount3: %s)\n",
 		       fd < 0 ? strerror(errno) : "fusermount3 missing");
 		return 77;

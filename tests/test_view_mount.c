@@ -13,6 +13,7 @@
  * Environment: BSTACKFS_BIN, BSTACKFS_MKFS, BSTACKFS_FSCK (the programs).
  */
 #include "harness.h"
+#include "mounts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +32,6 @@
 #include "allocview.h"
 #include "volume.h"
 
-#define MAX_MOUNTS 8
 
 struct vm {
 	char dir[400];
@@ -40,8 +40,6 @@ struct vm {
 	char mnt2[450];
 	char err[450];
 };
-
-static char *g_mounted[MAX_MOUNTS];
 
 static const char *env_or(const char *k, const char *d)
 {
@@ -52,123 +50,10 @@ static const char *env_or(const char *k, const char *d)
 #define MKFS env_or("BSTACKFS_MKFS", "mkfs.bstackfs")
 #define FSCK env_or("BSTACKFS_FSCK", "bstackfs-fsck")
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
-}
-
-/* stdout of a shell command, NUL-terminated; its exit status. */
-static int sh_out(char *out, size_t n, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	out[0] = '\0';
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	size_t got = 0, r;
-	while (got < n - 1 && (r = fread(out + got, 1, n - 1 - got, p)) > 0)
-		got += r;
-	out[got] = '\0';
-	char sink[4096];
-	while (fread(sink, 1, sizeof sink, p) > 0)
-		;
-	int st = pclose(p);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static bool is_mounted(const char *path)
-{
-	char line[4096];
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "r");
-	if (!f)
-		return false;
-	size_t n = strlen(path);
-	while (!found && fgets(line, sizeof line, f)) {
-		char *sp = strchr(line, ' ');
-		found = sp && strncmp(sp + 1, path, n) == 0 && sp[1 + n] == ' ';
-	}
-	fclose(f);
-	return found;
-}
-
-static void registry(const char *path, bool add)
-{
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i] && strcmp(g_mounted[i], path) == 0) {
-			if (add)
-				return;
-			free(g_mounted[i]);
-			g_mounted[i] = NULL;
-		}
-	for (int i = 0; add && i < MAX_MOUNTS; i++)
-		if (!g_mounted[i]) {
-			g_mounted[i] = strdup(path);
-			return;
-		}
-}
-
-static bool force_unmount(const char *path)
-{
-	for (int i = 0; i < 50 && is_mounted(path); i++) {
-		if (sh("fusermount3 -u '%s' 2>/dev/null", path) == 0)
-			break;
-		sleep_ms(100);
-	}
-	if (is_mounted(path)) {
-		fprintf(stderr, "test_view_mount: lazy unmount of %s\n", path);
-		sh("fusermount3 -uz '%s' 2>/dev/null", path);
-	}
-	registry(path, false);
-	return !is_mounted(path);
-}
-
-static void unmount_all(void)
-{
-	for (int i = 0; i < MAX_MOUNTS; i++)
-		if (g_mounted[i])
-			force_unmount(g_mounted[i]);
-}
-
 static void on_fatal_signal(int sig)
 {
 	signal(sig, SIG_DFL);
-	exit(128 + sig);   /* atexit: unmount_all, then the temp tree */
-}
-
-/* Wait until no daemon holds the image's lock (the view's is shared: an
- * exclusive attempt fails while it lives). */
-static bool wait_released(const char *img)
-{
-	int fd = open(img, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT;
-	for (int i = 0; i < 200; i++) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			flock(fd, LOCK_UN);
-			close(fd);
-			return true;
-		}
-		sleep_ms(50);
-	}
-	close(fd);
-	return false;
+	exit(128 + sig);   /* atexit: h_unmount_tracked, then the temp tree */
 }
 
 static void vm_setup(struct vm *m)
@@ -176,7 +61,7 @@ static void vm_setup(struct vm *m)
 	static bool hooked;
 	char *p = h_tmp_path("v");
 	if (!hooked) {
-		atexit(unmount_all);   /* after h_tmp_dir's cleanup: runs first */
+		atexit(h_unmount_tracked);   /* after h_tmp_dir's cleanup: runs first */
 		hooked = true;
 	}
 	memset(m, 0, sizeof *m);
@@ -193,27 +78,27 @@ static void vm_setup(struct vm *m)
 
 static void vm_teardown(struct vm *m)
 {
-	if (is_mounted(m->mnt))
-		CU_ASSERT(force_unmount(m->mnt));
-	if (is_mounted(m->mnt2))
-		CU_ASSERT(force_unmount(m->mnt2));
-	CU_ASSERT(wait_released(m->img));
+	if (h_is_mounted(m->mnt))
+		CU_ASSERT(h_force_unmount(m->mnt));
+	if (h_is_mounted(m->mnt2))
+		CU_ASSERT(h_force_unmount(m->mnt2));
+	CU_ASSERT(h_wait_released(m->img));
 	/* a daemon that died says why in its stderr (a sanitizer report) */
-	if (sh("grep -q ERROR '%s' 2>/dev/null", m->err) == 0) {
-		sh("cat '%s' >&2", m->err);
+	if (h_sh("grep -q ERROR '%s' 2>/dev/null", m->err) == 0) {
+		h_sh("cat '%s' >&2", m->err);
 		CU_FAIL("a view daemon reported an error");
 	}
-	sh("rm -rf '%s'", m->dir);
+	h_sh("rm -rf '%s'", m->dir);
 }
 
 /* bstackfs [-o opts] IMAGE MNT, daemonized; its exit status (stderr in
  * m->err). */
 static int bsfs(struct vm *m, const char *mnt, const char *opts)
 {
-	int rc = sh("'%s' %s%s '%s' '%s' 2>'%s'", BIN, opts ? "-o " : "", opts ? opts : "",
+	int rc = h_sh("'%s' %s%s '%s' '%s' 2>'%s'", BIN, opts ? "-o " : "", opts ? opts : "",
 		    m->img, mnt, m->err);
-	if (rc == 0 && is_mounted(mnt))
-		registry(mnt, true);
+	if (rc == 0 && h_is_mounted(mnt))
+		h_mount_track(mnt);
 	return rc;
 }
 
@@ -224,14 +109,14 @@ static bool view_up(struct vm *m, const char *mnt, const char *extra)
 {
 	char opts[200];
 	snprintf(opts, sizeof opts, "view%s%s", extra ? "," : "", extra ? extra : "");
-	int rc = sh("'%s' -f -o %s '%s' '%s' 2>>'%s' &", BIN, opts, m->img, mnt, m->err);
-	for (int i = 0; rc == 0 && i < 200 && !is_mounted(mnt); i++)
-		sleep_ms(25);
-	if (is_mounted(mnt))
-		registry(mnt, true);
-	if (rc != 0 || !is_mounted(mnt)) {
+	int rc = h_sh("'%s' -f -o %s '%s' '%s' 2>>'%s' &", BIN, opts, m->img, mnt, m->err);
+	for (int i = 0; rc == 0 && i < 200 && !h_is_mounted(mnt); i++)
+		h_sleep_ms(25);
+	if (h_is_mounted(mnt))
+		h_mount_track(mnt);
+	if (rc != 0 || !h_is_mounted(mnt)) {
 		char e[1024] = "";
-		sh_out(e, sizeof e, "cat '%s'", m->err);
+		h_sh_out(e, sizeof e, "cat '%s'", m->err);
 		fprintf(stderr, "test_view_mount: view of %s failed (%d): %s\n", m->img, rc, e);
 		return false;
 	}
@@ -240,20 +125,20 @@ static bool view_up(struct vm *m, const char *mnt, const char *extra)
 
 static bool down(struct vm *m, const char *mnt)
 {
-	bool ok = force_unmount(mnt);
-	return wait_released(m->img) && ok;
+	bool ok = h_force_unmount(mnt);
+	return h_wait_released(m->img) && ok;
 }
 
 static void sha256(const char *path, char out[80])
 {
 	char buf[200];
-	sh_out(buf, sizeof buf, "sha256sum '%s' | cut -d' ' -f1", path);
+	h_sh_out(buf, sizeof buf, "sha256sum '%s' | cut -d' ' -f1", path);
 	snprintf(out, 80, "%.79s", buf);
 }
 
 static void err_text(const struct vm *m, char *buf, size_t n)
 {
-	sh_out(buf, n, "cat '%s'", m->err);
+	h_sh_out(buf, n, "cat '%s'", m->err);
 }
 
 /* ---- images ------------------------------------------------------------- */
@@ -261,7 +146,7 @@ static void err_text(const struct vm *m, char *buf, size_t n)
 /* A bstackfs image with files a (6 bytes), b (5000 pattern bytes), c (70000). */
 static bool bstackfs_image(struct vm *m, const char *alloc)
 {
-	if (sh("'%s' -q -a %s '%s'", MKFS, alloc, m->img) != 0 || bsfs(m, m->mnt, NULL) != 0)
+	if (h_sh("'%s' -q -a %s '%s'", MKFS, alloc, m->img) != 0 || bsfs(m, m->mnt, NULL) != 0)
 		return false;
 	uint8_t *b = malloc(70000);
 	h_pattern(b, 70000, 7, 0);
@@ -271,7 +156,7 @@ static bool bstackfs_image(struct vm *m, const char *alloc)
 	snprintf(p, sizeof p, "%s/c", m->mnt);
 	ok = ok && h_write_file(p, b, 70000) == 0;
 	free(b);
-	ok = ok && sh("printf hello > '%s/a'", m->mnt) == 0;
+	ok = ok && h_sh("printf hello > '%s/a'", m->mnt) == 0;
 	return down(m, m->mnt) && ok;
 }
 
@@ -298,7 +183,7 @@ static bool holder(struct vm *m, uint64_t off, uint64_t len, char name[AV_NAME_M
 		   uint64_t *delta)
 {
 	char ls[65536];
-	sh_out(ls, sizeof ls, "ls '%s/allocations'", m->mnt);
+	h_sh_out(ls, sizeof ls, "ls '%s/allocations'", m->mnt);
 	for (char *line = strtok(ls, "\n"); line; line = strtok(NULL, "\n")) {
 		struct av_block b;
 		if (av_parse_name(line, &b) && b.off <= off && off + len <= b.off + b.len) {
@@ -318,7 +203,7 @@ static bool span_is(struct vm *m, uint64_t off, uint64_t len, uint64_t tag)
 	static char ls[1 << 20];
 	uint8_t *b = calloc(1, len ? len : 1);
 	uint64_t covered = 0;
-	sh_out(ls, sizeof ls, "ls '%s/allocations'", m->mnt);
+	h_sh_out(ls, sizeof ls, "ls '%s/allocations'", m->mnt);
 	for (char *line = strtok(ls, "\n"); line; line = strtok(NULL, "\n")) {
 		struct av_block f;
 		if (!av_parse_name(line, &f) || f.off + f.len <= off || f.off >= off + len)
@@ -394,12 +279,12 @@ static void a_bstackfs_image_is_viewed_by_address_and_never_written(void)
 		sha256(m.img, before);
 		CU_ASSERT(view_up(&m, m.mnt, NULL));
 		/* the layout */
-		sh_out(out, sizeof out, "ls '%s'", m.mnt);
+		h_sh_out(out, sizeof out, "ls '%s'", m.mnt);
 		CU_ASSERT_STRING_EQUAL(out, "allocations\nfree\nreserved\n");
-		sh_out(out, sizeof out, "ls -A '%s'", m.mnt);
+		h_sh_out(out, sizeof out, "ls -A '%s'", m.mnt);
 		CU_ASSERT(strstr(out, ".bstackfs\n.bstackfs.json\n") != NULL);
 		/* ls -l: every size is the length its name states */
-		sh_out(out, sizeof out, "ls -l '%s/allocations' | awk 'NR > 1 { print $5, $9 }'",
+		h_sh_out(out, sizeof out, "ls -l '%s/allocations' | awk 'NR > 1 { print $5, $9 }'",
 		       m.mnt);
 		int files = 0, bad = 0;
 		for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n")) {
@@ -413,16 +298,16 @@ static void a_bstackfs_image_is_viewed_by_address_and_never_written(void)
 		}
 		CU_ASSERT(files > 0 && bad == 0);
 		/* the control file counts them */
-		sh_out(out, sizeof out, "grep '^files ' '%s/.bstackfs'", m.mnt);
+		h_sh_out(out, sizeof out, "grep '^files ' '%s/.bstackfs'", m.mnt);
 		char want[32];
 		snprintf(want, sizeof want, "files %d\n", files);
 		CU_ASSERT_STRING_EQUAL(out, want);
-		sh_out(out, sizeof out, "cat '%s/.bstackfs'", m.mnt);
+		h_sh_out(out, sizeof out, "cat '%s/.bstackfs'", m.mnt);
 		CU_ASSERT(strstr(out, "bstackfs_catalog 1\n") && strstr(out, "view 1\n"));
 		char allocline[40];
 		snprintf(allocline, sizeof allocline, "allocator %s\n", allocators[ai]);
 		CU_ASSERT(strncmp(out, allocline, strlen(allocline)) == 0);
-		CU_ASSERT(sh("grep -q '\"allocator\": \"%s\"' '%s/.bstackfs.json'", allocators[ai],
+		CU_ASSERT(h_sh("grep -q '\"allocator\": \"%s\"' '%s/.bstackfs.json'", allocators[ai],
 			     m.mnt) == 0);
 		/* file c's bytes, read from the allocation that holds them (dd
 		 * from it, cmp with the pattern) */
@@ -439,31 +324,31 @@ static void a_bstackfs_image_is_viewed_by_address_and_never_written(void)
 		if (strcmp(allocators[ai], "firstfit") == 0) {
 			CU_ASSERT_FATAL(holder(&m, sc.off, sc.len, name, &delta));
 			CU_ASSERT(delta == 0);
-			CU_ASSERT(sh("dd if='%s/allocations/%s' bs=4096 count=100 status=none | "
+			CU_ASSERT(h_sh("dd if='%s/allocations/%s' bs=4096 count=100 status=none | "
 				     "cmp -s -n 70000 - '%s'", m.mnt, name, pp) == 0);
 			CU_ASSERT(holder(&m, sb.off, sb.len, name, &delta) && delta == 0);
-			CU_ASSERT(sh("cmp -s -n 5000 '%s/allocations/%s' '%s'", m.mnt, name, pp) == 0);
+			CU_ASSERT(h_sh("cmp -s -n 5000 '%s/allocations/%s' '%s'", m.mnt, name, pp) == 0);
 		}
 		/* cp -r of the whole view: the same bytes as cat gives */
-		CU_ASSERT(sh("cp -r '%s/allocations' '%s/copy'", m.mnt, m.dir) == 0);
-		CU_ASSERT(sh("cd '%s/allocations' && for f in *; do cmp -s \"$f\" '%s/copy/'\"$f\" "
+		CU_ASSERT(h_sh("cp -r '%s/allocations' '%s/copy'", m.mnt, m.dir) == 0);
+		CU_ASSERT(h_sh("cd '%s/allocations' && for f in *; do cmp -s \"$f\" '%s/copy/'\"$f\" "
 			     "|| exit 1; done", m.mnt, m.dir) == 0);
-		CU_ASSERT(sh("cat '%s/allocations'/* > '%s/all.cat' && cat '%s/copy'/* | "
+		CU_ASSERT(h_sh("cat '%s/allocations'/* > '%s/all.cat' && cat '%s/copy'/* | "
 			     "cmp -s - '%s/all.cat'", m.mnt, m.dir, m.dir, m.dir) == 0);
 		/* /reserved: the root reference names the catalog, an allocation
 		 * (hexdump of its first 8 bytes, the offset) */
-		sh_out(out, sizeof out, "hexdump -n 8 -e '1/8 \"%%x\\n\"' '%s/reserved'", m.mnt);
+		h_sh_out(out, sizeof out, "hexdump -n 8 -e '1/8 \"%%x\\n\"' '%s/reserved'", m.mnt);
 		unsigned long long cat_off = strtoull(out, NULL, 16);
 		CU_ASSERT(cat_off > 0);
 		CU_ASSERT(holder(&m, cat_off, 64, name, &delta));
-		sh_out(out, sizeof out, "hexdump -C -n 8 '%s/allocations/%s' -s %llu", m.mnt, name,
+		h_sh_out(out, sizeof out, "hexdump -C -n 8 '%s/allocations/%s' -s %llu", m.mnt, name,
 		       (unsigned long long)delta);
 		CU_ASSERT(strstr(out, "|BSFSCAT1|") != NULL);
 		CU_ASSERT(down(&m, m.mnt));
 		sha256(m.img, after);
 		CU_ASSERT_STRING_EQUAL(before, after);
 		/* and the image still mounts and checks clean */
-		CU_ASSERT(sh("'%s' -n '%s' >/dev/null 2>&1", FSCK, m.img) == 0);
+		CU_ASSERT(h_sh("'%s' -n '%s' >/dev/null 2>&1", FSCK, m.img) == 0);
 		vm_teardown(&m);
 	}
 }
@@ -481,7 +366,7 @@ static void a_foreign_image_shows_the_allocations_its_program_made(void)
 		sha256(m.img, before);
 		if (kinds[ki] == BS_ALLOC_LINEAR) {
 			/* no magic: refused unless asked for */
-			CU_ASSERT(bsfs(&m, m.mnt, "view") == 1 && !is_mounted(m.mnt));
+			CU_ASSERT(bsfs(&m, m.mnt, "view") == 1 && !h_is_mounted(m.mnt));
 			err_text(&m, out, sizeof out);
 			CU_ASSERT(strstr(out, "allocator=linear") != NULL);
 			CU_ASSERT(view_up(&m, m.mnt, "allocator=linear"));
@@ -489,7 +374,7 @@ static void a_foreign_image_shows_the_allocations_its_program_made(void)
 			CU_ASSERT(view_up(&m, m.mnt, NULL));
 		}
 		/* a normal mount refuses this image; the view is the way in */
-		sh_out(out, sizeof out, "grep '^bstackfs_catalog ' '%s/.bstackfs'", m.mnt);
+		h_sh_out(out, sizeof out, "grep '^bstackfs_catalog ' '%s/.bstackfs'", m.mnt);
 		CU_ASSERT_STRING_EQUAL(out, "bstackfs_catalog 0\n");
 		/* every slice's bytes, at its place in the view; FirstFit: the
 		 * slice is a file of its own */
@@ -505,12 +390,12 @@ static void a_foreign_image_shows_the_allocations_its_program_made(void)
 		}
 		CU_ASSERT(bad == 0);
 		/* FirstFit: one file per slice; the free blocks are listed */
-		sh_out(out, sizeof out, "ls '%s/allocations' | wc -l", m.mnt);
+		h_sh_out(out, sizeof out, "ls '%s/allocations' | wc -l", m.mnt);
 		if (kinds[ki] == BS_ALLOC_FIRSTFIT)
 			CU_ASSERT(strtoul(out, NULL, 10) == t.n);
 		if (kinds[ki] == BS_ALLOC_LINEAR)
 			CU_ASSERT(strtoul(out, NULL, 10) == 1);
-		sh_out(out, sizeof out, "ls '%s/free' | wc -l", m.mnt);
+		h_sh_out(out, sizeof out, "ls '%s/free' | wc -l", m.mnt);
 		CU_ASSERT((strtoul(out, NULL, 10) > 0) == (kinds[ki] != BS_ALLOC_LINEAR));
 		CU_ASSERT(down(&m, m.mnt));
 		sha256(m.img, after);
@@ -538,16 +423,16 @@ static void every_change_is_refused_as_a_read_only_filesystem(void)
 		snprintf(c, sizeof c, cmds[i], m.mnt, m.mnt);
 		char full[1400];
 		snprintf(full, sizeof full, "%s 2>&1", c);
-		int rc = sh_out(out, sizeof out, "%s", full);
+		int rc = h_sh_out(out, sizeof out, "%s", full);
 		CU_ASSERT(rc != 0);
 		if (rc == 0 || !strstr(out, "Read-only file system"))
 			printf("\n%s: rc %d: %s\n", c, rc, out);
 		CU_ASSERT(strstr(out, "Read-only file system") != NULL);
 	}
 	/* the tree is unchanged */
-	sh_out(out, sizeof out, "ls '%s'", m.mnt);
+	h_sh_out(out, sizeof out, "ls '%s'", m.mnt);
 	CU_ASSERT_STRING_EQUAL(out, "allocations\nfree\nreserved\n");
-	CU_ASSERT(sh("df '%s' >/dev/null", m.mnt) == 0);
+	CU_ASSERT(h_sh("df '%s' >/dev/null", m.mnt) == 0);
 	CU_ASSERT(down(&m, m.mnt));
 	sha256(m.img, after);
 	CU_ASSERT_STRING_EQUAL(before, after);
@@ -563,7 +448,7 @@ static void views_share_the_image_and_exclude_mounts(void)
 	sha256(m.img, before);
 	/* a mounted image cannot be viewed */
 	CU_ASSERT_FATAL(bsfs(&m, m.mnt, NULL) == 0);
-	CU_ASSERT(bsfs(&m, m.mnt2, "view") == 1 && !is_mounted(m.mnt2));
+	CU_ASSERT(bsfs(&m, m.mnt2, "view") == 1 && !h_is_mounted(m.mnt2));
 	err_text(&m, out, sizeof out);
 	CU_ASSERT(strstr(out, "in use") != NULL);
 	CU_ASSERT(down(&m, m.mnt));
@@ -571,12 +456,12 @@ static void views_share_the_image_and_exclude_mounts(void)
 	/* two views at once; a mount and fsck are refused meanwhile */
 	CU_ASSERT(view_up(&m, m.mnt, NULL));
 	CU_ASSERT(view_up(&m, m.mnt2, NULL));
-	CU_ASSERT(sh("cmp -s '%s/reserved' '%s/reserved'", m.mnt, m.mnt2) == 0);
+	CU_ASSERT(h_sh("cmp -s '%s/reserved' '%s/reserved'", m.mnt, m.mnt2) == 0);
 	CU_ASSERT(bsfs(&m, m.dir, NULL) == 1);
 	err_text(&m, out, sizeof out);
 	CU_ASSERT(strstr(out, "in use") != NULL);
-	CU_ASSERT(sh("'%s' -n -W 0 '%s' >/dev/null 2>&1", FSCK, m.img) == 8);
-	CU_ASSERT(force_unmount(m.mnt2));
+	CU_ASSERT(h_sh("'%s' -n -W 0 '%s' >/dev/null 2>&1", FSCK, m.img) == 8);
+	CU_ASSERT(h_force_unmount(m.mnt2));
 	CU_ASSERT(down(&m, m.mnt));
 	sha256(m.img, after);
 	CU_ASSERT_STRING_EQUAL(before, after);
@@ -605,7 +490,7 @@ static void a_damaged_image_is_refused_with_its_violations_and_kept(void)
 	free(img);
 	sha256(m.img, before);
 	CU_ASSERT(bsfs(&m, m.mnt, "view") == 1);
-	CU_ASSERT(!is_mounted(m.mnt));
+	CU_ASSERT(!h_is_mounted(m.mnt));
 	err_text(&m, out, sizeof out);
 	CU_ASSERT(strstr(out, "damaged") && strstr(out, "violation"));
 	CU_ASSERT(strncmp(out, "bstackfs: ", 10) == 0 && strchr(out, '\n') == out + strlen(out) - 1);
@@ -613,7 +498,7 @@ static void a_damaged_image_is_refused_with_its_violations_and_kept(void)
 	CU_ASSERT_STRING_EQUAL(before, after);
 	/* not a bstack image at all */
 	CU_ASSERT(h_write_file(m.img, "hello, world, this is text\n", 27) == 0);
-	CU_ASSERT(bsfs(&m, m.mnt, "view") == 1 && !is_mounted(m.mnt));
+	CU_ASSERT(bsfs(&m, m.mnt, "view") == 1 && !h_is_mounted(m.mnt));
 	err_text(&m, out, sizeof out);
 	CU_ASSERT(strstr(out, "not a bstack image") != NULL);
 	vm_teardown(&m);
@@ -630,7 +515,7 @@ static void options_that_would_write_are_refused_with_view(void)
 			      "view,allocator=ghost" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CU_ASSERT(bsfs(&m, m.mnt, bad[i]) == 1);
-		CU_ASSERT(!is_mounted(m.mnt));
+		CU_ASSERT(!h_is_mounted(m.mnt));
 		err_text(&m, out, sizeof out);
 		CU_ASSERT(strncmp(out, "bstackfs: ", 10) == 0);
 	}
@@ -639,7 +524,7 @@ static void options_that_would_write_are_refused_with_view(void)
 	/* -o view with ro and the right allocator is fine */
 	CU_ASSERT(view_up(&m, m.mnt, "ro,allocator=slab"));
 	CU_ASSERT(down(&m, m.mnt));
-	CU_ASSERT(sh("'%s' --help | grep -q -- '-o view'", BIN) == 0);
+	CU_ASSERT(h_sh("'%s' --help | grep -q -- '-o view'", BIN) == 0);
 	vm_teardown(&m);
 }
 
