@@ -117,11 +117,25 @@ int cat_name_ok(const char *name, size_t len)
 	return 0;
 }
 
+unsigned cat_rec_units(const struct cat_rec *r)
+{
+	uint64_t inl = r->kind == CAT_SYMLINK && r->alloc.len == 0 ? r->size : 0;
+	if (inl > CAT_INLINE_MAX)
+		return 255;   /* no record is this long (decode refuses it) */
+	uint64_t b = CAT_NAME_OFF + r->name_len + inl;
+	return (unsigned)((b + CAT_UNIT_SIZE - 1) / CAT_UNIT_SIZE);
+}
+
 void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
+{
+	cat_rec_encode_n(r, s, CAT_SLOT_SIZE);
+}
+
+void cat_rec_encode_n(const struct cat_rec *r, uint8_t *s, size_t size)
 {
 	bool v1 = (r->kind == CAT_FILE || r->kind == CAT_DIR || r->kind == CAT_TOMB) &&
 		  (r->parent || r->kind == CAT_TOMB);
-	memset(s, 0, CAT_SLOT_SIZE);
+	memset(s, 0, size);
 	s[4] = r->kind;
 	s[5] = v1 ? CAT_VERSION_1 : CAT_VERSION;
 	s[6] = (uint8_t)r->name_len;
@@ -142,7 +156,7 @@ void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
 	memcpy(s + CAT_NAME_OFF, r->name, r->name_len);
 	if (r->kind == CAT_SYMLINK && r->alloc.len == 0 && r->target)
 		memcpy(s + CAT_NAME_OFF + r->name_len, r->target, r->size);
-	le32_put(s, crc32c(0, s + 4, CAT_SLOT_SIZE - 4));
+	le32_put(s, crc32c(0, s + 4, size - 4));
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -155,9 +169,14 @@ static bool all_zero(const uint8_t *p, size_t n)
 
 int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 {
-	if (all_zero(s, CAT_SLOT_SIZE))
+	return cat_rec_decode_n(s, CAT_SLOT_SIZE, r);
+}
+
+int cat_rec_decode_n(const uint8_t *s, size_t size, struct cat_rec *r)
+{
+	if (all_zero(s, size))
 		return -ENODATA;
-	if (le32_get(s) != crc32c(0, s + 4, CAT_SLOT_SIZE - 4))
+	if (le32_get(s) != crc32c(0, s + 4, size - 4))
 		return -EBADMSG;
 	memset(r, 0, sizeof *r);
 	r->kind = s[4];
@@ -200,7 +219,8 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 	case CAT_SYMLINK:
 		if (!S_ISLNK(r->mode) || r->size == 0 || r->size > CAT_SYMLINK_MAX ||
 		    (r->alloc.len == 0) != (r->alloc.off == 0) ||
-		    (no_alloc ? r->name_len + r->size > CAT_INLINE_MAX : r->size > r->alloc.len))
+		    (no_alloc ? CAT_NAME_OFF + r->name_len + r->size > size
+			      : r->size > r->alloc.len))
 			return -EBADMSG;
 		if (no_alloc) {
 			r->target = (const char *)s + CAT_NAME_OFF + r->name_len;
@@ -234,26 +254,27 @@ int cat_rec_decode(const uint8_t *s, struct cat_rec *r)
 	return cat_name_ok(r->name, r->name_len) ? -EBADMSG : 0;
 }
 
-void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint8_t *h)
+void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint32_t slot, uint8_t *h)
 {
 	memset(h, 0, CAT_HDR_SIZE);
 	memcpy(h, CAT_MAGIC, 8);
 	le32_put(h + 8, version);
-	le32_put(h + 12, CAT_SLOT_SIZE);
+	le32_put(h + 12, slot);
 	le64_put(h + 16, n_pairs);
 	le32_put(h + 60, crc32c(0, h, 60));
 }
 
-int cat_hdr_decode(const uint8_t *h, uint64_t *n_pairs, uint32_t *version)
+int cat_hdr_decode(const uint8_t *h, uint64_t *n_pairs, uint32_t *version, uint32_t *slot)
 {
-	uint32_t ver = le32_get(h + 8);
+	uint32_t ver = le32_get(h + 8), sz = le32_get(h + 12);
 	if (memcmp(h, CAT_MAGIC, 8) != 0)
 		return -EILSEQ;
 	if (le32_get(h + 60) != crc32c(0, h, 60) || (ver != CAT_VERSION_1 && ver != CAT_VERSION) ||
-	    le32_get(h + 12) != CAT_SLOT_SIZE || !all_zero(h + 24, 36))
+	    (sz != CAT_SLOT_SIZE && sz != CAT_UNIT_SIZE) || !all_zero(h + 24, 36))
 		return -EBADMSG;
 	*n_pairs = le64_get(h + 16);
 	*version = ver;
+	*slot = sz;
 	return 0;
 }
 
@@ -268,14 +289,25 @@ struct bs_slice cat_root_decode(const uint8_t ref[CAT_ROOT_REF_SIZE])
 	return (struct bs_slice){ le64_get(ref), le64_get(ref + 8) };
 }
 
-static uint64_t cat_bytes(uint64_t n_pairs)
+/* Bytes of one place: a pair, or a unit. */
+static uint64_t stride(bool compact)
 {
-	return CAT_HDR_SIZE + n_pairs * CAT_PAIR_SIZE;
+	return compact ? CAT_UNIT_SIZE : CAT_PAIR_SIZE;
+}
+
+static uint64_t cat_bytes(bool compact, uint64_t n_pairs)
+{
+	return CAT_HDR_SIZE + n_pairs * stride(compact);
 }
 
 static uint64_t slot_off(const struct catalog *c, uint64_t pair, unsigned slot)
 {
-	return c->root.off + CAT_HDR_SIZE + pair * CAT_PAIR_SIZE + slot * CAT_SLOT_SIZE;
+	return c->root.off + CAT_HDR_SIZE + pair * stride(c->compact) + slot * CAT_SLOT_SIZE;
+}
+
+static uint32_t slot_size(bool compact)
+{
+	return compact ? CAT_UNIT_SIZE : CAT_SLOT_SIZE;
 }
 
 /* ---- the in-memory index ------------------------------------------------ */
@@ -604,19 +636,23 @@ void cat_free(struct catalog *c)
 	free(c->by_cookie.b);
 	free(c->free_pairs);
 	free(c->pair_slot);
+	for (int k = 0; k < 3; k++)
+		free(c->runs[k].v);
 	free(c);
 }
 
 /* ---- rewrite (copy-on-write of the whole catalog) ----------------------- */
 
-/* Size the per-pair arrays for n pairs; the free list is rebuilt by the
- * caller. */
-static int pairs_resize(struct catalog *c, uint64_t n)
+/* Size the per-place arrays for n places (pair_slot; free_pairs for the
+ * paired layout); the free lists are rebuilt by the caller. */
+static int pairs_resize(struct catalog *c, uint64_t n, bool compact)
 {
 	uint8_t *ps = realloc(c->pair_slot, n ? n : 1);
 	if (!ps)
 		return -ENOMEM;
 	c->pair_slot = ps;
+	if (compact)
+		return 0;
 	uint64_t *fp = realloc(c->free_pairs, (n ? n : 1) * sizeof *fp);
 	if (!fp)
 		return -ENOMEM;
@@ -624,52 +660,215 @@ static int pairs_resize(struct catalog *c, uint64_t n)
 	return 0;
 }
 
+/* ---- compact places: runs of free units --------------------------------- */
+
+#define CAT_UNIT_TAIL 0x80   /* pair_slot: a record's unit after its first */
+
+static void runs_push(struct catalog *c, uint64_t at, unsigned k)
+{
+	struct cat_runs *s = &c->runs[k - 1];
+	if (s->n == s->cap) {
+		uint64_t cap = s->cap ? s->cap * 2 : 64;
+		uint64_t *v = realloc(s->v, cap * sizeof *v);
+		if (!v) {
+			c->frag = true;   /* pair_slot still says free: a rebuild finds it */
+			return;
+		}
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = at;
+}
+
+/* The stacks again from pair_slot: every maximal free run cut into runs of
+ * three (its remainder last), pushed from the top of the catalog down so
+ * that the lowest runs are handed out first. */
+static void runs_rebuild(struct catalog *c)
+{
+	uint64_t end = c->n_pairs;
+	for (int k = 0; k < 3; k++)
+		c->runs[k].n = 0;
+	c->frag = false;
+	for (uint64_t i = c->n_pairs; i-- > 0;) {
+		if (c->pair_slot[i]) {
+			end = i;
+			continue;
+		}
+		if (i > 0 && !c->pair_slot[i - 1])
+			continue;
+		uint64_t len = end - i, rem = len % 3;   /* [i, end) is free */
+		if (rem)
+			runs_push(c, end - rem, (unsigned)rem);
+		for (uint64_t p = end - rem; p > i; p -= 3)
+			runs_push(c, p - 3, 3);
+	}
+}
+
+static bool runs_have(struct catalog *c, unsigned k)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned j = k; j <= 3; j++)
+			if (c->runs[j - 1].n)
+				return true;
+		if (!c->frag)
+			return false;
+		runs_rebuild(c);
+	}
+	return false;
+}
+
+static void units_mark(struct catalog *c, uint64_t at, unsigned k)
+{
+	c->pair_slot[at] = (uint8_t)k;
+	for (unsigned i = 1; i < k; i++)
+		c->pair_slot[at + i] = CAT_UNIT_TAIL;
+	c->n_free -= k;
+}
+
+/* Units [at, at + k) are free again (on disk they are zero already). */
+static void units_release(struct catalog *c, uint64_t at, unsigned k)
+{
+	memset(c->pair_slot + at, 0, k);
+	c->n_free += k;
+	c->frag = true;
+	runs_push(c, at, k);
+}
+
+/* Take a free run of k units: -ENOSPC when there is none (room() first). */
+static int units_take(struct catalog *c, unsigned k, uint64_t *at)
+{
+	if (!runs_have(c, k))
+		return -ENOSPC;
+	for (unsigned j = k; j <= 3; j++) {
+		struct cat_runs *s = &c->runs[j - 1];
+		if (!s->n)
+			continue;
+		uint64_t p = s->v[--s->n];
+		if (j > k)
+			runs_push(c, p + k, j - k);
+		units_mark(c, p, k);
+		*at = p;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static uint64_t unit_off(const struct catalog *c, uint64_t at)
+{
+	return c->root.off + CAT_HDR_SIZE + at * CAT_UNIT_SIZE;
+}
+
+/* ---- rewrite (copy-on-write of the whole catalog) ----------------------- */
+
 struct list_ctx {
 	struct cat_node **v;
 	uint64_t n;
+	uint64_t units;   /* their compact size */
 };
+
+static void list_add(struct list_ctx *l, struct cat_node *n)
+{
+	l->v[l->n++] = n;
+	l->units += cat_rec_units(&n->r);
+}
 
 /* n and its links (a rewrite writes both). */
 static int list_one(void *ctx, struct cat_node *n)
 {
 	struct list_ctx *l = ctx;
-	l->v[l->n++] = n;
+	list_add(l, n);
 	for (struct cat_node *k = n->links; k; k = k->lnext)
-		l->v[l->n++] = k;
+		list_add(l, k);
 	if (n->xattr)
-		l->v[l->n++] = n->xattr;
+		list_add(l, n->xattr);
 	return 0;
 }
 
-#define CAT_IO_PAIRS 1024   /* pairs per write while streaming a rewrite */
+#define CAT_IO_BYTES (1024 * CAT_PAIR_SIZE)   /* per write while streaming */
 
-/* Write the new catalog at s: header, then every node of v in slot A of
- * pairs 0..n-1, then empty pairs, in bounded chunks, all unsynced. */
-static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v,
-		       uint64_t n, uint64_t n_pairs)
-{
-	uint8_t hdr[CAT_HDR_SIZE];
-	uint8_t *buf = malloc(CAT_IO_PAIRS * CAT_PAIR_SIZE);
+/* Bytes streamed to the catalog's new allocation in bounded unsynced
+ * writes. */
+struct wstream {
+	struct bstack *bs;
+	uint64_t off;
+	uint8_t *buf;
+	size_t fill;
 	int r;
-	if (!buf)
-		return -ENOMEM;
-	cat_hdr_encode(n_pairs, c->version, hdr);
-	r = bstack_set_nosync(c->bs, s.off, hdr, sizeof hdr);
-	for (uint64_t i = 0; i < n_pairs && !r; i += CAT_IO_PAIRS) {
-		uint64_t k = n_pairs - i < CAT_IO_PAIRS ? n_pairs - i : CAT_IO_PAIRS;
-		memset(buf, 0, k * CAT_PAIR_SIZE);
-		for (uint64_t j = 0; j < k && i + j < n; j++)
-			cat_rec_encode(&v[i + j]->r, buf + j * CAT_PAIR_SIZE);
-		r = bstack_set_nosync(c->bs, s.off + CAT_HDR_SIZE + i * CAT_PAIR_SIZE, buf,
-				      k * CAT_PAIR_SIZE);
+};
+
+static void ws_flush(struct wstream *w)
+{
+	if (!w->r && w->fill)
+		w->r = bstack_set_nosync(w->bs, w->off, w->buf, w->fill);
+	w->off += w->fill;
+	w->fill = 0;
+}
+
+static void ws_put(struct wstream *w, const uint8_t *p, size_t n)
+{
+	while (n) {
+		size_t k = CAT_IO_BYTES - w->fill < n ? CAT_IO_BYTES - w->fill : n;
+		if (p) {
+			memcpy(w->buf + w->fill, p, k);
+			p += k;
+		} else {
+			memset(w->buf + w->fill, 0, k);
+		}
+		w->fill += k;
+		n -= k;
+		if (w->fill == CAT_IO_BYTES)
+			ws_flush(w);
 	}
-	free(buf);
-	return r;
+}
+
+/* Write the new catalog at s: header, then every node of v (paired: slot
+ * A of pairs 0..n-1; compact: packed from unit 0, each at *pos), then zero
+ * up to n_pairs places.  pos[i] gets v[i]'s place. */
+static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v,
+		       uint64_t n, uint64_t n_pairs, bool compact, uint64_t *pos)
+{
+	uint8_t hdr[CAT_HDR_SIZE], rec[CAT_PAIR_SIZE];
+	struct wstream w = { c->bs, s.off, malloc(CAT_IO_BYTES), 0, 0 };
+	uint64_t at = 0;
+	if (!w.buf)
+		return -ENOMEM;
+	cat_hdr_encode(n_pairs, c->version, slot_size(compact), hdr);
+	ws_put(&w, hdr, sizeof hdr);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t size = compact ? cat_rec_units(&v[i]->r) * CAT_UNIT_SIZE : CAT_SLOT_SIZE;
+		memset(rec, 0, sizeof rec);
+		cat_rec_encode_n(&v[i]->r, rec, size);
+		ws_put(&w, rec, compact ? size : CAT_PAIR_SIZE);
+		pos[i] = at;
+		at += compact ? size / CAT_UNIT_SIZE : 1;
+	}
+	ws_put(&w, NULL, (n_pairs - at) * stride(compact));
+	ws_flush(&w);
+	free(w.buf);
+	return w.r;
+}
+
+enum rewrite_size { R_SAME, R_GROW, R_SHRINK };
+
+/* Places for a rewrite into `compact` holding `need` places' worth of
+ * records: the same layout keeps its proportions (doubled, halved or
+ * alike); a change of layout starts from what the records need, with a
+ * quarter to spare. */
+static uint64_t rewrite_places(const struct catalog *c, bool compact, uint64_t need,
+			       enum rewrite_size how)
+{
+	uint64_t min = compact ? CAT_MIN_UNITS : CAT_MIN_PAIRS, n;
+	if (compact == c->compact && c->n_pairs)
+		n = how == R_GROW ? c->n_pairs * 2 : how == R_SHRINK ? c->n_pairs / 2 : c->n_pairs;
+	else
+		n = how == R_GROW ? need * 2 : need + need / 4 + 3;
+	return n > min ? n : min;
 }
 
 /*
- * Move the catalog to a new allocation of n_pairs pairs holding every live
- * record (compacted into slot A of pairs 0..live-1).  The CoW order:
+ * Move the catalog to a new allocation holding every live record
+ * (compacted to the front), in the layout the journal mode calls for:
+ * compact with a journal, paired without.  The CoW order:
  *   1. alloc the new allocation                (crash: it leaks, reclaimed)
  *   2. write it and sync                        (crash: same)
  *   3. durably set the root reference           (the switch)
@@ -677,25 +876,33 @@ static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v
  * The sync of step 2 also makes every earlier file-data write durable, so
  * in-memory sizes written here never cover bytes that are not on disk.
  */
-static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
+static int cat_rewrite(struct catalog *c, enum rewrite_size how)
 {
 	uint64_t live = c->n_files + c->n_dirs + c->n_links + c->n_xattr;
-	uint64_t len = cat_bytes(n_pairs);
+	bool compact = bstack_journaled(c->bs);
 	struct bs_slice ns, old = c->root;
 	uint8_t ref[CAT_ROOT_REF_SIZE];
-	struct list_ctx l = { NULL, 0 };
+	struct list_ctx l = { NULL, 0, 0 };
+	uint64_t *pos = NULL, n_pairs, len;
 	int r;
 
-	if (n_pairs < live)
-		return -EINVAL;
-	if (!(l.v = malloc((live ? live : 1) * sizeof *l.v)))
-		return -ENOMEM;
-	if ((r = pairs_resize(c, n_pairs > c->n_pairs ? n_pairs : c->n_pairs)))
+	if (!(l.v = malloc((live ? live : 1) * sizeof *l.v)) ||
+	    !(pos = malloc((live ? live : 1) * sizeof *pos))) {
+		r = -ENOMEM;
 		goto out;
+	}
 	cat_foreach(c, list_one, &l);
+	n_pairs = rewrite_places(c, compact, compact ? l.units : l.n, how);
+	len = cat_bytes(compact, n_pairs);
+	r = -EINVAL;
+	if (n_pairs < (compact ? l.units : l.n))
+		goto out;
+	/* grown only: on failure the old places stay as they are */
+	if ((r = pairs_resize(c, n_pairs > c->n_pairs ? n_pairs : c->n_pairs, compact)))
+		goto out;
 	if ((r = bs_alloc(c->a, len, &ns)))                    /* step 1 */
 		goto out;
-	r = write_image(c, ns, l.v, l.n, n_pairs);             /* step 2 */
+	r = write_image(c, ns, l.v, l.n, n_pairs, compact, pos);   /* step 2 */
 	if (!r)
 		r = bstack_sync(c->bs);
 	cat_root_encode(ns, ref);
@@ -707,50 +914,65 @@ static int cat_rewrite(struct catalog *c, uint64_t n_pairs)
 	}
 	c->root = ns;
 	c->n_pairs = n_pairs;
+	c->compact = compact;
+	memset(c->pair_slot, 0, n_pairs);
 	for (uint64_t i = 0; i < l.n; i++) {
-		l.v[i]->pair = i;
+		l.v[i]->pair = pos[i];
 		l.v[i]->rec_dirty = false;
-		c->pair_slot[i] = 0;
 	}
-	c->n_free = 0;
-	for (uint64_t i = n_pairs; i-- > live;) {
-		c->pair_slot[i] = 1;    /* both slots zero: write A first */
-		c->free_pairs[c->n_free++] = i;
+	if (compact) {
+		free(c->free_pairs);
+		c->free_pairs = NULL;
+		c->n_free = n_pairs;
+		for (uint64_t i = 0; i < l.n; i++)
+			units_mark(c, pos[i], cat_rec_units(&l.v[i]->r));
+		c->n_recs = l.n;
+		runs_rebuild(c);
+	} else {
+		c->n_free = 0;
+		for (int k = 0; k < 3; k++)
+			c->runs[k].n = 0;
+		for (uint64_t i = n_pairs; i-- > l.n;) {
+			c->pair_slot[i] = 1;    /* both slots zero: write A first */
+			c->free_pairs[c->n_free++] = i;
+		}
 	}
 	c->rewrites++;
 	if (old.len)
 		bs_dealloc(c->a, old);                         /* step 4 */
 out:
+	free(pos);
 	free(l.v);
 	return r;
 }
 
 /*
- * Room for more records.  With the journal the catalog first tries to grow
- * where it is (bs_grow_in_place: at the tail, or into a free neighbour) by
- * a quarter: the grown bytes read as zero, i.e. never-written pairs, and
- * the allocation's growth, the header's pair count and the root
+ * Room for more records.  A compact catalog (journal only) first tries to
+ * grow where it is (bs_grow_in_place: at the tail, or into a free
+ * neighbour) by a quarter: the grown bytes read as zero, i.e. free units,
+ * and the allocation's growth, the header's unit count and the root
  * reference's length change in one transaction, so no crash can see them
- * disagree and no old copy is left behind.  Without a journal those three
- * writes could not be atomic, so the catalog moves (cat_rewrite, doubled),
- * as it does when it cannot grow in place.
+ * disagree and no old copy is left behind.  A paired catalog moves
+ * (cat_rewrite, doubled): without a journal those three writes could not
+ * be atomic; with one, the move makes it compact.  So does a compact one
+ * that cannot grow in place.
  */
 static int cat_grow(struct catalog *c)
 {
-	uint64_t step = c->n_pairs / 4 > CAT_MIN_PAIRS ? c->n_pairs / 4 : CAT_MIN_PAIRS;
+	uint64_t step = c->n_pairs / 4 > CAT_MIN_UNITS ? c->n_pairs / 4 : CAT_MIN_UNITS;
 	uint64_t n = c->n_pairs + step;
 	struct bs_slice ns;
 	bool done = false;
 	int r;
-	if (!c->a || !bstack_journaled(c->bs) || c->a->kind == BS_ALLOC_LINEAR ||
-	    pairs_resize(c, n))
-		return cat_rewrite(c, c->n_pairs * 2);
+	if (!c->a || !c->compact || !bstack_journaled(c->bs) || c->a->kind == BS_ALLOC_LINEAR ||
+	    pairs_resize(c, n, true))
+		return cat_rewrite(c, R_GROW);
 	if ((r = bstack_txn_begin(c->bs)))
 		return r;
-	r = bs_grow_in_place(c->a, c->root, cat_bytes(n), &ns, &done);
+	r = bs_grow_in_place(c->a, c->root, cat_bytes(true, n), &ns, &done);
 	if (!r && done && ns.off == c->root.off) {
 		uint8_t hdr[CAT_HDR_SIZE], ref[CAT_ROOT_REF_SIZE];
-		cat_hdr_encode(n, c->version, hdr);
+		cat_hdr_encode(n, c->version, CAT_UNIT_SIZE, hdr);
 		cat_root_encode(ns, ref);
 		r = bstack_set(c->bs, ns.off, hdr, sizeof hdr);
 		if (!r)
@@ -761,15 +983,13 @@ static int cat_grow(struct catalog *c)
 	if (!r)
 		r = e;
 	if (r || !done)
-		return r ? r : cat_rewrite(c, c->n_pairs * 2);
-	/* new pairs, handed out lowest first (free_pairs is a stack) */
-	for (uint64_t i = n; i-- > c->n_pairs;) {
-		c->pair_slot[i] = 1;   /* both slots zero: write A first */
-		c->free_pairs[c->n_free++] = i;
-	}
+		return r ? r : cat_rewrite(c, R_GROW);
+	memset(c->pair_slot + c->n_pairs, 0, n - c->n_pairs);
+	c->n_free += n - c->n_pairs;
 	c->root = ns;
 	c->n_pairs = n;
 	c->grows_in_place++;
+	runs_rebuild(c);
 	return 0;
 }
 
@@ -818,7 +1038,7 @@ int cat_format(struct bs_alloc *a, uint32_t uid, uint32_t gid, int64_t now,
 	cat_root_encode((struct bs_slice){ CAT_ROOT_FORMATTING, 0 }, mark);
 	r = bs_alloc_reserved_set(a, 0, mark, sizeof mark);
 	if (!r)
-		r = cat_rewrite(c, CAT_MIN_PAIRS);
+		r = cat_rewrite(c, R_SAME);
 	if (r) {
 		cat_free(c);
 		return r;
@@ -1049,7 +1269,7 @@ static int cmp_node_ino(const void *x, const void *y)
 static int link_all(struct catalog *c, char *err, size_t errlen)
 {
 	uint64_t total = c->by_ino.n + c->n_links + c->n_xattr;
-	struct list_ctx all = { malloc((total ? total : 1) * sizeof *all.v), 0 };
+	struct list_ctx all = { malloc((total ? total : 1) * sizeof *all.v), 0, 0 };
 	struct link_ctx l = { c, err, errlen, 0 };
 	if (!all.v)
 		return -ENOMEM;
@@ -1105,6 +1325,100 @@ static int check_tree(struct catalog *c, char *err, size_t errlen)
 	return 0;
 }
 
+#define CAT_IO_PAIRS (CAT_IO_BYTES / CAT_PAIR_SIZE)   /* pairs per read */
+#define CAT_IO_UNITS (CAT_IO_BYTES / CAT_UNIT_SIZE)   /* units per read */
+
+/* Load a paired catalog's records: every pair's winner. */
+static int load_paired(struct catalog *c, uint8_t *buf, struct cat_node **links, char *err,
+		       size_t errlen)
+{
+	int r;
+	for (uint64_t i = 0; i < c->n_pairs; i++) {
+		struct cat_rec w;
+		bool have;
+		uint64_t j = i % CAT_IO_PAIRS;
+		if (j == 0) {
+			/* read in bounded chunks: memory stays O(inodes) */
+			uint64_t k = c->n_pairs - i < CAT_IO_PAIRS ? c->n_pairs - i : CAT_IO_PAIRS;
+			r = bstack_get(c->bs, c->root.off + CAT_HDR_SIZE + i * CAT_PAIR_SIZE, buf,
+				       k * CAT_PAIR_SIZE);
+			if (r)
+				return r;
+		}
+		r = load_pair(c, buf + j * CAT_PAIR_SIZE, i, &w, &have, err, errlen);
+		if (!r && have)
+			r = add_loaded(c, &w, i, links, err, errlen);
+		else if (!r)
+			c->free_pairs[c->n_free++] = i;
+		if (r)
+			return r;
+	}
+	/* lowest free pair first */
+	for (uint64_t i = 0; i < c->n_free / 2; i++) {
+		uint64_t t = c->free_pairs[i];
+		c->free_pairs[i] = c->free_pairs[c->n_free - 1 - i];
+		c->free_pairs[c->n_free - 1 - i] = t;
+	}
+	return 0;
+}
+
+/* The units a compact record starting at p says it takes (its fields, not
+ * yet verified: 1..3 or more for garbage). */
+static unsigned units_claimed(const uint8_t *p)
+{
+	struct cat_rec h = { .kind = p[4], .name_len = (uint16_t)(p[6] | p[7] << 8),
+			     .alloc = { 0, le64_get(p + 40) }, .size = le64_get(p + 48) };
+	return cat_rec_units(&h);
+}
+
+/* Load a compact catalog's records: units in order, each record one copy
+ * (a unit that starts none is all zero).  There is no second copy to fall
+ * back on, and the journal makes every change whole, so a record that
+ * fails its checksum is damage: the mount is refused. */
+static int load_compact(struct catalog *c, uint8_t *buf, struct cat_node **links, char *err,
+			size_t errlen)
+{
+	uint64_t n = c->n_pairs, at = 0, first = 0, have = 0;   /* buf: units [first, first + have) */
+	int r;
+	while (at < n) {
+		if (at + 3 > first + have && first + have < n) {
+			/* bounded chunks; a record never straddles one */
+			have = n - at < CAT_IO_UNITS ? n - at : CAT_IO_UNITS;
+			first = at;
+			if ((r = bstack_get(c->bs, unit_off(c, at), buf, have * CAT_UNIT_SIZE)))
+				return r;
+		}
+		const uint8_t *p = buf + (at - first) * CAT_UNIT_SIZE;
+		if (all_zero(p, CAT_UNIT_SIZE)) {
+			c->pair_slot[at++] = 0;
+			continue;
+		}
+		unsigned k = units_claimed(p);
+		struct cat_rec w;
+		if (k > 3 || k > first + have - at || cat_rec_decode_n(p, k * CAT_UNIT_SIZE, &w))
+			return fail(err, errlen, "catalog corrupt: the record at unit %llu fails "
+				    "its checksum", (unsigned long long)at);
+		if (w.kind == CAT_TOMB)
+			return fail(err, errlen, "catalog corrupt: a compact catalog holds a "
+				    "tombstone (unit %llu)", (unsigned long long)at);
+		if (w.seq > c->seq)
+			c->seq = w.seq;
+		if ((r = add_loaded(c, &w, at, links, err, errlen)))
+			return r;
+		c->pair_slot[at] = (uint8_t)k;
+		for (unsigned i = 1; i < k; i++)
+			c->pair_slot[at + i] = CAT_UNIT_TAIL;
+		c->n_recs++;
+		at += k;
+	}
+	c->n_free = n;
+	for (uint64_t i = 0; i < n; i++)
+		if (c->pair_slot[i])
+			c->n_free--;
+	runs_rebuild(c);
+	return 0;
+}
+
 int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 	     char *err, size_t errlen)
 {
@@ -1112,7 +1426,8 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 	uint8_t hdr[CAT_HDR_SIZE], *buf = NULL;
 	struct cat_node *links = NULL;
 	struct catalog *c;
-	uint32_t version;
+	uint32_t version, slot;
+	bool compact;
 	int r;
 
 	if (root.off < CAT_ROOT_REF_SIZE || root.len < CAT_HDR_SIZE ||
@@ -1122,52 +1437,32 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 			    (unsigned long long)root.len);
 	if ((r = bstack_get(bs, root.off, hdr, sizeof hdr)))
 		return r;
-	r = cat_hdr_decode(hdr, &n_pairs, &version);
+	r = cat_hdr_decode(hdr, &n_pairs, &version, &slot);
 	if (r == -EILSEQ)
 		return fail(err, errlen, "catalog corrupt: root reference points at no "
 			    "catalog (bad magic)");
 	if (r)
 		return fail(err, errlen, "catalog corrupt: header fails its checksum");
-	if (n_pairs > (root.len - CAT_HDR_SIZE) / CAT_PAIR_SIZE ||
-	    cat_bytes(n_pairs) != root.len)
+	compact = slot == CAT_UNIT_SIZE;
+	if (n_pairs > (root.len - CAT_HDR_SIZE) / stride(compact) ||
+	    cat_bytes(compact, n_pairs) != root.len)
 		return fail(err, errlen, "catalog corrupt: header says %llu records, the "
 			    "root reference %llu bytes", (unsigned long long)n_pairs,
 			    (unsigned long long)root.len);
-	if (!(c = cat_new(bs)) || !(buf = malloc(CAT_IO_PAIRS * CAT_PAIR_SIZE)) ||
-	    pairs_resize(c, n_pairs)) {
+	if (!(c = cat_new(bs)) || !(buf = malloc(CAT_IO_BYTES)) ||
+	    pairs_resize(c, n_pairs, compact)) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	c->root = root;
 	c->n_pairs = n_pairs;
+	c->compact = compact;
 	c->version = version;
 	c->next_ino = 1;
-	for (uint64_t i = 0; i < n_pairs; i++) {
-		struct cat_rec w;
-		bool have;
-		uint64_t j = i % CAT_IO_PAIRS;
-		if (j == 0) {
-			/* read in bounded chunks: memory stays O(inodes) */
-			uint64_t k = n_pairs - i < CAT_IO_PAIRS ? n_pairs - i : CAT_IO_PAIRS;
-			r = bstack_get(bs, root.off + CAT_HDR_SIZE + i * CAT_PAIR_SIZE, buf,
-				       k * CAT_PAIR_SIZE);
-			if (r)
-				goto fail;
-		}
-		r = load_pair(c, buf + j * CAT_PAIR_SIZE, i, &w, &have, err, errlen);
-		if (!r && have)
-			r = add_loaded(c, &w, i, &links, err, errlen);
-		else if (!r)
-			c->free_pairs[c->n_free++] = i;
-		if (r)
-			goto fail;
-	}
-	/* lowest free pair first */
-	for (uint64_t i = 0; i < c->n_free / 2; i++) {
-		uint64_t t = c->free_pairs[i];
-		c->free_pairs[i] = c->free_pairs[c->n_free - 1 - i];
-		c->free_pairs[c->n_free - 1 - i] = t;
-	}
+	r = compact ? load_compact(c, buf, &links, err, errlen)
+		    : load_paired(c, buf, &links, err, errlen);
+	if (r)
+		goto fail;
 	r = attach_loaded_links(c, links, err, errlen);
 	links = NULL;
 	if (r)
@@ -1339,18 +1634,134 @@ int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 /* ---- record writes -------------------------------------------------------- */
 
 /* One durable write of r into the slot of `pair` that does not hold its
- * newest version (the crash invariant at the top). */
+ * newest version (the crash invariant at the top); compact: r's units
+ * from unit `pair` on (inside a transaction, or one of its own). */
 static int write_rec(struct catalog *c, uint64_t pair, struct cat_rec *r)
 {
 	uint8_t slot[CAT_SLOT_SIZE];
-	unsigned s = c->pair_slot[pair] ^ 1u;
 	r->seq = c->seq + 1;
+	if (c->compact) {
+		size_t size = cat_rec_units(r) * CAT_UNIT_SIZE;
+		cat_rec_encode_n(r, slot, size);
+		int e = bstack_set(c->bs, unit_off(c, pair), slot, size);
+		if (!e)
+			c->seq = r->seq;
+		return e;
+	}
+	unsigned s = c->pair_slot[pair] ^ 1u;
 	cat_rec_encode(r, slot);
 	int e = bstack_set(c->bs, slot_off(c, pair, s), slot, sizeof slot);
 	if (e)
 		return e;
 	c->seq = r->seq;
 	c->pair_slot[pair] = (uint8_t)s;
+	return 0;
+}
+
+static int zero_units(struct catalog *c, uint64_t at, unsigned k)
+{
+	static const uint8_t z[3 * CAT_UNIT_SIZE];
+	return bstack_set(c->bs, unit_off(c, at), z, (size_t)k * CAT_UNIT_SIZE);
+}
+
+/* A place for a record like r, growing the catalog when there is none
+ * (which may move every record: read n->pair after). */
+static int room(struct catalog *c, const struct cat_rec *r)
+{
+	for (int i = 0;; i++) {
+		if (c->compact ? runs_have(c, cat_rec_units(r)) : c->n_free > 0)
+			return 0;
+		if (i == 2)
+			return -ENOSPC;
+		int e = cat_grow(c);
+		if (e)
+			return e;
+	}
+}
+
+/* Durably write n's first record into a free place (room() made one) and
+ * take the place. */
+static int put_first(struct catalog *c, struct cat_node *n)
+{
+	int e;
+	if (c->compact) {
+		unsigned k = cat_rec_units(&n->r);
+		if ((e = units_take(c, k, &n->pair)))
+			return e;
+		if ((e = write_rec(c, n->pair, &n->r))) {
+			units_release(c, n->pair, k);
+			return e;
+		}
+		c->n_recs++;
+		return 0;
+	}
+	n->pair = c->free_pairs[c->n_free - 1];
+	if ((e = write_rec(c, n->pair, &n->r)))
+		return e;
+	c->n_free--;
+	return 0;
+}
+
+/* Durably replace live node n's record by r (seq assigned).  Compact: a
+ * record that needs fewer units is rewritten where it is and its tail
+ * zeroed; one that needs more moves to a free run (written there, then the
+ * old units zeroed, one transaction).  n->pair follows. */
+static int put_rec(struct catalog *c, struct cat_node *n, struct cat_rec *r)
+{
+	if (!c->compact)
+		return write_rec(c, n->pair, r);
+	unsigned ko = c->pair_slot[n->pair], kn = cat_rec_units(r);
+	uint64_t at, seq;
+	int e, t;
+	if (kn == ko)
+		return write_rec(c, n->pair, r);
+	if (kn > ko) {
+		if ((e = room(c, r)))
+			return e;
+		ko = c->pair_slot[n->pair];   /* a growth may have moved it */
+		if (ko == kn)
+			return write_rec(c, n->pair, r);
+	}
+	if ((e = bstack_txn_begin(c->bs)))
+		return e;
+	if (kn < ko) {
+		if (!(e = write_rec(c, n->pair, r)))
+			e = zero_units(c, n->pair + kn, ko - kn);
+		if (!e) {
+			c->pair_slot[n->pair] = (uint8_t)kn;
+			units_release(c, n->pair + kn, ko - kn);
+		}
+	} else if (!(e = units_take(c, kn, &at))) {
+		if (!(e = write_rec(c, at, r)) && (e = zero_units(c, n->pair, ko)))
+			zero_units(c, at, kn);   /* undo: no inode twice */
+		if (e) {
+			units_release(c, at, kn);
+		} else {
+			units_release(c, n->pair, ko);
+			n->pair = at;
+		}
+	}
+	t = bstack_txn_end(c->bs, &seq);
+	return e ? e : t;
+}
+
+/* Durably drop the record at place `pair` (inode or name ino): a
+ * tombstone (paired), zeroed units (compact); the place is free after. */
+static int drop_rec(struct catalog *c, uint64_t pair, uint64_t ino)
+{
+	int e;
+	if (c->compact) {
+		unsigned k = c->pair_slot[pair];
+		if ((e = zero_units(c, pair, k)))
+			return e;
+		units_release(c, pair, k);
+		c->n_recs--;
+		return 0;
+	}
+	struct cat_rec t = { .kind = CAT_TOMB, .ino = ino };
+	if ((e = write_rec(c, pair, &t)))
+		return e;
+	c->free_pairs[c->n_free++] = pair;
 	return 0;
 }
 
@@ -1367,12 +1778,10 @@ int cat_repair(struct catalog *c)
 	}
 	if (c->losers) {
 		struct cat_node *n = c->losers;
-		struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
 		/* unlink order: the record goes durably, then its space */
-		if ((r = write_rec(c, n->pair, &t)))
+		if ((r = drop_rec(c, n->pair, n->r.ino)))
 			return r;
 		c->losers = NULL;
-		c->free_pairs[c->n_free++] = n->pair;
 		if (n->r.kind != CAT_LINK && n->r.alloc.len)
 			bs_dealloc(c->a, n->r.alloc);
 		if (n->xattr) {
@@ -1386,21 +1795,19 @@ int cat_repair(struct catalog *c)
 	}
 	if (c->unname) {
 		struct cat_rec nr = c->unname->r;   /* nameless in memory already */
-		if ((r = write_rec(c, c->unname->pair, &nr)))
+		if ((r = put_rec(c, c->unname, &nr)))
 			return r;
 		c->unname->r.seq = nr.seq;
 		c->unname = NULL;
 	}
 	while (c->strays) {
 		struct cat_node *n = c->strays;
-		struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
-		if ((r = write_rec(c, n->pair, &t)))
+		if ((r = drop_rec(c, n->pair, n->r.ino)))
 			return r;
 		c->strays = n->lnext;
 		n->lnext = NULL;
 		tab_remove(c, T_INO, n);
 		count_kind(c, n, -1);
-		c->free_pairs[c->n_free++] = n->pair;
 		if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len)
 			bs_dealloc(c->a, n->r.alloc);
 		if (n->xattr) {
@@ -1413,11 +1820,9 @@ int cat_repair(struct catalog *c)
 	}
 	while (c->xattr_strays) {
 		struct cat_node *x = c->xattr_strays;
-		struct cat_rec t = { .kind = CAT_TOMB, .ino = x->r.ino };
-		if ((r = write_rec(c, x->pair, &t)))
+		if ((r = drop_rec(c, x->pair, x->r.ino)))
 			return r;
 		c->xattr_strays = x->lnext;
-		c->free_pairs[c->n_free++] = x->pair;
 		bs_dealloc(c->a, x->r.alloc);
 		node_free(x);
 	}
@@ -1434,7 +1839,7 @@ int cat_upgrade(struct catalog *c)
 	if (c->version >= CAT_VERSION)
 		return 0;
 	c->version = CAT_VERSION;
-	int r = cat_rewrite(c, c->n_pairs);
+	int r = cat_rewrite(c, R_SAME);
 	if (r)
 		c->version = CAT_VERSION_1;
 	return r;
@@ -1452,25 +1857,13 @@ static struct cat_node *new_node(struct catalog *c, bool named)
 	return n;
 }
 
-/* Durably write n's first record into a free pair (the catalog was made
- * to have one, cat_grow) and take the pair. */
-static int put_first(struct catalog *c, struct cat_node *n)
-{
-	int e;
-	n->pair = c->free_pairs[c->n_free - 1];
-	if ((e = write_rec(c, n->pair, &n->r)))
-		return e;
-	c->n_free--;
-	return 0;
-}
-
 int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out)
 {
 	struct cat_node *dir = cat_get(c, r->parent), *n;
 	int e;
 	if (!dir || dir->r.kind != CAT_DIR)
 		return -ENOTDIR;
-	if (c->n_free == 0 && (e = cat_grow(c)))
+	if ((e = room(c, r)))
 		return e;
 	if (r->kind > CAT_TOMB && c->version < CAT_VERSION)
 		return -EPROTO;   /* the caller upgrades first (cat_upgrade) */
@@ -1525,7 +1918,7 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 		if ((e = reserve_all(c)))
 			return e;
 	}
-	if ((e = write_rec(c, n->pair, &nr)))
+	if ((e = put_rec(c, n, &nr)))
 		return e;
 	if (moved) {
 		unlink_child(c, cat_get(c, n->r.parent), n);
@@ -1542,13 +1935,12 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
  * of every index and count; its pair is free for reuse from here on. */
 static int tombstone(struct catalog *c, struct cat_node *n)
 {
-	struct cat_rec t = { .kind = CAT_TOMB, .ino = n->r.ino };
 	struct cat_node *dir = n->r.parent ? cat_get(c, n->r.parent) : NULL;
 	int e;
 	if (n->orphan || (n->r.ino == 1 && n->r.kind != CAT_LINK) ||
 	    (n->r.kind == CAT_DIR && n->first) || n->nlinks)
 		return -EBUSY;
-	if ((e = write_rec(c, n->pair, &t)))
+	if ((e = drop_rec(c, n->pair, n->r.ino)))
 		return e;
 	if (dir)
 		unlink_child(c, dir, n);
@@ -1557,7 +1949,6 @@ static int tombstone(struct catalog *c, struct cat_node *n)
 	else
 		tab_remove(c, T_INO, n);
 	count_kind(c, n, -1);
-	c->free_pairs[c->n_free++] = n->pair;
 	return 0;
 }
 
@@ -1566,10 +1957,10 @@ static int tombstone(struct catalog *c, struct cat_node *n)
  * space. */
 static void maybe_shrink(struct catalog *c)
 {
-	uint64_t live = c->n_files + c->n_dirs + c->n_links + c->n_xattr;
-	if (c->a && c->a->kind != BS_ALLOC_LINEAR && c->n_pairs > CAT_MIN_PAIRS &&
-	    live * 4 < c->n_pairs)
-		cat_rewrite(c, c->n_pairs / 2 > CAT_MIN_PAIRS ? c->n_pairs / 2 : CAT_MIN_PAIRS);
+	uint64_t used = c->n_pairs - c->n_free;
+	if (c->a && c->a->kind != BS_ALLOC_LINEAR &&
+	    c->n_pairs > (c->compact ? CAT_MIN_UNITS : CAT_MIN_PAIRS) && used * 4 < c->n_pairs)
+		cat_rewrite(c, R_SHRINK);
 }
 
 /* After inode n's tombstone: its attribute record's.  On success the blob
@@ -1579,18 +1970,15 @@ static void maybe_shrink(struct catalog *c)
 static void drop_xattr(struct catalog *c, struct cat_node *n)
 {
 	struct cat_node *x = n->xattr;
-	struct cat_rec t;
 	if (!x)
 		return;
 	n->xattr = NULL;
 	count_kind(c, x, -1);
-	t = (struct cat_rec){ .kind = CAT_TOMB, .ino = x->r.ino };
-	if (write_rec(c, x->pair, &t)) {
+	if (drop_rec(c, x->pair, x->r.ino)) {
 		x->lnext = c->xattr_strays;
 		c->xattr_strays = x;
 		return;
 	}
-	c->free_pairs[c->n_free++] = x->pair;
 	c->xattr_freed = x->r.alloc;
 	node_free(x);
 }
@@ -1629,15 +2017,12 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 	if (n->r.kind == CAT_LINK || n->orphan)
 		return -EINVAL;
 	if (blob.len == 0) {
-		struct cat_rec t;
 		if (!x)
 			return 0;
-		t = (struct cat_rec){ .kind = CAT_TOMB, .ino = x->r.ino };
-		if ((e = write_rec(c, x->pair, &t)))
+		if ((e = drop_rec(c, x->pair, x->r.ino)))
 			return e;
 		n->xattr = NULL;
 		count_kind(c, x, -1);
-		c->free_pairs[c->n_free++] = x->pair;
 		*old = x->r.alloc;
 		node_free(x);
 		return 0;
@@ -1649,7 +2034,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 	struct cat_rec r = { .kind = CAT_XATTR, .ino = n->r.ino, .alloc = blob, .size = len,
 			     .rdev = crc };
 	if (x) {
-		if ((e = write_rec(c, x->pair, &r)))
+		if ((e = put_rec(c, x, &r)))
 			return e;
 		*old = x->r.alloc;
 		count_kind(c, x, -1);
@@ -1657,7 +2042,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 		count_kind(c, x, 1);
 		return 0;
 	}
-	if (c->n_free == 0 && (e = cat_grow(c)))
+	if ((e = room(c, &r)))
 		return e;
 	if (!(x = new_node(c, false)))
 		return -ENOMEM;
@@ -1689,8 +2074,6 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 		return e;
 	if (c->version < CAT_VERSION)
 		return -EPROTO;
-	if (c->n_free == 0 && (e = cat_grow(c)))
-		return e;
 	if (!(l = new_node(c, true)))
 		return -ENOMEM;
 	l->r.kind = CAT_LINK;
@@ -1698,6 +2081,10 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 	l->r.parent = parent;
 	l->r.name_len = (uint16_t)len;
 	memcpy(l->r.name, name, len);
+	if ((e = room(c, &l->r))) {
+		free(l);
+		return e;
+	}
 	if ((e = put_first(c, l))) {
 		free(l);
 		return e;
@@ -1725,7 +2112,7 @@ int cat_unname(struct catalog *c, struct cat_node *n)
 	nr.name_len = 0;
 	memset(nr.name, 0, sizeof nr.name);
 	/* an inline target must still fit: it moves to where the name was */
-	int e = write_rec(c, n->pair, &nr);
+	int e = put_rec(c, n, &nr);
 	if (e)
 		return e;
 	if (dir)
@@ -1778,4 +2165,61 @@ void cat_orphan_free(struct catalog *c, struct cat_node *n)
 		n->next->prev = n->prev;
 	c->n_orphans--;
 	free(n);
+}
+
+/* ---- layouts ---------------------------------------------------------------- */
+
+int cat_fit_layout(struct catalog *c)
+{
+	return c->compact != bstack_journaled(c->bs) ? cat_rewrite(c, R_SAME) : 0;
+}
+
+uint64_t cat_records(const struct catalog *c)
+{
+	return c->compact ? c->n_recs : c->n_pairs - c->n_free;
+}
+
+uint64_t cat_record_bytes(const struct catalog *c)
+{
+	return c->compact ? CAT_UNIT_SIZE : CAT_PAIR_SIZE;
+}
+
+int cat_scan(struct bstack *bs, struct bs_slice root,
+	     int (*fn)(void *ctx, uint64_t off, size_t size, const struct cat_rec *r),
+	     void *ctx)
+{
+	uint8_t hdr[CAT_HDR_SIZE], b[CAT_SLOT_SIZE];
+	uint64_t n;
+	uint32_t version, slot;
+	struct cat_rec rec;
+	int r;
+	if (root.len < CAT_HDR_SIZE || (r = bstack_get(bs, root.off, hdr, sizeof hdr)))
+		return root.len < CAT_HDR_SIZE ? -EBADMSG : r;
+	if ((r = cat_hdr_decode(hdr, &n, &version, &slot)))
+		return -EBADMSG;
+	bool compact = slot == CAT_UNIT_SIZE;
+	if (cat_bytes(compact, n) > root.len)
+		return -EBADMSG;
+	uint64_t end = compact ? n : 2 * n;   /* units, or slots */
+	for (uint64_t i = 0; i < end;) {
+		uint64_t off = root.off + CAT_HDR_SIZE + i * slot;
+		size_t size = slot;
+		if ((r = bstack_get(bs, off, b, slot)))
+			return r;
+		if (compact && !all_zero(b, CAT_UNIT_SIZE)) {
+			unsigned k = units_claimed(b);
+			if (k > 3 || i + k > n)
+				return -EBADMSG;
+			size = k * CAT_UNIT_SIZE;
+			if ((r = bstack_get(bs, off, b, size)))
+				return r;
+		}
+		int st = cat_rec_decode_n(b, size, &rec);
+		if (st == -EBADMSG && compact)
+			return -EBADMSG;
+		if (!st && (r = fn(ctx, off, size, &rec)))
+			return r;
+		i += size / slot;
+	}
+	return 0;
 }

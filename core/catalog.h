@@ -27,8 +27,18 @@
 #define CAT_VERSION_1 1
 #define CAT_VERSION 2
 #define CAT_HDR_SIZE 64
+/* Two layouts of the records (catalog.c), told apart by the header's slot
+ * size.  Paired: every record is a pair of two 384-byte slots, each write
+ * going to the slot that does not hold the newest copy (crash-safe
+ * without a journal).  Compact: every record is one copy in 1 to 3
+ * consecutive 128-byte units, as many as its name (and inline target)
+ * need; it is written only inside journal transactions, which make each
+ * change atomic.  A journaled volume uses compact, a volume without the
+ * journal paired; a catalog is converted by a copy-on-write rewrite. */
 #define CAT_SLOT_SIZE 384
 #define CAT_PAIR_SIZE (2 * CAT_SLOT_SIZE)
+#define CAT_UNIT_SIZE 128
+#define CAT_MIN_UNITS 64
 #define CAT_ROOT_REF_SIZE 16      /* (offset u64 LE, length u64 LE) at payload 0 */
 /* Root reference while a catalog is first being written: (UINT64_MAX, 0).
  * Mount sees an interrupted format and formats again (catalog.c). */
@@ -142,10 +152,25 @@ struct catalog {
 	struct bstack *bs;
 	struct bs_alloc *a;       /* NULL until attached (mount verifies first) */
 	struct bs_slice root;     /* the catalog's own allocation */
+	bool compact;             /* the compact layout (else paired) */
+	/* Places for records: pairs (paired) or units (compact).  A node's
+	 * `pair` is its pair, or its first unit. */
 	uint64_t n_pairs;
-	uint8_t *pair_slot;       /* per pair: the slot holding its newest copy */
-	uint64_t *free_pairs;     /* stack of unused pair indices */
-	uint64_t n_free;
+	/* per pair: the slot holding its newest copy; per unit (compact): 0
+	 * free, 1..3 the first unit of a record that long, CAT_UNIT_TAIL a
+	 * record's later unit */
+	uint8_t *pair_slot;
+	uint64_t *free_pairs;     /* paired: stack of unused pair indices */
+	uint64_t n_free;          /* unused pairs, or unused units */
+	/* compact: stacks of free runs of 1, 2 and 3 units (first unit of
+	 * each); frag: a run was freed since the stacks were last rebuilt
+	 * from pair_slot (rebuilding merges neighbours) */
+	struct cat_runs {
+		uint64_t *v;
+		uint64_t n, cap;
+	} runs[3];
+	bool frag;
+	uint64_t n_recs;          /* compact: records in use */
 	uint64_t seq;             /* last sequence number used */
 	uint64_t next_ino;
 	struct cat_table by_ino, by_name, by_cookie;
@@ -188,8 +213,26 @@ int cat_name_ok(const char *name, size_t len);
  * an all-zero (never written) slot. */
 void cat_rec_encode(const struct cat_rec *r, uint8_t *slot);
 int cat_rec_decode(const uint8_t *slot, struct cat_rec *r);
-void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint8_t *hdr);
-int cat_hdr_decode(const uint8_t *hdr, uint64_t *n_pairs, uint32_t *version);
+/* The same for a record of `size` bytes (a slot, or a compact record's
+ * units: cat_rec_units). */
+void cat_rec_encode_n(const struct cat_rec *r, uint8_t *s, size_t size);
+int cat_rec_decode_n(const uint8_t *s, size_t size, struct cat_rec *r);
+/* Units (CAT_UNIT_SIZE) a compact record of r takes: 1 to 3. */
+unsigned cat_rec_units(const struct cat_rec *r);
+/* Header: n places (pairs or units), version, slot size (CAT_SLOT_SIZE:
+ * paired, CAT_UNIT_SIZE: compact). */
+void cat_hdr_encode(uint64_t n_pairs, uint32_t version, uint32_t slot, uint8_t *hdr);
+int cat_hdr_decode(const uint8_t *hdr, uint64_t *n_pairs, uint32_t *version,
+		   uint32_t *slot);
+/* Every stored record of the catalog at root, in place order (tools and
+ * tests that look at the raw bytes): fn gets the payload offset and size
+ * of each valid slot (paired: both slots of a pair, tombstones too) or
+ * compact record, decoded; a non-zero return stops the walk and is
+ * returned.  -EBADMSG for a bad header or a compact record that fails its
+ * checksum. */
+int cat_scan(struct bstack *bs, struct bs_slice root,
+	     int (*fn)(void *ctx, uint64_t off, size_t size, const struct cat_rec *r),
+	     void *ctx);
 
 /* Root reference helpers (16 bytes at payload 0). */
 void cat_root_encode(struct bs_slice root, uint8_t ref[CAT_ROOT_REF_SIZE]);
@@ -231,6 +274,15 @@ bool cat_needs_repair(const struct catalog *c);
 /* Upgrade a version 1 catalog to version 2 (a copy-on-write rewrite);
  * 0 at once when it is version 2 already. */
 int cat_upgrade(struct catalog *c);
+/* The layout the bstack's journal mode calls for, by one copy-on-write
+ * rewrite when the catalog has the other one (mount, before any other
+ * write): compact with a journal, paired without (compact records are only
+ * safe inside transactions).  Every rewrite and growth also lands in it. */
+int cat_fit_layout(struct catalog *c);
+/* Records in use (what catalog_records reports); bytes one record with a
+ * short name takes (statfs's free inode estimate). */
+uint64_t cat_records(const struct catalog *c);
+uint64_t cat_record_bytes(const struct catalog *c);
 void cat_free(struct catalog *c);
 
 struct cat_node *cat_get(struct catalog *c, uint64_t ino);

@@ -244,6 +244,8 @@ int bs_io_file_open(const char *path, int flags, struct bs_io **out, int *create
 		free(f);
 		return -EINVAL;
 	}
+	if (getenv("BSX_SEQ"))
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	f->io.ops = &file_ops;
 	f->fd = fd;
 	f->rdonly = rdonly;

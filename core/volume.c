@@ -653,8 +653,16 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 	}
 	v->ctr.leaked_bytes_reclaimed = v->rep.leaked_bytes_reclaimed = got;
 	v->rep.catalog_repaired = v->c->torn_pair >= 0 || v->c->losers;
-	if ((r = cat_repair(v->c)) || (r = trim_all(v)))
+	if ((r = cat_repair(v->c)) || (r = trim_all(v))) {
 		seterr(err, "cannot repair the catalog: %s", strerror(-r));
+		return r;
+	}
+	/* The catalog's layout follows the journal (compact with it, paired
+	 * without: compact records are written only inside transactions).
+	 * fsck (allow_damaged, repair) writes nothing it does not have to. */
+	if (!v->opts.no_write && !v->opts.repair && !v->opts.allow_damaged &&
+	    (r = cat_fit_layout(v->c)))
+		seterr(err, "cannot rewrite the catalog: %s", strerror(-r));
 	return r;
 }
 
@@ -2452,7 +2460,7 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
 	out->total_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs) + host;
 	out->free_bytes = st.free_bytes + host;
 	out->files = v->c->n_files + v->c->n_dirs;
-	out->files_free = out->free_bytes / CAT_PAIR_SIZE + v->c->n_free;
+	out->files_free = out->free_bytes / cat_record_bytes(v->c) + v->c->n_free;
 	out->name_max = VOL_NAME_MAX;
 	pthread_rwlock_unlock(&v->lock);
 	return 0;
@@ -2524,7 +2532,7 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	out->hardlinks = v->c->n_links;
 	out->catalog_version = v->c->version;
 	out->xattr_bytes = v->c->xattr_bytes;
-	out->catalog_records = v->c->n_pairs - v->c->n_free;
+	out->catalog_records = cat_records(v->c);
 	out->live_bytes = s.live;
 	out->capacity_bytes = s.capacity;
 	out->backing_bytes = s.backing;

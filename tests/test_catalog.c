@@ -151,22 +151,25 @@ static void header_round_trips_and_rejects_a_bad_magic(void)
 {
 	uint8_t h[CAT_HDR_SIZE];
 	uint64_t n = 0;
-	uint32_t ver = 0;
-	cat_hdr_encode(33, CAT_VERSION_1, h);
-	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver), 0);
+	uint32_t ver = 0, slot = 0;
+	cat_hdr_encode(33, CAT_VERSION_1, CAT_SLOT_SIZE, h);
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), 0);
 	CU_ASSERT_EQUAL(n, 33);
 	CU_ASSERT_EQUAL(ver, CAT_VERSION_1);
+	CU_ASSERT_EQUAL(slot, CAT_SLOT_SIZE);
 	CU_ASSERT_EQUAL(memcmp(h, "BSFSCAT1", 8), 0);
 	h[20] ^= 1;
-	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver), -EBADMSG);
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), -EBADMSG);
 	h[20] ^= 1;
-	cat_hdr_encode(34, CAT_VERSION, h);
-	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver), 0);
-	CU_ASSERT(n == 34 && ver == CAT_VERSION);
-	cat_hdr_encode(34, 3, h);   /* a version from the future */
-	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver), -EBADMSG);
+	cat_hdr_encode(34, CAT_VERSION, CAT_UNIT_SIZE, h);   /* the compact layout */
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), 0);
+	CU_ASSERT(n == 34 && ver == CAT_VERSION && slot == CAT_UNIT_SIZE);
+	cat_hdr_encode(34, CAT_VERSION, 256, h);   /* a slot size no release wrote */
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), -EBADMSG);
+	cat_hdr_encode(34, 3, CAT_SLOT_SIZE, h);   /* a version from the future */
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), -EBADMSG);
 	h[0] = 'X';
-	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver), -EILSEQ);
+	CU_ASSERT_EQUAL(cat_hdr_decode(h, &n, &ver, &slot), -EILSEQ);
 }
 
 static void names_follow_the_rules_of_section_4(void)

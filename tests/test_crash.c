@@ -183,6 +183,9 @@ struct cm {
 	struct cm_file f[CM_FILES];
 	bool dir_live[CM_DIRS];
 	uint64_t dir_ino[CM_DIRS];
+	/* a directory "pad" in the root that the model does not look into
+	 * (records that fill the catalog: overflow_setup) */
+	bool pad;
 };
 
 static const char *const dir_name[CM_DIRS] = { "", "d1", "d2" };
@@ -349,6 +352,7 @@ static bool cm_matches(struct vol *v, struct cm *m, bool verbose)
 			want += m->f[i].live && m->f[i].dir == d;
 		for (int c = 1; c < CM_DIRS; c++)
 			want += m->dir_live[c] && dir_parent[c] == d;
+		want += d == 0 && m->pad;
 		if (l.overflow || l.n != want) {
 			if (verbose)
 				printf("\ndirectory %d holds %d entries, the model %d\n", d, l.n, want);
@@ -1076,10 +1080,11 @@ static void seq_cut_everywhere(struct bs_memdev *dev, enum bs_alloc_kind k, stru
 #define SMALL_JOURNAL (16ULL << 10)
 
 /* The image of the journal-overflow tests: files f0 .. f(nfiles-1) in the
- * root, f0 and f1 with data (5000 and 3000 bytes), all durable; the
- * journal on with journal_bytes = SMALL_JOURNAL. */
-static struct bs_memdev *overflow_setup(enum bs_alloc_kind k, int nfiles, struct cm *m,
-					struct vol_opts *o)
+ * root, f0 and f1 with data (5000 and 3000 bytes), and with npad > 0 a
+ * directory "pad" of npad empty files, all durable; the journal on with
+ * journal_bytes = SMALL_JOURNAL. */
+static struct bs_memdev *overflow_setup(enum bs_alloc_kind k, int nfiles, int npad,
+					struct cm *m, struct vol_opts *o)
 {
 	struct bs_memdev *dev = bs_memdev_new();
 	struct vol *v;
@@ -1105,6 +1110,16 @@ static struct bs_memdev *overflow_setup(enum bs_alloc_kind k, int nfiles, struct
 			free(w.data);
 		}
 	}
+	if (npad) {
+		struct vol_attr a;
+		char name[16];
+		CU_ASSERT_FATAL(vol_mkdir(v, ROOT, "pad", 0755, 0, 0, &a) == 0);
+		for (int i = 0; i < npad; i++) {
+			snprintf(name, sizeof name, "p%d", i);
+			CU_ASSERT_FATAL(vol_create(v, a.ino, name, 0644, 0, 0, NULL) == 0);
+		}
+		m->pad = true;
+	}
 	CU_ASSERT_EQUAL(vol_close(v), 0);
 	return dev;
 }
@@ -1112,7 +1127,7 @@ static struct bs_memdev *overflow_setup(enum bs_alloc_kind k, int nfiles, struct
 /*
  * One operation whose transaction is larger than the journal's room
  * (journal_bytes 16 KiB): a create that makes the catalog grow (the
- * rewrite of 16 pairs into 32 is one record of about 25 KiB), and 200 KB
+ * rewrite of 64 units into 128 is a record of over 16 KiB), and 200 KB
  * written into a file created empty (its data travels in the journal until
  * a barrier and a checkpoint in the middle of the write), then released.
  * Uncut, each succeeds whole, and the journal really overflowed (a
@@ -1128,8 +1143,10 @@ static void an_operation_larger_than_the_journal_succeeds_whole_or_not_at_all(vo
 						      : "200 KB journaled write + release";
 			struct cm m;
 			struct vol_opts o;
-			/* the root, 14 files and d1 fill the catalog's 16 pairs */
-			struct bs_memdev *dev = overflow_setup(k, which == 0 ? 14 : 4, &m, &o);
+			/* the root, 14 files, pad with its 47 and d1 fill the
+			 * compact catalog's 64 units (one each: short names) */
+			struct bs_memdev *dev = overflow_setup(k, which == 0 ? 14 : 4,
+							       which == 0 ? 47 : 0, &m, &o);
 			struct seq q = { .n = 0 };
 			/* first a small record: the journal is live, so the large
 			 * one does not fit behind it and needs a checkpoint */
@@ -1195,7 +1212,7 @@ static void an_operation_larger_than_the_journal_succeeds_whole_or_not_at_all(vo
  * f2 (empty), journal on; the model in *m. */
 static struct bs_memdev *nospc_setup(enum bs_alloc_kind k, struct cm *m, struct vol_opts *o)
 {
-	struct bs_memdev *dev = overflow_setup(k, 3, m, o);
+	struct bs_memdev *dev = overflow_setup(k, 3, 0, m, o);
 	o->journal_bytes = 0;   /* the default room: 64 MiB, halved to what is granted */
 	return dev;
 }
@@ -1420,9 +1437,10 @@ static uint64_t next_slot_of(const uint8_t *b, size_t len, uint64_t ino)
 		return 0;
 	struct bs_slice root = cat_root_decode(b + BSTACK_HEADER_SIZE);
 	uint64_t n_pairs, base = BSTACK_HEADER_SIZE + root.off;
-	uint32_t ver;
-	if (base + CAT_HDR_SIZE > len || cat_hdr_decode(b + base, &n_pairs, &ver))
-		return 0;
+	uint32_t ver, slot;
+	if (base + CAT_HDR_SIZE > len || cat_hdr_decode(b + base, &n_pairs, &ver, &slot) ||
+	    slot != CAT_SLOT_SIZE)
+		return 0;   /* compact records have one copy: no next slot */
 	for (uint64_t p = 0; p < n_pairs; p++) {
 		uint64_t at = base + CAT_HDR_SIZE + p * CAT_PAIR_SIZE;
 		struct cat_rec r[2];

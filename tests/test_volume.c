@@ -1040,6 +1040,68 @@ static void leaked_space_is_reclaimed_at_mount_and_only_once(void)
 	}
 }
 
+/* The raw catalog of a closed image, for crafting bad ones: records are
+ * found and written back through cat_scan, in either layout. */
+struct raw {
+	struct bstack *bs;
+	struct bs_slice root;
+	uint32_t slot;   /* CAT_SLOT_SIZE (paired) or CAT_UNIT_SIZE (compact) */
+};
+
+static void raw_open(struct bs_memdev *dev, struct raw *r)
+{
+	struct bs_io *io;
+	uint8_t ref[16], hdr[CAT_HDR_SIZE];
+	uint64_t n;
+	uint32_t ver;
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	CU_ASSERT_FATAL(bstack_open(io, &r->bs) == 0);
+	CU_ASSERT_FATAL(bstack_get(r->bs, 0, ref, 16) == 0);
+	r->root = cat_root_decode(ref);
+	/* a root reference crafted earlier may point at no catalog */
+	if (bstack_get(r->bs, r->root.off, hdr, sizeof hdr) ||
+	    cat_hdr_decode(hdr, &n, &ver, &r->slot))
+		r->slot = 0;
+}
+
+struct raw_pick {
+	uint64_t ino, seq, off;
+	struct cat_rec rec;
+};
+
+static int raw_newest(void *ctx, uint64_t off, size_t size, const struct cat_rec *rec)
+{
+	struct raw_pick *p = ctx;
+	(void)size;
+	if (rec->ino == p->ino && rec->seq > p->seq && rec->kind != CAT_TOMB) {
+		p->seq = rec->seq;
+		p->off = off;
+		p->rec = *rec;
+		p->rec.target = NULL;   /* points into cat_scan's buffer */
+	}
+	return 0;
+}
+
+/* Find the newest valid record of inode ino; its payload offset. */
+static uint64_t raw_find(struct raw *r, uint64_t ino, struct cat_rec *out)
+{
+	struct raw_pick p = { .ino = ino };
+	CU_ASSERT_FATAL(cat_scan(r->bs, r->root, raw_newest, &p) == 0);
+	CU_ASSERT_FATAL(p.off != 0);
+	*out = p.rec;
+	return p.off;
+}
+
+/* Write rec at off: a whole slot, or (compact) the units it takes. */
+static void raw_put(struct raw *r, uint64_t off, const struct cat_rec *rec)
+{
+	uint8_t s[CAT_SLOT_SIZE];
+	size_t size = r->slot == CAT_SLOT_SIZE ? CAT_SLOT_SIZE
+					       : cat_rec_units(rec) * CAT_UNIT_SIZE;
+	cat_rec_encode_n(rec, s, size);
+	CU_ASSERT_FATAL(bstack_set(r->bs, off, s, size) == 0);
+}
+
 static void a_record_naming_free_space_is_refused(void)
 {
 	FOR_EACH_KIND(k) {
@@ -1058,35 +1120,18 @@ static void a_record_naming_free_space_is_refused(void)
 		CU_ASSERT_EQUAL(vol_close(v), 0);
 		/* remember b's record, remove b (its space becomes free), then
 		 * bring the old record back as a newer version */
-		struct bs_io *io;
-		struct bstack *bs;
-		uint8_t ref[16], slot[CAT_SLOT_SIZE];
-		struct cat_rec rb, rec;
-		CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-		CU_ASSERT_FATAL(bstack_open(io, &bs) == 0);
-		CU_ASSERT_FATAL(bstack_get(bs, 0, ref, 16) == 0);
-		struct bs_slice root = cat_root_decode(ref);
-		uint64_t nslots = (root.len - CAT_HDR_SIZE) / CAT_SLOT_SIZE, pos = 0, seq = 0;
-		for (uint64_t i = 0; i < nslots; i++) {
-			uint64_t off = root.off + CAT_HDR_SIZE + i * CAT_SLOT_SIZE;
-			CU_ASSERT_FATAL(bstack_get(bs, off, slot, sizeof slot) == 0);
-			if (cat_rec_decode(slot, &rec) == 0 && rec.ino == b && rec.seq > seq) {
-				rb = rec;
-				seq = rec.seq;
-				pos = off;
-			}
-		}
-		bstack_close(bs);
-		CU_ASSERT_FATAL(pos != 0);
+		struct raw raw;
+		struct cat_rec rb;
+		raw_open(dev, &raw);
+		uint64_t pos = raw_find(&raw, b, &rb);
+		bstack_close(raw.bs);
 		v = vopen(dev, k, false);
 		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "b"), 0);
 		CU_ASSERT_EQUAL(vol_close(v), 0);
-		CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-		CU_ASSERT_FATAL(bstack_open(io, &bs) == 0);
+		raw_open(dev, &raw);
 		rb.seq = 1000000;
-		cat_rec_encode(&rb, slot);
-		CU_ASSERT(bstack_set(bs, pos, slot, sizeof slot) == 0);
-		bstack_close(bs);
+		raw_put(&raw, pos, &rb);
+		bstack_close(raw.bs);
 		/* found either by the allocator's slice check or by reclaim */
 		struct vol_opts o = { 0 };
 		struct vol_error err = { "" };
@@ -1215,48 +1260,6 @@ static void concurrent_writers_on_different_files_all_land(void)
 }
 
 /* ---- crafted bad catalogs ------------------------------------------------ */
-
-struct raw {
-	struct bstack *bs;
-	struct bs_slice root;
-};
-
-static void raw_open(struct bs_memdev *dev, struct raw *r)
-{
-	struct bs_io *io;
-	uint8_t ref[16];
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	CU_ASSERT_FATAL(bstack_open(io, &r->bs) == 0);
-	CU_ASSERT_FATAL(bstack_get(r->bs, 0, ref, 16) == 0);
-	r->root = cat_root_decode(ref);
-}
-
-/* Find the newest valid slot holding inode ino; its payload offset. */
-static uint64_t raw_find(struct raw *r, uint64_t ino, struct cat_rec *out)
-{
-	uint64_t n = (r->root.len - CAT_HDR_SIZE) / CAT_SLOT_SIZE, best = 0, seq = 0;
-	uint8_t s[CAT_SLOT_SIZE];
-	struct cat_rec rec;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t off = r->root.off + CAT_HDR_SIZE + i * CAT_SLOT_SIZE;
-		CU_ASSERT_FATAL(bstack_get(r->bs, off, s, sizeof s) == 0);
-		if (cat_rec_decode(s, &rec) == 0 && rec.ino == ino && rec.seq > seq &&
-		    rec.kind != CAT_TOMB) {
-			seq = rec.seq;
-			best = off;
-			*out = rec;
-		}
-	}
-	CU_ASSERT_FATAL(best != 0);
-	return best;
-}
-
-static void raw_put(struct raw *r, uint64_t off, const struct cat_rec *rec)
-{
-	uint8_t s[CAT_SLOT_SIZE];
-	cat_rec_encode(rec, s);
-	CU_ASSERT_FATAL(bstack_set(r->bs, off, s, sizeof s) == 0);
-}
 
 /* Build an image with files a (4000 bytes) and b (4000 bytes), released. */
 static struct bs_memdev *two_files(enum bs_alloc_kind k, uint64_t *ia, uint64_t *ib)
