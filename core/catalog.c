@@ -760,6 +760,15 @@ static uint64_t unit_off(const struct catalog *c, uint64_t at)
 
 /* ---- rewrite (copy-on-write of the whole catalog) ----------------------- */
 
+/* Nodes by inode number, then seq. */
+static int cmp_node_ino(const void *x, const void *y)
+{
+	const struct cat_node *p = *(struct cat_node *const *)x, *q = *(struct cat_node *const *)y;
+	if (p->r.ino != q->r.ino)
+		return p->r.ino < q->r.ino ? -1 : 1;
+	return p->r.seq < q->r.seq ? -1 : p->r.seq > q->r.seq;
+}
+
 struct list_ctx {
 	struct cat_node **v;
 	uint64_t n;
@@ -892,6 +901,9 @@ static int cat_rewrite(struct catalog *c, enum rewrite_size how)
 		goto out;
 	}
 	cat_foreach(c, list_one, &l);
+	/* in inode order, as they were made: neighbours stay neighbours, so
+	 * the places a tree's removal frees merge into long runs */
+	qsort(l.v, l.n, sizeof *l.v, cmp_node_ino);
 	n_pairs = rewrite_places(c, compact, compact ? l.units : l.n, how);
 	len = cat_bytes(compact, n_pairs);
 	r = -EINVAL;
@@ -1251,13 +1263,6 @@ static int link_loaded(void *ctx, struct cat_node *n)
 	return 0;
 }
 
-static int cmp_node_ino(const void *x, const void *y)
-{
-	const struct cat_node *p = *(struct cat_node *const *)x, *q = *(struct cat_node *const *)y;
-	if (p->r.ino != q->r.ino)
-		return p->r.ino < q->r.ino ? -1 : 1;
-	return p->r.seq < q->r.seq ? -1 : p->r.seq > q->r.seq;
-}
 
 /* Link every loaded name under its parent, in inode order (so readdir
  * lists a loaded directory in creation order).  The walk is over a

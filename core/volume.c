@@ -2479,8 +2479,10 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   hardlinks               names beyond each inode's first (link(2))
  *   catalog_version         the catalog's format version (1 or 2)
  *   xattr_bytes             bytes of every inode's extended attributes (blobs)
- *   catalog_records         catalog record pairs in use (inodes, extra names,
+ *   catalog_records         catalog records in use (inodes, extra names,
  *                           attribute records)
+ *   catalog_compact         1: the compact layout (one copy per record, the
+ *                           journal's), 0: paired (two slots per record)
  *   live_bytes              sum of file sizes
  *   capacity_bytes          sum of file allocation lengths (>= live_bytes
  *                           while files are being written)
@@ -2533,6 +2535,8 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	out->catalog_version = v->c->version;
 	out->xattr_bytes = v->c->xattr_bytes;
 	out->catalog_records = cat_records(v->c);
+	out->catalog_compact = v->c->compact;
+	out->catalog_bytes = v->c->root.len;
 	out->live_bytes = s.live;
 	out->capacity_bytes = s.capacity;
 	out->backing_bytes = s.backing;
@@ -2584,6 +2588,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("catalog_version", s.catalog_version);
 	KV("xattr_bytes", s.xattr_bytes);
 	KV("catalog_records", s.catalog_records);
+	KV("catalog_compact", s.catalog_compact);
 	KV("live_bytes", s.live_bytes);
 	KV("capacity_bytes", s.capacity_bytes);
 	KV("backing_bytes", s.backing_bytes);

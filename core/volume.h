@@ -225,7 +225,9 @@ struct vol_summary {
 	uint64_t symlinks, special_files, hardlinks; /* hardlinks: extra names */
 	uint32_t catalog_version;
 	uint64_t xattr_bytes;       /* extended attribute blobs */
-	uint64_t catalog_records;   /* record pairs in use */
+	uint64_t catalog_records;   /* records in use */
+	bool catalog_compact;       /* the compact layout (with the journal) */
+	uint64_t catalog_bytes;     /* the catalog's length */
 	uint64_t live_bytes;        /* sum of file sizes */
 	uint64_t capacity_bytes;    /* bytes allocated to files */
 	uint64_t backing_bytes;     /* bytes the allocator holds for them */

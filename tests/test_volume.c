@@ -2997,6 +2997,176 @@ static void kill_during_concurrent_loops_loses_no_completed_operation(void)
 	}
 }
 
+/* ---- the catalog's two layouts (issue 11, part 2) ---------------------- */
+
+/* Open dev with the journal (on a sibling device) or without, whatever
+ * BSTACKFS_TEST_JOURNAL says. */
+static struct vol *vopen_j(struct bs_memdev *dev, enum bs_alloc_kind k, bool create,
+			   bool journal)
+{
+	struct bs_io *io, *jio = NULL;
+	struct vol *v = NULL;
+	struct vol_error err = { "" };
+	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
+	if (journal) {
+		struct bs_memdev *j = bs_memdev_sibling(dev);
+		if (!j)
+			j = bs_memdev_new_sibling(dev);
+		CU_ASSERT_FATAL(j != NULL && bs_io_mem_open(j, &jio) == 0);
+		o.journal_io = jio;
+	}
+	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
+	int r = vol_open_io(io, &o, &v, &err);
+	if (r)
+		printf("\nvol_open_io: %d %s\n", r, err.msg);
+	CU_ASSERT_FATAL(r == 0);
+	return v;
+}
+
+static struct vol_summary summary_of(struct vol *v)
+{
+	struct vol_summary s;
+	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
+	return s;
+}
+
+/* Every file f<i> with ino[i] != 0 is in dir, with that inode number. */
+static bool files_are_there(struct vol *v, uint64_t dir, const uint64_t *ino, int n)
+{
+	char name[32];
+	for (int i = 0; i < n; i++) {
+		struct vol_attr a;
+		snprintf(name, sizeof name, "f%05d", i);
+		if (ino[i] && (vol_lookup(v, dir, name, &a) || a.ino != ino[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * With the journal a record is one copy in 128-byte units: 3000 empty files
+ * with short names cost at most 256 bytes of catalog each, and renames
+ * between short and 200-byte names (three units) reuse the space they
+ * free.  A mount without the journal rewrites the catalog paired (two
+ * 384-byte slots per record), one with the journal compact again; every
+ * file keeps its name and inode number throughout.
+ */
+static void the_catalog_is_compact_with_the_journal_and_paired_without(void)
+{
+	enum { N = 3000 };
+	static uint64_t ino[N];
+	char name[32], longn[201];
+	memset(longn, 'l', 200);
+	longn[200] = '\0';
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen_j(dev, k, true, true);
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof name, "f%05d", i);
+			ino[i] = mkfile(v, ROOT, name);
+		}
+		struct vol_summary s = summary_of(v);
+		CU_ASSERT(s.catalog_compact);
+		CU_ASSERT_EQUAL(s.catalog_records, N + 1);
+		printf("[%s: %llu catalog bytes per file] ", bs_alloc_kind_name(k),
+		       (unsigned long long)(s.catalog_bytes / N));
+		CU_ASSERT(s.catalog_bytes <= 256 * (uint64_t)N);
+		CU_ASSERT(s.catalog_bytes >= CAT_UNIT_SIZE * (uint64_t)(N + 1));
+		/* long names: three units each, given back when renamed short */
+		uint64_t before = s.catalog_bytes;
+		for (int round = 0; round < 3; round++) {
+			for (int i = 0; i < 100; i++) {
+				snprintf(name, sizeof name, "f%05d", i);
+				snprintf(longn + 190, 11, "%010d", i);
+				CU_ASSERT(vol_rename(v, ROOT, name, ROOT, longn, 0) == 0);
+			}
+			for (int i = 0; i < 100; i++) {
+				snprintf(name, sizeof name, "f%05d", i);
+				snprintf(longn + 190, 11, "%010d", i);
+				CU_ASSERT(vol_rename(v, ROOT, longn, ROOT, name, 0) == 0);
+			}
+		}
+		s = summary_of(v);
+		/* at most one round's 300 units more, however many rounds */
+		printf("[%llu -> %llu] ", (unsigned long long)before,
+		       (unsigned long long)s.catalog_bytes);
+		CU_ASSERT(s.catalog_bytes <= before + 2 * 100 * 3 * CAT_UNIT_SIZE);
+		/* fill the catalog to its last unit, free 300 units of records
+		 * made one after the other, then three-unit records fit there
+		 * (the free runs are merged; without merging none would): all
+		 * but those that the renames' moves above left a unit or two
+		 * apart, before the catalog grows */
+		before = s.catalog_bytes;
+		uint64_t units = (before - CAT_HDR_SIZE) / CAT_UNIT_SIZE;
+		for (uint64_t i = 0; i < units - (N + 1); i++) {
+			snprintf(name, sizeof name, "g%05llu", (unsigned long long)i);
+			mkfile(v, ROOT, name);
+		}
+		CU_ASSERT_EQUAL(summary_of(v).catalog_bytes, before);
+		for (int i = 100; i < 400; i++) {
+			snprintf(name, sizeof name, "f%05d", i);
+			CU_ASSERT(vol_unlink(v, ROOT, name) == 0);
+			ino[i] = 0;
+		}
+		int fit = -1;
+		for (int i = 0; i < 100; i++) {
+			snprintf(longn + 190, 11, "%010d", i);
+			mkfile(v, ROOT, longn);
+			if (fit < 0 && summary_of(v).catalog_bytes != before)
+				fit = i;
+		}
+		printf("[%d of 100 fit] ", fit < 0 ? 100 : fit);
+		CU_ASSERT(fit < 0 || fit >= 90);
+		CU_ASSERT_EQUAL(summary_of(v).catalog_records, units - 300 + 100);
+		CU_ASSERT(files_are_there(v, ROOT, ino, N));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen_j(dev, k, false, true);
+		CU_ASSERT(files_are_there(v, ROOT, ino, N));
+		for (uint64_t i = 0; i < units - (N + 1); i++) {   /* the fillers go */
+			snprintf(name, sizeof name, "g%05llu", (unsigned long long)i);
+			CU_ASSERT(vol_unlink(v, ROOT, name) == 0);
+		}
+		for (int i = 0; i < 100; i++) {
+			snprintf(longn + 190, 11, "%010d", i);
+			CU_ASSERT(vol_unlink(v, ROOT, longn) == 0);
+		}
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		const int left = N - 300;
+
+		/* without the journal: paired, every file kept */
+		v = vopen_j(dev, k, false, false);
+		s = summary_of(v);
+		CU_ASSERT(!s.catalog_compact);
+		CU_ASSERT(s.catalog_bytes >= CAT_PAIR_SIZE * (uint64_t)(left + 1));
+		CU_ASSERT_EQUAL(s.catalog_records, left + 1);
+		CU_ASSERT(files_are_there(v, ROOT, ino, N));
+		for (int i = 400; i < N; i += 2) {   /* half of them go */
+			snprintf(name, sizeof name, "f%05d", i);
+			CU_ASSERT(vol_unlink(v, ROOT, name) == 0);
+			ino[i] = 0;
+		}
+		const int kept = 100 + (N - 400) / 2;
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+
+		/* with it again: compact, and smaller */
+		v = vopen_j(dev, k, false, true);
+		s = summary_of(v);
+		CU_ASSERT(s.catalog_compact);
+		CU_ASSERT_EQUAL(s.catalog_records, kept + 1);
+		CU_ASSERT(s.catalog_bytes <= 256 * (uint64_t)(kept + 1));
+		CU_ASSERT(files_are_there(v, ROOT, ino, N));
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		v = vopen_j(dev, k, false, true);   /* and it loads as it was left */
+		CU_ASSERT(files_are_there(v, ROOT, ino, N));
+		CU_ASSERT_EQUAL(summary_of(v).catalog_records, kept + 1);
+		vol_close(v);
+		bs_memdev_free(dev);
+	}
+}
+
 /* ---- symlinks, special files, hard links (catalog version 2) ------------- */
 
 static uint32_t cat_version_of(struct vol *v)
@@ -3445,6 +3615,7 @@ static const struct h_test tests[] = {
 	H_TEST(power_loss_at_every_cut_point_of_a_volume_drain),
 	H_TEST(the_free_batch_policy_is_the_volumes),
 	H_TEST(drained_space_is_reused_without_growing_the_image),
+	H_TEST(the_catalog_is_compact_with_the_journal_and_paired_without),
 	H_TEST(symlinks_short_and_long_read_back_after_reopen),
 	H_TEST(special_files_keep_their_kind_and_device_numbers),
 	H_TEST(hard_links_share_one_inode_and_one_allocation),
