@@ -6,12 +6,23 @@
  *   payload 0..16      root reference: catalog offset u64, length u64 (in the
  *                      allocator's caller-reserved bytes; zero = no catalog)
  *
- *   catalog (one allocation of the image's allocator, len = 64 + 768 * pairs)
+ *   catalog (one allocation of the image's allocator, len = 64 + 768 * pairs,
+ *   or 64 + 128 * units)
  *     0   magic "BSFSCAT1"
- *     8   u32 version (1 or 2)    12  u32 slot size (384)
- *     16  u64 number of pairs     24..60 zero
+ *     8   u32 version (1 or 2)    12  u32 slot size (384 paired, 128 compact)
+ *     16  u64 number of pairs (or units)    24..60 zero
  *     60  u32 CRC32C of bytes 0..60
- *     64  pairs: each two 384-byte slots A, B
+ *     64  paired: pairs, each two 384-byte slots A, B
+ *         compact: units; a record fills 1..3 consecutive ones (its fields,
+ *         name and inline target: cat_rec_units), its CRC32C over all of
+ *         them; every unit no record holds is zero
+ *
+ * The compact layout (with the journal only: each record write is part of
+ * an atomic transaction) keeps one copy of each record, so the pair rules
+ * below do not apply to it: a removal zeroes the record's units, a record
+ * that needs more units moves (written at a free run, the old units
+ * zeroed, one transaction), and a record failing its checksum is damage.
+ * cat_fit_layout converts between the layouts at mount.
  *
  *   slot (one version of one inode's record)
  *     0   u32 CRC32C of bytes 4..384
