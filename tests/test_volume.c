@@ -79,18 +79,25 @@ static int vopen_io(struct bs_memdev *dev, struct bs_io *io, struct vol_opts *o,
 	return vol_open_io(io, o, v, err);
 }
 
-static struct vol *vopen(struct bs_memdev *dev, enum bs_alloc_kind k, bool create)
+/* Open dev with o as it is (its journal_io included), or fail the test. */
+static struct vol *vopen_as(struct bs_memdev *dev, struct vol_opts *o)
 {
 	struct bs_io *io;
 	struct vol *v = NULL;
 	struct vol_error err = { "" };
-	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
 	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	int r = vopen_io(dev, io, &o, &v, &err);
+	int r = vol_open_io(io, o, &v, &err);
 	if (r)
 		printf("\nvol_open_io: %d %s\n", r, err.msg);
 	CU_ASSERT_FATAL(r == 0);
 	return v;
+}
+
+static struct vol *vopen(struct bs_memdev *dev, enum bs_alloc_kind k, bool create)
+{
+	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
+	add_journal(dev, &o);
+	return vopen_as(dev, &o);
 }
 
 static int vopen_err(struct bs_memdev *dev, const struct vol_opts *o, struct vol_error *err)
@@ -3004,23 +3011,14 @@ static void kill_during_concurrent_loops_loses_no_completed_operation(void)
 static struct vol *vopen_j(struct bs_memdev *dev, enum bs_alloc_kind k, bool create,
 			   bool journal)
 {
-	struct bs_io *io, *jio = NULL;
-	struct vol *v = NULL;
-	struct vol_error err = { "" };
 	struct vol_opts o = { .allocator = k, .create = create, .uid = 1, .gid = 2 };
 	if (journal) {
 		struct bs_memdev *j = bs_memdev_sibling(dev);
 		if (!j)
 			j = bs_memdev_new_sibling(dev);
-		CU_ASSERT_FATAL(j != NULL && bs_io_mem_open(j, &jio) == 0);
-		o.journal_io = jio;
+		CU_ASSERT_FATAL(j != NULL && bs_io_mem_open(j, &o.journal_io) == 0);
 	}
-	CU_ASSERT_FATAL(bs_io_mem_open(dev, &io) == 0);
-	int r = vol_open_io(io, &o, &v, &err);
-	if (r)
-		printf("\nvol_open_io: %d %s\n", r, err.msg);
-	CU_ASSERT_FATAL(r == 0);
-	return v;
+	return vopen_as(dev, &o);
 }
 
 static struct vol_summary summary_of(struct vol *v)
