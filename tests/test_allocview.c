@@ -408,42 +408,38 @@ static void damaged_metadata_is_refused_with_the_violations(void)
 			bs_memdev_free(dev);
 		}
 	}
-	/* FirstFit: a live block's header with an impossible size */
-	struct bs_slice s[4];
-	struct bs_memdev *dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_FIRSTFIT, s);
-	poke(dev, s[2].off - 16, 1ULL << 40, 8);
-	refused_unwritten(dev, "firstfit header", "firstfit");
-	bs_memdev_free(dev);
-	/* the check's own violations are named: a footer that disagrees */
-	dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_FIRSTFIT, s);
-	poke(dev, s[2].off + 48, 4096, 8);
-	refused_unwritten(dev, "firstfit footer", "violation");
-	bs_memdev_free(dev);
-	/* a Slab block size that is not the arena's */
-	dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_SLAB, s);
-	poke(dev, 32, 7, 8);
-	refused_unwritten(dev, "slab block size", "slab");
-	bs_memdev_free(dev);
-	/* GhostTree: a node with an impossible size */
-	dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_GHOST, s);
-	poke(dev, s[1].off, 1ULL << 50, 8);
-	refused_unwritten(dev, "ghost node", "ghost");
-	bs_memdev_free(dev);
-	/* an unknown allocator version, a bad magic */
-	dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_GHOST, s);
-	poke(dev, 37, 9, 1);
-	refused_unwritten(dev, "version", "version");
-	bs_memdev_free(dev);
-	dev = bs_memdev_new();
-	small_heap(dev, BS_ALLOC_GHOST, s);
-	poke(dev, 32, 0x5858585858585858ULL, 8);
-	refused_unwritten(dev, "magic", "no allocator magic");
-	bs_memdev_free(dev);
+	/* One poke each into a fresh small heap: at byte `at` (plus the
+	 * offset of slice `rel` when rel >= 0), `width` bytes of `val`. */
+	static const struct {
+		enum bs_alloc_kind k;
+		int rel;
+		int64_t at;
+		uint64_t val;
+		int width;
+		const char *what, *needle;
+	} p[] = {
+		/* FirstFit: a live block's header with an impossible size */
+		{ BS_ALLOC_FIRSTFIT, 2, -16, 1ULL << 40, 8, "firstfit header", "firstfit" },
+		/* the check's own violations are named: a footer that disagrees */
+		{ BS_ALLOC_FIRSTFIT, 2, 48, 4096, 8, "firstfit footer", "violation" },
+		/* a Slab block size that is not the arena's */
+		{ BS_ALLOC_SLAB, -1, 32, 7, 8, "slab block size", "slab" },
+		/* GhostTree: a node with an impossible size */
+		{ BS_ALLOC_GHOST, 1, 0, 1ULL << 50, 8, "ghost node", "ghost" },
+		/* an unknown allocator version, a bad magic */
+		{ BS_ALLOC_GHOST, -1, 37, 9, 1, "version", "version" },
+		{ BS_ALLOC_GHOST, -1, 32, 0x5858585858585858ULL, 8, "magic",
+		  "no allocator magic" },
+	};
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+		struct bs_slice s[4];
+		struct bs_memdev *dev = bs_memdev_new();
+		small_heap(dev, p[i].k, s);
+		uint64_t base = p[i].rel >= 0 ? s[p[i].rel].off : 0;
+		poke(dev, base + (uint64_t)p[i].at, p[i].val, p[i].width);
+		refused_unwritten(dev, p[i].what, p[i].needle);
+		bs_memdev_free(dev);
+	}
 }
 
 /* Random bytes over the allocators' metadata and the first blocks: the view
