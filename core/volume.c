@@ -1,7 +1,10 @@
 /*
  * volume.c — named files and directories over any allocator (docs/design.md
  * §1, §3-§6).  The catalog (catalog.c) holds the names and attributes; each
- * regular file is one allocation whose bytes are the file's bytes.
+ * regular file is one allocation whose bytes are the file's bytes.  This
+ * file is the file layer; what an open does with an image (format, the
+ * two-phase mount, adoption, refusals) is volume_mount.c, the figures and
+ * the control file's text volume_stats.c (volume_impl.h: what they share).
  *
  * On-disk layout: the allocator's (alloc_*.c) with the catalog's root
  * reference in its caller-reserved bytes (catalog.c).  A file's record
@@ -82,16 +85,16 @@
  *
  * Thread safety: one rwlock; reads, lookups and listings share it,
  * everything that changes the volume holds it exclusively.  The commit's
- * sync is never under it: op_unlock() releases it first, then waits for
+ * sync is never under it: vol_op_unlock() releases it first, then waits for
  * the flush, so operations arriving together share one sync (group
  * commit).  Lock order, outermost first:
  *   v->lock -> (bstack) txn_mu -> flush_mu -> bs->lock -> the allocator's
  *   and the free queue's own locks;
  *   cm_mu (the committer's wake-up) is never held while taking another:
- *   the committer drops it before op_lock();
+ *   the committer drops it before vol_op_lock();
  *   a flush (bstack_flush) takes flush_mu with no volume lock held.
  */
-#include "volume.h"
+#include "volume_impl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -115,36 +118,6 @@
 #define VOL_GROW_BIG_FROM (1ULL << 20)   /* vol_write: grow by a whole step */
 #define VOL_COPY_CHUNK (1ULL << 20)
 
-struct vol {
-	pthread_rwlock_t lock;
-	/* the committer thread (commit=N, idle checkpoints) */
-	pthread_t committer;
-	bool committer_on, stop;
-	pthread_mutex_t cm_mu;
-	pthread_cond_t cm_cv;
-	int64_t last_op_ns;
-	struct bstack *bs;
-	struct bs_alloc *a;
-	struct catalog *c;
-	struct vol_opts opts;
-	char *path;                 /* for the host figures of statfs */
-	char *jpath;                /* the journal beside it (removed at close) */
-	dev_t jdev;                 /* ... if the path still names that file */
-	ino_t jino;
-	struct vol_counters ctr;    /* syncs are read from the bstack */
-	struct vol_open_report rep; /* what the open found and did */
-	/* opts.allow_damaged and the allocator failed its check: opened for
-	 * the report only, the stage never committed, no mount-time work */
-	bool damaged;
-	/* sum of named files' sizes, kept by live_change(), and its highest
-	 * value since mount (peak_live_bytes) */
-	uint64_t live_now, live_peak;
-	struct bs_freeq *fq;        /* remote frees; drained under the write lock */
-	/* requests that reached the volume (atomics): what the kernel's
-	 * dentry and page caches did not answer */
-	uint64_t n_lookups, n_reads, n_xattr_reads;
-};
-
 /* File n's size goes from old to new (orphans are no named file's). */
 static void live_change(struct vol *v, const struct cat_node *n, uint64_t old, uint64_t new)
 {
@@ -155,14 +128,14 @@ static void live_change(struct vol *v, const struct cat_node *n, uint64_t old, u
 		v->live_peak = v->live_now;
 }
 
-static int64_t now_ns(void)
+int64_t vol_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void seterr(struct vol_error *err, const char *fmt, ...)
+void vol_seterr(struct vol_error *err, const char *fmt, ...)
 {
 	va_list ap;
 	if (!err)
@@ -183,729 +156,9 @@ static bool is_control(uint64_t parent, const char *name)
 					  strcmp(name, VOL_CONTROL_JSON_NAME) == 0);
 }
 
-/* ---- open / format / mount ------------------------------------------------ */
-
-static void committer_stop(struct vol *v);
-static int committer_start(struct vol *v);
-
-static void vol_free(struct vol *v)
-{
-	committer_stop(v);
-	/* before the allocator it drains into; a drain is a transaction of
-	 * its own (the allocator's lock is taken inside the journal's) */
-	if (v->fq && v->bs && bs_freeq_depth(v->fq)) {
-		uint64_t seq = 0;
-		bstack_txn_begin(v->bs);
-		bs_freeq_close(v->fq, NULL);
-		if (!bstack_txn_end(v->bs, &seq) && seq)
-			bstack_flush(v->bs, seq);
-	}
-	bs_freeq_free(v->fq);
-	cat_free(v->c);
-	bs_alloc_close(v->a);
-	bstack_close(v->bs);
-	free(v->path);
-	free(v->jpath);
-	pthread_rwlock_destroy(&v->lock);
-	free(v);
-}
-
-/* The options for a new image, checked before anything is written. */
-static int new_image_opts_ok(const struct vol_opts *o, struct vol_error *err)
-{
-	enum bs_alloc_kind kind = o->allocator ? o->allocator : BS_ALLOC_GHOST;
-	if (o->block_size && kind != BS_ALLOC_SLAB) {
-		seterr(err, "block_size is for the slab allocator, not %s", bs_alloc_kind_name(kind));
-		return -EINVAL;
-	}
-	if (o->block_size && o->block_size < 8) {
-		seterr(err, "block_size must be at least 8 bytes");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int format(struct vol *v, struct vol_error *err)
-{
-	enum bs_alloc_kind kind = v->opts.allocator ? v->opts.allocator : BS_ALLOC_GHOST;
-	struct bs_alloc_opts ao = { .block_size = v->opts.block_size };
-	int r = bs_alloc_create(v->bs, kind, &ao, &v->a);
-	if (r) {
-		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
-		       "cannot create the %s allocator: %s", bs_alloc_kind_name(kind),
-		       strerror(-r));
-		return r;
-	}
-	r = cat_format(v->a, v->opts.uid, v->opts.gid, now_ns(), &v->c);
-	if (r)
-		seterr(err, "cannot write the catalog: %s", strerror(-r));
-	return r;
-}
-
-static bool ref_is_zero(const uint8_t *ref)
-{
-	for (int i = 0; i < CAT_ROOT_REF_SIZE; i++)
-		if (ref[i])
-			return false;
-	return true;
-}
-
-/* Slab's block size when the image is Slab, else 0. */
-static uint64_t slab_block(struct bs_alloc *a)
-{
-	struct bs_alloc_stats st;
-	bs_alloc_stats(a, &st);
-	for (int i = 0; i < st.n_extra; i++)
-		if (strcmp(st.extra[i].key, "block_size") == 0)
-			return st.extra[i].value;
-	return 0;
-}
-
-static int commit(struct vol *v, struct cat_node *n, bool trim);
-
-static int trim_one(void *ctx, struct cat_node *n)
-{
-	struct vol *v = ctx;
-	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size) {
-		v->rep.files_trimmed++;
-		return commit(v, n, true);
-	}
-	return 0;
-}
-
-/* A crash can leave files with spare capacity (written, fsynced, never
- * closed): trim them, so that at rest allocation length == file size. */
-static int trim_all(struct vol *v)
-{
-	return cat_foreach(v->c, trim_one, v);
-}
-
-/* A format was interrupted after the "formatting" mark (catalog.c): the
- * arena can only hold the unfinished catalog, so every byte of it goes
- * back to the allocator and the catalog is written again. */
-/* Do the mount options fit an existing image holding `kind`?  Checked
- * before anything is written. */
-static int opts_match(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
-{
-	if (v->opts.allocator != BS_ALLOC_NONE && v->opts.allocator != kind) {
-		seterr(err, "allocator mismatch: the image holds %s, not %s",
-		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
-		return -EINVAL;
-	}
-	if (v->opts.block_size && kind != BS_ALLOC_SLAB) {
-		seterr(err, "block_size is for slab images, and this image holds %s",
-		       bs_alloc_kind_name(kind));
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int finish_format(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
-{
-	uint64_t got = 0;
-	struct bs_slice none = { 0, 0 };
-	if (kind == BS_ALLOC_NONE)
-		kind = BS_ALLOC_LINEAR;
-	int r = opts_match(v, kind, err);
-	if (r)
-		return r;
-	r = bs_alloc_open(v->bs, kind, &v->a);
-	if (!r)
-		r = bs_alloc_reclaim(v->a, &none, 0, &got);
-	if (!r)
-		r = cat_format(v->a, v->opts.uid, v->opts.gid, now_ns(), &v->c);
-	if (r)
-		seterr(err, "cannot finish an interrupted format: %s", strerror(-r));
-	v->ctr.leaked_bytes_reclaimed = got;
-	return r;
-}
-
-/* ---- the two-phase open ------------------------------------------------------
- *
- * Nothing is written to an image that is refused (docs/design.md §7): the
- * open runs on a staging device (io_stage.c) that holds every write in
- * memory.  Phase 1 reads and verifies — the header against the file, the
- * catalog, the allocator with its open-time recovery applied *in the
- * stage*, the allocator's invariant check, the catalog's extents against
- * it — and performs the mount-time work (reclaim, catalog repair, trim)
- * on the stage.  Phase 2, only when everything was accepted, commits the
- * stage: the writes reach the image in their original order, each sync a
- * real one, so the crash invariants of every layer hold for the replay
- * too.  With opts.no_write the stage is never committed (fsck -n): the
- * volume reads its own staged repairs and the image keeps every byte.
- */
-
-static void pending_mark(struct vol *v, uint64_t *mark)
-{
-	*mark = bs_io_stage_pending(bstack_io(v->bs));
-}
-
-static uint64_t pending_since(struct vol *v, uint64_t mark)
-{
-	return bs_io_stage_pending(bstack_io(v->bs)) - mark;
-}
-
-/* A record pair with a slot that failed its checksum: which inode fell
- * back to which version (guarantee 5: reported, not silent). */
-struct fb_ctx {
-	struct vol *v;
-	const struct cat_node *found;
-};
-
-static int fb_one(void *ctx, struct cat_node *n)
-{
-	struct fb_ctx *f = ctx;
-	if ((int64_t)n->pair == f->v->c->torn_pair) {
-		f->found = n;
-		return 1;
-	}
-	return 0;
-}
-
-static void note_fallback(struct vol *v)
-{
-	struct catalog *c = v->c;
-	struct fb_ctx f = { v, NULL };
-	if (c->torn_pair < 0)
-		return;
-	cat_foreach(c, fb_one, &f);
-	if (!f.found && c->losers && (int64_t)c->losers->pair == c->torn_pair)
-		f.found = c->losers;
-	if (f.found)
-		snprintf(v->rep.fallback, sizeof v->rep.fallback,
-			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
-			 "(\"%.64s\") uses its other version (seq %llu)",
-			 (long long)c->torn_pair, 'A' + c->torn_slot,
-			 (unsigned long long)f.found->r.ino, f.found->r.name,
-			 (unsigned long long)f.found->r.seq);
-	else
-		snprintf(v->rep.fallback, sizeof v->rep.fallback,
-			 "catalog record pair %lld: slot %c fails its checksum; the pair holds "
-			 "no live inode (its other version is a removal or empty)",
-			 (long long)c->torn_pair, 'A' + c->torn_slot);
-}
-
-struct first_violation {
-	char msg[160];
-	int n;
-};
-
-static void keep_first(void *ctx, const char *msg)
-{
-	struct first_violation *f = ctx;
-	if (f->n++ == 0)
-		snprintf(f->msg, sizeof f->msg, "%s", msg);
-}
-
-static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err);
-
-/* Open the allocator (its open-time recovery goes to the stage) and verify
- * it before the volume is writable: an image whose allocator fails its
- * check is refused, or with opts.repair rebuilt from the catalog. */
-static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
-{
-	struct first_violation fv = { "", 0 };
-	uint64_t mark;
-	int r;
-	pending_mark(v, &mark);
-	if ((r = bs_alloc_open(v->bs, kind, &v->a))) {
-		if (r == -EUCLEAN && v->opts.repair && v->c)
-			return rebuild_alloc(v, kind, err);
-		seterr(err, r == -ENOTSUP ? "allocator %s is not built in" :
-		       "the %s allocator refuses the image: %s", bs_alloc_kind_name(kind),
-		       strerror(-r));
-		return r;
-	}
-	uint64_t wrote = pending_since(v, mark);
-	/* only FirstFit has a crash recovery of its own (its stats say
-	 * whether it ran); the others' stats walk their free space */
-	struct bs_alloc_stats st;
-	if (kind == BS_ALLOC_FIRSTFIT)
-		bs_alloc_stats(v->a, &st);
-	for (int i = 0; kind == BS_ALLOC_FIRSTFIT && i < st.n_extra; i++)
-		if (strcmp(st.extra[i].key, "recovery_runs") == 0 && st.extra[i].value)
-			v->rep.alloc_recovered = true;
-	if (!v->rep.alloc_recovered)
-		v->rep.alloc_maintenance_writes = wrote;
-	if ((r = bs_alloc_check(v->a, keep_first, &fv)) < 0) {
-		seterr(err, "cannot check the %s allocator: %s", bs_alloc_kind_name(kind),
-		       strerror(-r));
-		return r;
-	}
-	v->rep.alloc_violations = r;
-	if (r == 0)
-		return 0;
-	if (v->opts.repair && v->c)
-		return rebuild_alloc(v, kind, err);
-	if (v->opts.allow_damaged) {
-		v->damaged = true;
-		return 0;
-	}
-	seterr(err, "the %s allocator's metadata is damaged (%d violation%s, first: %s); "
-	       "bstackfs-fsck -y rebuilds it from the catalog", bs_alloc_kind_name(kind), r,
-	       r == 1 ? "" : "s", fv.msg);
-	return -EUCLEAN;
-}
-
-/* fsck -y: the catalog (loaded and verified on its own) names every live
- * allocation, so everything else is free: rebuild the allocator's metadata
- * from it, then check again. */
-static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *err)
-{
-	struct first_violation fv = { "", 0 };
-	struct bs_slice *live;
-	size_t n;
-	int r;
-	bs_alloc_close(v->a);
-	v->a = NULL;
-	if ((r = cat_live_slices(v->c, &live, &n)))
-		return r;
-	r = bs_alloc_rebuild(v->bs, kind, live, n, &v->a);
-	free(live);
-	if (r) {
-		seterr(err, "the %s allocator's metadata is damaged and cannot be rebuilt from "
-		       "the catalog: %s", bs_alloc_kind_name(kind), strerror(-r));
-		return r;
-	}
-	if ((r = bs_alloc_check(v->a, keep_first, &fv)) != 0) {
-		seterr(err, "the rebuilt %s allocator still fails its check%s%s",
-		       bs_alloc_kind_name(kind), r > 0 ? ": " : "", r > 0 ? fv.msg : "");
-		return r > 0 ? -EUCLEAN : r;
-	}
-	v->rep.alloc_rebuilt = true;
-	return 0;
-}
-
-/* The file is longer than the header's length: the recovery would cut it
- * back (a grow that lost its length update).  Legitimately the cut bytes
- * are never referenced by a catalog record (the record is written only
- * after the grow is durable), so a catalog that references them means the
- * length field is damaged: refuse, or with opts.repair restore the length
- * from the file. */
-static int check_length(struct vol *v, const struct bstack_found *f, struct vol_error *err)
-{
-	uint8_t ref[CAT_ROOT_REF_SIZE];
-	struct catalog *c = NULL;
-	struct bs_slice *live = NULL;
-	size_t n = 0;
-	char msg[200];
-	uint64_t end = 0;
-	if (f->payload <= f->clen || f->payload < CAT_ROOT_REF_SIZE ||
-	    bstack_get(v->bs, 0, ref, sizeof ref))
-		return 0;
-	struct bs_slice root = cat_root_decode(ref);
-	if (ref_is_zero(ref) || cat_root_formatting(root))
-		return 0;
-	/* A catalog that does not load tells nothing here; the open goes on
-	 * with the recovery and judges the image as usual. */
-	if (cat_load(v->bs, root, &c, msg, sizeof msg) || cat_live_slices(c, &live, &n)) {
-		cat_free(c);
-		return 0;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (live[i].off + live[i].len > end)
-			end = live[i].off + live[i].len;
-	free(live);
-	cat_free(c);
-	if (end <= f->clen)
-		return 0;
-	if (!v->opts.repair) {
-		seterr(err, "the header's length (%llu bytes) is shorter than the catalog's "
-		       "allocations (up to %llu of the file's %llu payload bytes): recovery would "
-		       "drop file data; bstackfs-fsck -y restores the length",
-		       (unsigned long long)f->clen, (unsigned long long)end,
-		       (unsigned long long)f->payload);
-		return -EUCLEAN;
-	}
-	int r = bstack_restore_len(v->bs);
-	if (r) {
-		seterr(err, "cannot restore the header's length: %s", strerror(-r));
-		return r;
-	}
-	v->rep.len_restored = true;
-	return 0;
-}
-
-/* No allocator magic, but one of them damaged (a tag letter off, the
- * version bytes right) where it belongs: not a Linear image.  A Linear
- * image made by bstackfs holds its catalog's first allocation at 16, and
- * catalog bytes never look like this. */
-static int magic_damaged(struct vol *v, struct vol_error *err)
-{
-	static const struct { uint64_t off; const char *tag, *name; } tags[] = {
-		{ 16, "ALFF", "firstfit" }, { 24, "ALSL", "slab" }, { 32, "ALGT", "ghost" },
-	};
-	for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
-		uint8_t m[8];
-		int same = 0;
-		if (!range_ok(tags[i].off, 8, bstack_len(v->bs)) ||
-		    bstack_get(v->bs, tags[i].off, m, 8))
-			continue;
-		for (int k = 0; k < 4; k++)
-			same += m[k] == (uint8_t)tags[i].tag[k];
-		if (same >= 2 && m[4] == 0 && m[5] == 1) {
-			seterr(err, "the allocator magic at payload %llu is damaged (it looks like "
-			       "%s's, \"%.4s\")", (unsigned long long)tags[i].off, tags[i].name,
-			       tags[i].tag);
-			return -EUCLEAN;
-		}
-	}
-	return 0;
-}
-
-static int mount_existing(struct vol *v, struct vol_error *err)
-{
-	enum bs_alloc_kind kind;
-	uint8_t ref[CAT_ROOT_REF_SIZE] = { 0 };
-	char msg[200] = "";
-	bool have_ref;
-	int r = bs_alloc_detect(v->bs, &kind);
-	if (r == -EUCLEAN) {
-		seterr(err, "unsupported allocator version");
-		return r;
-	}
-	if (r)
-		return r;
-	/* The root reference sits at payload 0 for every allocator: read it
-	 * before the allocator opens (which may write its own recovery). */
-	if (bstack_len(v->bs) >= CAT_ROOT_REF_SIZE &&
-	    (r = bstack_get(v->bs, 0, ref, sizeof ref)))
-		return r;
-	have_ref = !ref_is_zero(ref);
-	if (cat_root_formatting(cat_root_decode(ref)))
-		return finish_format(v, kind, err);
-	if (kind == BS_ALLOC_NONE && !have_ref && bstack_len(v->bs) == CAT_ROOT_REF_SIZE) {
-		/* an empty Linear image (its 16 reserved zero bytes only): a
-		 * format cut short, adopted like any empty arena */
-		kind = BS_ALLOC_LINEAR;
-	} else if (kind == BS_ALLOC_NONE && (r = magic_damaged(v, err))) {
-		return r;
-	} else if (kind == BS_ALLOC_NONE) {
-		/* Linear has no magic: it is recognised by its catalog's. */
-		struct bs_slice root = cat_root_decode(ref);
-		uint8_t magic[8];
-		if (!have_ref || root.off < CAT_ROOT_REF_SIZE ||
-		    !range_ok(root.off, sizeof magic, bstack_len(v->bs)) ||
-		    bstack_get(v->bs, root.off, magic, sizeof magic) ||
-		    memcmp(magic, CAT_MAGIC, sizeof magic) != 0) {
-			seterr(err, "not a bstackfs image (no allocator magic and no catalog)");
-			return -EUCLEAN;
-		}
-		if ((r = cat_load(v->bs, root, &v->c, msg, sizeof msg))) {
-			seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
-			return r;
-		}
-		kind = BS_ALLOC_LINEAR;
-	}
-	if ((r = opts_match(v, kind, err)))
-		return r;
-	if (have_ref && !v->c &&
-	    (r = cat_load(v->bs, cat_root_decode(ref), &v->c, msg, sizeof msg))) {
-		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
-		return r;
-	}
-	if (v->c)
-		note_fallback(v);
-	if ((r = open_alloc(v, kind, err)))
-		return r;
-	if (kind == BS_ALLOC_SLAB && v->opts.block_size &&
-	    slab_block(v->a) != v->opts.block_size) {
-		seterr(err, "block size mismatch: the image's slab blocks are %llu bytes",
-		       (unsigned long long)slab_block(v->a));
-		return -EINVAL;
-	}
-	if (!have_ref) {
-		struct bs_alloc_stats st;
-		bs_alloc_stats(v->a, &st);
-		if (st.arena_bytes != 0 && st.free_bytes < st.arena_bytes) {
-			seterr(err, "the %s allocator holds allocations but no bstackfs catalog: "
-			       "the image belongs to another program", bs_alloc_kind_name(kind));
-			return -EUCLEAN;
-		}
-		/* an empty arena is adopted */
-		if ((r = cat_format(v->a, v->opts.uid, v->opts.gid, now_ns(), &v->c)))
-			seterr(err, "cannot write the catalog: %s", strerror(-r));
-		return r;
-	}
-	r = cat_attach(v->c, v->a, msg, sizeof msg);
-	if (v->damaged && r == -EUCLEAN)
-		r = 0;   /* vol_check reports it with the allocator's violations */
-	if (r) {
-		seterr(err, "%s", r == -EUCLEAN ? msg : strerror(-r));
-		return r;
-	}
-	if (v->damaged)
-		return 0;   /* nothing is repaired on a damaged allocator */
-	/* Guarantee 4: space no record references goes back to the allocator.
-	 * Rename-over leftovers are still live here; cat_repair frees them
-	 * after tombstoning their records. */
-	struct bs_slice *live;
-	size_t n;
-	uint64_t got = 0;
-	if ((r = cat_live_slices(v->c, &live, &n)))
-		return r;
-	r = bs_alloc_reclaim(v->a, live, n, &got);
-	free(live);
-	if (r) {
-		seterr(err, r == -EUCLEAN ? "catalog corrupt: it disagrees with the allocator "
-		       "(a file overlaps free space)" : "reclaim failed: %s", strerror(-r));
-		return r;
-	}
-	v->ctr.leaked_bytes_reclaimed = v->rep.leaked_bytes_reclaimed = got;
-	v->rep.catalog_repaired = v->c->torn_pair >= 0 || v->c->losers;
-	if ((r = cat_repair(v->c)) || (r = trim_all(v))) {
-		seterr(err, "cannot repair the catalog: %s", strerror(-r));
-		return r;
-	}
-	/* The catalog's layout follows the journal (compact with it, paired
-	 * without: compact records are written only inside transactions).
-	 * fsck (allow_damaged, repair) writes nothing it does not have to. */
-	if (!v->opts.no_write && !v->opts.repair && !v->opts.allow_damaged &&
-	    (r = cat_fit_layout(v->c)))
-		seterr(err, "cannot rewrite the catalog: %s", strerror(-r));
-	return r;
-}
-
-/* A fresh (empty) backend: formatted directly, there is nothing to keep. */
-/* The mount's own work (format, the seed's open-time recovery, reclaim,
- * repair, trim) is one transaction of the journal; a refusal undoes it. */
-static int mount_txn_end(struct vol *v, int r, struct vol_error *err)
-{
-	uint64_t seq = 0;
-	if (r) {
-		bstack_txn_abort(v->bs);
-		return r;
-	}
-	if ((r = bstack_txn_end(v->bs, &seq)) || (r = bstack_flush(v->bs, seq)))
-		seterr(err, "cannot write the image: %s", strerror(-r));
-	return r;
-}
-
-static int open_new(struct vol *v, struct bs_io *io, struct bs_io *jio,
-		    struct vol_error *err)
-{
-	int r;
-	if (v->opts.no_write) {
-		bs_io_close(io);
-		bs_io_close(jio);
-		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
-		return BSTACK_E_SHORT;
-	}
-	if ((r = bstack_create_journal(io, jio, v->opts.journal_bytes, &v->bs))) {
-		seterr(err, "%s", bstack_strerror(r));
-		v->bs = NULL;
-		return r;
-	}
-	bstack_txn_begin(v->bs);
-	return mount_txn_end(v, format(v, err), err);
-}
-
-/* An existing image: the two phases described above. */
-static int open_staged(struct vol *v, struct bs_io *io, struct bs_io *jio,
-		       bool may_format, struct vol_error *err)
-{
-	struct bstack_found found;
-	struct bs_io *sio;
-	int r = bs_io_stage_new(io, &sio);
-	if (r) {
-		bs_io_close(jio);
-		seterr(err, "cannot read the image: %s", strerror(-r));
-		return r;
-	}
-	if ((r = bstack_open_found(sio, &v->bs, &found))) {
-		bs_io_close(jio);
-		seterr(err, "%s", bstack_strerror(r));
-		v->bs = NULL;
-		return r;
-	}
-	if (jio && (r = bstack_attach_journal(v->bs, jio, v->opts.journal_bytes))) {
-		seterr(err, "cannot use the journal: %s", strerror(-r));
-		return r;
-	}
-	if (found.live) {
-		/* a crash left the journal live: its replay is the recovery
-		 * (into the stage, like every other open-time write) */
-		if (!bstack_journaled(v->bs)) {
-			seterr(err, "the image needs journal recovery: mount it with its journal "
-			       "(IMAGE-journal), not with journal=off");
-			return BSTACK_E_LIVE;
-		}
-		if ((r = bstack_recover(v->bs))) {
-			seterr(err, "cannot replay the journal: %s", bstack_strerror(r));
-			return r;
-		}
-		v->rep.len_recovered = true;
-	} else if ((r = check_length(v, &found, err))) {
-		return r;
-	}
-	/* a check that writes nothing goes on without the journal: what it
-	 * would write stays in the stage */
-	if (v->opts.no_write)
-		bstack_detach_journal(v->bs);
-	if (!found.live && !v->rep.len_restored) {
-		v->rep.len_recovered = found.payload != found.clen;
-		if ((r = bstack_recover(v->bs))) {
-			seterr(err, "cannot recover the header's length: %s", strerror(-r));
-			return r;
-		}
-	}
-	bstack_txn_begin(v->bs);
-	if (bstack_len(v->bs) == 0 && may_format && !v->opts.no_write)
-		r = format(v, err);
-	else if (bstack_len(v->bs) == 0)
-		seterr(err, "not a bstackfs image (empty payload)"), r = -EUCLEAN;
-	else
-		r = mount_existing(v, err);
-	if ((r = mount_txn_end(v, r, err)))
-		return r;
-	v->rep.writes = bs_io_stage_pending(sio);
-	if (!v->opts.no_write && !v->damaged && (r = bs_io_stage_commit(sio)))
-		seterr(err, "cannot write the open-time recovery: %s", strerror(-r));
-	return r;
-}
-
-static int add_size(void *ctx, struct cat_node *n)
-{
-	if (n->r.kind == CAT_FILE)
-		*(uint64_t *)ctx += n->r.size;
-	return 0;
-}
-
-/* peak_live_bytes counts from mount: start at what the image holds. */
-static void live_init(struct vol *v)
-{
-	v->live_now = 0;
-	cat_foreach(v->c, add_size, &v->live_now);
-	v->live_peak = v->live_now;
-}
-
-static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_format,
-		   struct vol **out, struct vol_error *err)
-{
-	struct vol_opts defaults = { 0 };
-	uint64_t size;
-	struct vol *v;
-	int r;
-
-	if (err)
-		err->msg[0] = '\0';
-	if (!opts)
-		opts = &defaults;
-	if ((r = bs_io_size(io, &size))) {
-		bs_io_close(io);
-		bs_io_close(opts->journal_io);
-		seterr(err, "cannot read the image: %s", strerror(-r));
-		return r;
-	}
-	if (size == 0 && !may_format) {
-		bs_io_close(io);
-		bs_io_close(opts->journal_io);
-		seterr(err, "%s", bstack_strerror(BSTACK_E_SHORT));
-		return BSTACK_E_SHORT;
-	}
-	if (size == 0 && (r = new_image_opts_ok(opts, err))) {
-		bs_io_close(io);
-		bs_io_close(opts->journal_io);
-		return r;
-	}
-	if (!(v = calloc(1, sizeof *v)) || pthread_rwlock_init(&v->lock, NULL)) {
-		free(v);
-		bs_io_close(io);
-		bs_io_close(opts->journal_io);
-		return -ENOMEM;
-	}
-	v->opts = *opts;
-	v->opts.journal_io = NULL;   /* open_new / open_staged take it */
-	pthread_mutex_init(&v->cm_mu, NULL);
-	pthread_cond_init(&v->cm_cv, NULL);
-	r = size == 0 ? open_new(v, io, opts->journal_io, err)
-		      : open_staged(v, io, opts->journal_io, may_format, err);
-	if (!r && !opts->defer_threads && (r = committer_start(v)))
-		seterr(err, "cannot start the committer: %s", strerror(-r));
-	if (!r) {
-		struct bs_freeq_policy p = opts->free_batch;
-		if (p.kind == BS_FREEQ_FIXED && p.n == 0)
-			p = BS_FREEQ_POLICY_DEFAULT;
-		r = bs_freeq_new(v->a, BS_FREEQ_DEFAULT_CAPACITY, p, &v->fq);
-		if (r)
-			seterr(err, "bad free_batch policy");
-	}
-	if (r) {
-		vol_free(v);
-		return r;
-	}
-	live_init(v);
-	*out = v;
-	return 0;
-}
-
-int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
-		struct vol_error *err)
-{
-	return open_io(io, opts, opts && opts->create, out, err);
-}
-
-int vol_open(const char *path, const struct vol_opts *opts, struct vol **out,
-	     struct vol_error *err)
-{
-	struct bs_io *io, *jio = NULL;
-	struct vol_opts o = opts ? *opts : (struct vol_opts){ 0 };
-	int created = 0, jcreated = 0;
-	char *jpath = NULL;
-	int flags = o.rdonly_file ? BS_IO_RDONLY : o.create ? BS_IO_CREATE : 0;
-	int r = bs_io_file_open(path, flags, &io, &created);
-	if (r) {
-		seterr(err, "cannot open: %s", strerror(-r));
-		return r;
-	}
-	if (o.journal) {
-		/* the journal lives beside the image (README: why) */
-		if (asprintf(&jpath, "%s-journal", path) < 0) {
-			bs_io_close(io);
-			return -ENOMEM;
-		}
-		/* read-only: the journal is only read (for a replay in memory),
-		 * and only if it is there */
-		r = bs_io_file_open(jpath, o.rdonly_file ? BS_IO_RDONLY : BS_IO_CREATE, &jio,
-				    &jcreated);
-		if (r == -ENOENT && o.rdonly_file) {
-			r = 0;
-			jio = NULL;
-			free(jpath);
-			jpath = NULL;
-		}
-		if (r) {
-			seterr(err, "cannot open the journal %s: %s", jpath, strerror(-r));
-			bs_io_close(io);
-			if (created)
-				unlink(path);
-			free(jpath);
-			return r;
-		}
-	}
-	o.journal_io = jio;
-	r = open_io(io, &o, created, out, err);
-	if (r) {
-		if (created)
-			unlink(path);   /* do not leave a half-made image behind */
-		if (jcreated)
-			unlink(jpath);
-		free(jpath);
-		return r;
-	}
-	(*out)->path = strdup(path);
-	(*out)->jpath = jpath;
-	struct stat jst;
-	if (jpath && stat(jpath, &jst) == 0) {
-		(*out)->jdev = jst.st_dev;
-		(*out)->jino = jst.st_ino;
-	}
-	return 0;
-}
-
 /* ---- attributes ------------------------------------------------------------ */
 
-static uint64_t backing_of(struct vol *v, const struct cat_node *n)
+uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
 {
 	uint64_t start, len;
 	if (!cat_kind_has_alloc(n->r.kind) || n->r.alloc.len == 0 ||
@@ -915,7 +168,7 @@ static uint64_t backing_of(struct vol *v, const struct cat_node *n)
 }
 
 /* A node by inode: a named one, else an orphan (removed while open). */
-static struct cat_node *node_get(struct vol *v, uint64_t ino)
+struct cat_node *vol_node_get(struct vol *v, uint64_t ino)
 {
 	struct cat_node *n = cat_get(v->c, ino);
 	return n ? n : cat_orphan_get(v->c, ino);
@@ -932,7 +185,7 @@ static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *
 	a->nlink = n->r.kind == CAT_DIR ? (uint32_t)(2 + n->nsubdirs) : cat_nlink(n);
 	a->rdev = n->r.rdev;
 	a->size = n->r.size;
-	a->alloc_bytes = backing_of(v, n);
+	a->alloc_bytes = vol_backing_of(v, n);
 	a->atime_ns = n->r.atime;
 	a->mtime_ns = n->r.mtime;
 	a->ctime_ns = n->r.ctime;
@@ -964,7 +217,7 @@ int vol_lookup(struct vol *v, uint64_t parent, const char *name, struct vol_attr
 int vol_getattr(struct vol *v, uint64_t ino, struct vol_attr *out)
 {
 	pthread_rwlock_rdlock(&v->lock);
-	struct cat_node *n = node_get(v, ino);
+	struct cat_node *n = vol_node_get(v, ino);
 	if (n)
 		fill_attr(v, n, out);
 	pthread_rwlock_unlock(&v->lock);
@@ -1005,7 +258,7 @@ static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
 /* ---- the transaction boundary (docs/design.md §5) -------------------------
  *
  * Every operation that changes the volume runs as one transaction of the
- * file layer: op_lock() takes the volume lock and begins it, op_unlock()
+ * file layer: vol_op_lock() takes the volume lock and begins it, vol_op_unlock()
  * seals it and releases the lock, and then — outside the lock, so that
  * operations arriving together share one journal sync (group commit) —
  * makes it durable as the operation promises:
@@ -1018,20 +271,19 @@ static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
  * Without a journal the layers below are durable step by step, as the
  * seeds specify, and these are plain lock and unlock.
  */
-enum durability { D_NONE, D_METADATA, D_CLOSE, D_ALWAYS };
 
-static void op_lock(struct vol *v)
+void vol_op_lock(struct vol *v)
 {
 	pthread_rwlock_wrlock(&v->lock);
 	bstack_txn_begin(v->bs);
 }
 
-static int op_unlock(struct vol *v, int r, enum durability d)
+int vol_op_unlock(struct vol *v, int r, enum durability d)
 {
 	uint64_t seq = 0;
 	int e = bstack_txn_end(v->bs, &seq);
 	pthread_rwlock_unlock(&v->lock);
-	__atomic_store_n(&v->last_op_ns, now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&v->last_op_ns, vol_now_ns(), __ATOMIC_RELAXED);
 	if (!r)
 		r = e;
 	/* D_ALWAYS flushes whatever is pending (earlier writes' data too) */
@@ -1052,12 +304,11 @@ static int op_unlock(struct vol *v, int r, enum durability d)
  * other programs can open after a crash.  Neither runs without a journal.
  */
 static int give_back_tail(struct vol *v, uint64_t *freed);
-static void vol_drain(struct vol *v);
 
 static void *committer_main(void *arg)
 {
 	struct vol *v = arg;
-	int64_t last_flush = now_ns();
+	int64_t last_flush = vol_now_ns();
 	pthread_mutex_lock(&v->cm_mu);
 	while (!v->stop) {
 		struct timespec ts;
@@ -1071,7 +322,7 @@ static void *committer_main(void *arg)
 		if (v->stop)
 			break;
 		pthread_mutex_unlock(&v->cm_mu);
-		int64_t now = now_ns();
+		int64_t now = vol_now_ns();
 		int64_t last_op = __atomic_load_n(&v->last_op_ns, __ATOMIC_RELAXED);
 		if (v->opts.commit_s && now - last_flush >= (int64_t)v->opts.commit_s * 1000000000LL) {
 			bstack_flush(v->bs, 0);
@@ -1084,10 +335,10 @@ static void *committer_main(void *arg)
 			if (st.journal_used_bytes || v->opts.commit_s) {
 				/* queued frees are drained and free tail space
 				 * goes back at every checkpoint */
-				op_lock(v);
+				vol_op_lock(v);
 				vol_drain(v);
 				int r = give_back_tail(v, NULL);
-				op_unlock(v, r, D_ALWAYS);
+				vol_op_unlock(v, r, D_ALWAYS);
 				bstack_checkpoint(v->bs);
 			}
 			__atomic_store_n(&v->last_op_ns, 0, __ATOMIC_RELAXED);
@@ -1100,10 +351,10 @@ static void *committer_main(void *arg)
 
 int vol_start_threads(struct vol *v)
 {
-	return v->committer_on ? 0 : committer_start(v);
+	return v->committer_on ? 0 : vol_committer_start(v);
 }
 
-static int committer_start(struct vol *v)
+int vol_committer_start(struct vol *v)
 {
 	if (!bstack_journaled(v->bs) || (!v->opts.commit_s && !v->opts.idle_checkpoint_s))
 		return 0;
@@ -1114,7 +365,7 @@ static int committer_start(struct vol *v)
 	return 0;
 }
 
-static void committer_stop(struct vol *v)
+void vol_committer_stop(struct vol *v)
 {
 	if (!v->committer_on)
 		return;
@@ -1173,7 +424,7 @@ static void touch_dir(struct cat_node *d, int64_t now)
  * request that happens to be the owner, whose commit must not wait on (or
  * roll back) frees queued by other requests.
  */
-static void vol_drain(struct vol *v)
+void vol_drain(struct vol *v)
 {
 	if (v->fq)
 		bs_freeq_drain(v->fq, NULL);
@@ -1241,14 +492,14 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 		return r;
 	if (is_control(parent, name))
 		return -EEXIST;
-	op_lock(v);
+	vol_op_lock(v);
 	if (!(d = get_dir(v, parent, &r)))
 		goto out;
 	if (cat_lookup(v->c, parent, name, strlen(name))) {
 		r = -EEXIST;
 		goto out;
 	}
-	int64_t now = now_ns();
+	int64_t now = vol_now_ns();
 	struct cat_rec rec = {
 		.kind = w->kind, .parent = parent, .name_len = (uint16_t)strlen(name),
 		.mode = w->type | (mode & 07777), .rdev = w->rdev,
@@ -1289,7 +540,7 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	if (out)
 		fill_attr(v, n, out);
 out:
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_create(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
@@ -1363,7 +614,7 @@ int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newnam
 		return r;
 	if (is_control(newparent, newname))
 		return -EEXIST;
-	op_lock(v);
+	vol_op_lock(v);
 	if (!(d = get_dir(v, newparent, &r)))
 		goto out;
 	if (!(n = cat_get(v->c, ino))) {
@@ -1391,14 +642,14 @@ int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newnam
 	}
 	if (r)
 		goto out;
-	int64_t now = now_ns();
+	int64_t now = vol_now_ns();
 	n->r.ctime = now;
 	n->rec_dirty = true;
 	touch_dir(d, now);
 	if (out)
 		fill_attr(v, n, out);
 out:
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 /* Remove inode n, which has no name left: the record goes durably first,
@@ -1455,7 +706,7 @@ static int drop_name(struct vol *v, struct cat_node *name, bool *gone)
 		*gone = !r;
 		return r;
 	}
-	n->r.ctime = now_ns();   /* its link count changed */
+	n->r.ctime = vol_now_ns();   /* its link count changed */
 	n->rec_dirty = true;
 	return 0;
 }
@@ -1469,7 +720,7 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 		return r;
 	if (is_control(parent, name))
 		return -EPERM;
-	op_lock(v);
+	vol_op_lock(v);
 	if (!(d = get_dir(v, parent, &r)))
 		goto out;
 	if (!(n = cat_lookup(v->c, parent, name, strlen(name))))
@@ -1481,9 +732,9 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 	else if (dir && n->first)
 		r = -ENOTEMPTY;
 	else if (!(r = drop_name(v, n, &gone)))
-		touch_dir(d, now_ns());
+		touch_dir(d, vol_now_ns());
 out:
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_unlink(struct vol *v, uint64_t parent, const char *name)
@@ -1550,7 +801,7 @@ static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
 		    struct cat_node *src, struct cat_node *dst)
 {
 	struct cat_rec a = src->r, b = dst->r;
-	int64_t now = now_ns();
+	int64_t now = vol_now_ns();
 	int r;
 	if (!bstack_journaled(v->bs))
 		return -EINVAL;
@@ -1562,7 +813,7 @@ static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
 	set_name(&b, src->r.parent, src->r.name, src->r.name_len);
 	a.ctime = b.ctime = now;
 	if ((r = store(v, src, &a)) || (r = store(v, dst, &b)))
-		return r;   /* the transaction is refused as a whole (op_unlock) */
+		return r;   /* the transaction is refused as a whole (vol_op_unlock) */
 	touch_dir(d, now);
 	touch_dir(nd, now);
 	return 0;
@@ -1588,7 +839,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		return r;
 	if (is_control(parent, name) || is_control(newparent, newname))
 		return -EPERM;
-	op_lock(v);
+	vol_op_lock(v);
 	if (!(d = get_dir(v, parent, &r)) || !(nd = get_dir(v, newparent, &r)))
 		goto out;
 	if (!(src = cat_lookup(v->c, parent, name, strlen(name)))) {
@@ -1605,7 +856,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 		goto out;
 	if (dst == src || (r = rename_checks(v, src, dst, newparent, flags)))
 		goto out;
-	int64_t now = now_ns();
+	int64_t now = vol_now_ns();
 	struct cat_rec nr = src->r;
 	set_name(&nr, newparent, newname, strlen(newname));
 	nr.ctime = now;
@@ -1621,7 +872,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	if (dst && (r = drop_name(v, dst, &gone)) && !gone)
 		cat_forget(v->c, dst);   /* mount resolves the two records */
 out:
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 /* ---- extended attributes (core/xattr.h) ------------------------------------
@@ -1701,7 +952,7 @@ static int xattr_change(struct vol *v, uint64_t ino, const char *name, const voi
 	int r = xattr_name_ok(name);
 	if (r)
 		return r;
-	op_lock(v);
+	vol_op_lock(v);
 	struct cat_node *n = cat_get(v->c, ino);
 	if (!n) {
 		r = -ENOENT;
@@ -1718,12 +969,12 @@ static int xattr_change(struct vol *v, uint64_t ino, const char *name, const voi
 		goto out;
 	}
 	vol_give_back(v, gone);
-	n->r.ctime = now_ns();
+	n->r.ctime = vol_now_ns();
 	n->rec_dirty = true;
 out:
 	free(old);
 	free(nb);
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_setxattr(struct vol *v, uint64_t ino, const char *name, const void *val, size_t size,
@@ -1751,7 +1002,7 @@ ssize_t vol_getxattr(struct vol *v, uint64_t ino, const char *name, void *buf, s
 	if (r)
 		return r == -EOPNOTSUPP ? -ENODATA : r;
 	pthread_rwlock_rdlock(&v->lock);
-	struct cat_node *n = node_get(v, ino);
+	struct cat_node *n = vol_node_get(v, ino);
 	if (!n)
 		r = -ENOENT;
 	else if (!n->xattr)
@@ -1777,7 +1028,7 @@ ssize_t vol_listxattr(struct vol *v, uint64_t ino, char *buf, size_t size)
 	ssize_t r = 0;
 	__atomic_fetch_add(&v->n_xattr_reads, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_rdlock(&v->lock);
-	struct cat_node *n = node_get(v, ino);
+	struct cat_node *n = vol_node_get(v, ino);
 	if (!n)
 		r = -ENOENT;
 	else if (n->xattr && !(r = read_blob(v, n, &b, &len)))
@@ -1810,7 +1061,7 @@ int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, voi
 
 static struct cat_node *get_file(struct vol *v, uint64_t ino, int *r)
 {
-	struct cat_node *n = node_get(v, ino);
+	struct cat_node *n = vol_node_get(v, ino);
 	*r = !n ? -ENOENT : n->r.kind != CAT_FILE ? -EISDIR : 0;
 	return *r ? NULL : n;
 }
@@ -2025,7 +1276,7 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		n = SSIZE_MAX;
 	if (!add_ok(off, n, &end) || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	op_lock(v);
+	vol_op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
 	unsigned flags = 0;
 	if (!f || n == 0)
@@ -2066,7 +1317,7 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		live_change(v, f, f->r.size, end);
 		f->r.size = end;
 	}
-	f->r.mtime = f->r.ctime = now_ns();
+	f->r.mtime = f->r.ctime = vol_now_ns();
 	f->rec_dirty = true;
 	if (v->opts.sync_writes) {
 		/* -o sync: data, then the record that covers it */
@@ -2074,7 +1325,7 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		r = store(v, f, &nr);
 	}
 out:
-	r = op_unlock(v, r, v->opts.sync_writes ? D_ALWAYS : D_NONE);
+	r = vol_op_unlock(v, r, v->opts.sync_writes ? D_ALWAYS : D_NONE);
 	return r ? r : (ssize_t)n;
 }
 
@@ -2116,7 +1367,7 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	else if (old.len > size && can_shrink(v, old))
 		nr.alloc = (struct bs_slice){ old.off, size };
 	if (touch)
-		nr.mtime = nr.ctime = now_ns();
+		nr.mtime = nr.ctime = vol_now_ns();
 	uint64_t old_size = f->r.size;
 	if ((r = store(v, f, &nr)))     /* durable: the new size and allocation */
 		return r;
@@ -2143,11 +1394,11 @@ int vol_truncate(struct vol *v, uint64_t ino, uint64_t size)
 	int r;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	op_lock(v);
+	vol_op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
 	if (f)
 		r = resize(v, f, size, true);
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len)
@@ -2156,19 +1407,19 @@ int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len)
 	int r;
 	if (!add_ok(off, len, &end) || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	op_lock(v);
+	vol_op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
 	if (f && end > f->r.size)
 		r = resize(v, f, end, true);
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_attr *in,
 		struct vol_attr *out)
 {
 	int r = 0;
-	op_lock(v);
-	struct cat_node *n = node_get(v, ino);
+	vol_op_lock(v);
+	struct cat_node *n = vol_node_get(v, ino);
 	if (!n) {
 		r = -ENOENT;
 		goto out;
@@ -2184,19 +1435,19 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 		nr.atime = in->atime_ns;
 	if (mask & VOL_SET_MTIME)
 		nr.mtime = in->mtime_ns;
-	nr.ctime = mask & VOL_SET_CTIME ? in->ctime_ns : now_ns();
+	nr.ctime = mask & VOL_SET_CTIME ? in->ctime_ns : vol_now_ns();
 	r = store(v, n, &nr);
 	if (!r && out)
 		fill_attr(v, n, out);
 out:
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 /* ---- durability points --------------------------------------------------- */
 
 /* Data first (sync), then (trim) the capacity cut back to the size, and the
  * record if it changed. */
-static int commit(struct vol *v, struct cat_node *n, bool trim)
+int vol_commit(struct vol *v, struct cat_node *n, bool trim)
 {
 	int r;
 	if (trim && n->r.kind == CAT_FILE &&
@@ -2229,11 +1480,11 @@ static void free_orphan(struct vol *v, struct cat_node *n)
 int vol_fsync(struct vol *v, uint64_t ino)
 {
 	int r;
-	op_lock(v);
-	struct cat_node *n = node_get(v, ino);
-	r = n ? commit(v, n, false) : -ENOENT;
+	vol_op_lock(v);
+	struct cat_node *n = vol_node_get(v, ino);
+	r = n ? vol_commit(v, n, false) : -ENOENT;
 	vol_drain(v);   /* an owner point (issue 10) */
-	return op_unlock(v, r, D_ALWAYS);
+	return vol_op_unlock(v, r, D_ALWAYS);
 }
 
 /* A close (FUSE flush) of a descriptor open for writing: like fsync with
@@ -2241,10 +1492,10 @@ int vol_fsync(struct vol *v, uint64_t ino)
 int vol_flush(struct vol *v, uint64_t ino)
 {
 	int r;
-	op_lock(v);
-	struct cat_node *n = node_get(v, ino);
-	r = n ? commit(v, n, false) : -ENOENT;
-	return op_unlock(v, r, D_CLOSE);
+	vol_op_lock(v);
+	struct cat_node *n = vol_node_get(v, ino);
+	r = n ? vol_commit(v, n, false) : -ENOENT;
+	return vol_op_unlock(v, r, D_CLOSE);
 }
 
 int vol_open_file(struct vol *v, uint64_t ino)
@@ -2266,8 +1517,8 @@ int vol_release(struct vol *v, uint64_t ino)
 {
 	int r = 0;
 	bool dirty = false;
-	op_lock(v);
-	struct cat_node *n = node_get(v, ino);
+	vol_op_lock(v);
+	struct cat_node *n = vol_node_get(v, ino);
 	if (!n) {
 		r = -ENOENT;
 	} else {
@@ -2280,7 +1531,7 @@ int vol_release(struct vol *v, uint64_t ino)
 		if (n->orphan && last)
 			free_orphan(v, n);
 		else
-			r = commit(v, n, last);
+			r = vol_commit(v, n, last);
 	}
 	/* With the journal the release's own change (the trim, an orphan's
 	 * free) need not be durable at once: losing the trim in a crash leaves
@@ -2291,7 +1542,7 @@ int vol_release(struct vol *v, uint64_t ino)
 	 * commit=0, at the next group commit otherwise.  After a FUSE flush
 	 * (vol_flush) the file is clean and the release costs no sync. */
 	enum durability d = !bstack_journaled(v->bs) ? D_METADATA : dirty ? D_CLOSE : D_NONE;
-	return op_unlock(v, r, d);
+	return vol_op_unlock(v, r, d);
 }
 
 struct sync_ctx {
@@ -2302,7 +1553,7 @@ struct sync_ctx {
 static int sync_one(void *ctx, struct cat_node *n)
 {
 	struct sync_ctx *s = ctx;
-	int r = commit(s->v, n, true);
+	int r = vol_commit(s->v, n, true);
 	if (r && !s->r)
 		s->r = r;
 	return 0;
@@ -2322,12 +1573,12 @@ static int sync_all_locked(struct vol *v)
 /* An explicit sync: everything durable, and the journal checkpointed. */
 int vol_sync_all(struct vol *v)
 {
-	op_lock(v);
+	vol_op_lock(v);
 	int r = sync_all_locked(v);
 	vol_drain(v);   /* what is queued is freed, then the free tail goes back */
 	if (!r)
 		r = give_back_tail(v, NULL);
-	r = op_unlock(v, r, D_ALWAYS);
+	r = vol_op_unlock(v, r, D_ALWAYS);
 	if (!r)
 		r = bstack_checkpoint(v->bs);
 	return r;
@@ -2371,22 +1622,22 @@ static int give_back_tail(struct vol *v, uint64_t *freed)
 
 int vol_give_back_tail(struct vol *v, uint64_t *freed)
 {
-	op_lock(v);
+	vol_op_lock(v);
 	int r = give_back_tail(v, freed);
-	return op_unlock(v, r, D_METADATA);
+	return vol_op_unlock(v, r, D_METADATA);
 }
 
 int vol_close(struct vol *v)
 {
 	if (!v)
 		return 0;
-	committer_stop(v);
+	vol_committer_stop(v);
 	if (v->damaged || v->opts.no_write) {
 		/* nothing of it may reach the image: the stage is dropped */
 		vol_free(v);
 		return 0;
 	}
-	op_lock(v);
+	vol_op_lock(v);
 	int r = sync_all_locked(v);
 	/* orphans still open at unmount: their last close is now */
 	while (v->c->orphans)
@@ -2395,7 +1646,7 @@ int vol_close(struct vol *v)
 	bs_freeq_close(v->fq, NULL);
 	if (!r)
 		r = give_back_tail(v, NULL);
-	r = op_unlock(v, r, D_ALWAYS);
+	r = vol_op_unlock(v, r, D_ALWAYS);
 	/* the image at rest is a plain bstack image: no journal beside it */
 	int c = bstack_checkpoint(v->bs);
 	if (!r)
@@ -2419,350 +1670,4 @@ int vol_close(struct vol *v)
 		r = bstack_release_image(v->bs);
 	vol_free(v);
 	return r;
-}
-
-/* ---- figures --------------------------------------------------------------- */
-
-struct sums {
-	struct vol *v;
-	uint64_t live, capacity, backing;
-};
-
-static int sum_one(void *ctx, struct cat_node *n)
-{
-	struct sums *s = ctx;
-	if (n->r.kind != CAT_FILE)
-		return 0;
-	s->live += n->r.size;
-	s->capacity += n->r.alloc.len;
-	s->backing += backing_of(s->v, n);
-	return 0;
-}
-
-int vol_statfs(struct vol *v, struct vol_statfs *out)
-{
-	struct bs_alloc_stats st;
-	struct statvfs hv;
-	uint64_t host = 0;
-	if (bs_freeq_depth(v->fq)) {
-		/* an owner point: what is queued is pending, not free, so
-		 * drain it before counting */
-		op_lock(v);
-		vol_drain(v);
-		op_unlock(v, 0, D_METADATA);
-	}
-	pthread_rwlock_rdlock(&v->lock);
-	bs_alloc_stats(v->a, &st);
-	if (v->path && statvfs(v->path, &hv) == 0)
-		host = (uint64_t)hv.f_bavail * hv.f_frsize;
-	memset(out, 0, sizeof *out);
-	out->block_size = 4096;
-	out->total_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs) + host;
-	out->free_bytes = st.free_bytes + host;
-	out->files = v->c->n_files + v->c->n_dirs;
-	out->files_free = out->free_bytes / cat_record_bytes(v->c) + v->c->n_free;
-	out->name_max = VOL_NAME_MAX;
-	pthread_rwlock_unlock(&v->lock);
-	return 0;
-}
-
-/*
- * The control file's text, one `key value` per line (README copies this):
- *   allocator               allocator name (linear, firstfit, slab, ghost)
- *   magic                   the allocator's magic, e.g. ALGT-0.1.2 ("none": Linear)
- *   image_bytes             file size: 16-byte header + payload
- *   payload_bytes           BStack payload length
- *   files                   regular files
- *   directories             directories, the root included
- *   symlinks                symbolic links
- *   special_files           FIFOs, sockets, character and block devices
- *   hardlinks               names beyond each inode's first (link(2))
- *   catalog_version         the catalog's format version (1 or 2)
- *   xattr_bytes             bytes of every inode's extended attributes (blobs)
- *   catalog_records         catalog records in use (inodes, extra names,
- *                           attribute records)
- *   catalog_compact         1: the compact layout (one copy per record, the
- *                           journal's), 0: paired (two slots per record)
- *   live_bytes              sum of file sizes
- *   capacity_bytes          sum of file allocation lengths (>= live_bytes
- *                           while files are being written)
- *   backing_bytes           bytes the allocator holds for the files
- *   free_blocks             free blocks of the allocator
- *   free_bytes              their bytes
- *   largest_free_bytes      the largest one
- *   fragmentation           1 - largest_free/free, 4 decimals, 0 when no free space
- *   overhead_bytes          allocator headers/footers + the catalog's allocation
- *   catalog_bytes           the catalog's allocation alone
- *   allocs                  files created (each the zero-length allocation)
- *   reallocs                file allocation size changes
- *   reallocs_in_place       of which without a move
- *   deallocs                files removed
- *   bytes_copied            bytes copied by copy-on-write moves of files
- *   syncs                   device syncs since mount
- *   leaked_bytes_reclaimed  space returned to the allocator at mount
- *   orphan_files            files removed while open, alive until last close
- *   orphan_bytes            bytes the allocator holds for them
- *   peak_live_bytes         the highest live_bytes since mount
- *   image_to_live_ratio     image_bytes / live_bytes, 4 decimals, 0 when no live bytes
- *   remote_frees            frees queued for the owner since mount
- *   free_queue_depth        of which still queued (pending: not in free_bytes)
- *   free_queue_bytes        their bytes
- *   free_queue_capacity     the queue's bound
- *   drain_threshold         the policy's current threshold
- *   drains                  batches drained (one bulk dealloc each)
- *   queue_full              pushes that found the queue full
- *   lookups                 name lookups that reached the volume
- *   read_requests           file reads that reached the volume
- *   xattr_requests          attribute reads (getxattr, listxattr) that reached it
- * followed by the allocator's own figures under their own names (Slab:
- * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
- */
-/* The figures both the control file and vol_summary report.  Read lock
- * held. */
-static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summary *out)
-{
-	struct sums s = { v, 0, 0, 0 };
-	bs_alloc_stats(v->a, st);
-	cat_foreach(v->c, sum_one, &s);
-	memset(out, 0, sizeof *out);
-	out->allocator = st->name;
-	snprintf(out->magic, sizeof out->magic, "%s", st->magic);
-	out->files = v->c->n_files - v->c->n_symlinks - v->c->n_special;
-	out->directories = v->c->n_dirs;
-	out->symlinks = v->c->n_symlinks;
-	out->special_files = v->c->n_special;
-	out->hardlinks = v->c->n_links;
-	out->catalog_version = v->c->version;
-	out->xattr_bytes = v->c->xattr_bytes;
-	out->catalog_records = cat_records(v->c);
-	out->catalog_compact = v->c->compact;
-	out->catalog_bytes = v->c->root.len;
-	out->live_bytes = s.live;
-	out->capacity_bytes = s.capacity;
-	out->backing_bytes = s.backing;
-	out->free_bytes = st->free_bytes;
-	/* files removed while still open: their space is freed at the last
-	 * close, and until then it is neither free nor any named file's */
-	out->orphan_files = v->c->n_orphans;
-	for (struct cat_node *o = v->c->orphans; o; o = o->next)
-		out->orphan_bytes += backing_of(v, o);
-	out->image_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs);
-	out->peak_live_bytes = v->live_peak > s.live ? v->live_peak : s.live;
-}
-
-int vol_summary(struct vol *v, struct vol_summary *out)
-{
-	struct bs_alloc_stats st;
-	pthread_rwlock_rdlock(&v->lock);
-	summarise(v, &st, out);
-	pthread_rwlock_unlock(&v->lock);
-	return 0;
-}
-
-int vol_stats_text(struct vol *v, char **buf, size_t *len)
-{
-	struct bs_alloc_stats st;
-	struct vol_summary s;
-	uint64_t cat_start, cat_ext = 0;
-	size_t cap = 4096 + 64 * BS_ALLOC_MAX_EXTRA, n = 0;
-	char *t = malloc(cap);
-	if (!t)
-		return -ENOMEM;
-	/* the figures of an applied image: what is pending goes first */
-	bstack_flush(v->bs, 0);
-	pthread_rwlock_rdlock(&v->lock);
-	summarise(v, &st, &s);
-	if (bs_alloc_extent(v->a, v->c->root, &cat_start, &cat_ext))
-		cat_ext = v->c->root.len;
-	double frag = st.free_bytes ? 1.0 - (double)st.largest_free / (double)st.free_bytes : 0;
-#define KV(k, val) n += (size_t)snprintf(t + n, cap - n, "%s %llu\n", k, \
-					  (unsigned long long)(val))
-	n += (size_t)snprintf(t + n, cap - n, "allocator %s\nmagic %s\n", s.allocator, s.magic);
-	KV("image_bytes", BSTACK_HEADER_SIZE + bstack_len(v->bs));
-	KV("payload_bytes", bstack_len(v->bs));
-	KV("files", s.files);
-	KV("directories", s.directories);
-	KV("symlinks", s.symlinks);
-	KV("special_files", s.special_files);
-	KV("hardlinks", s.hardlinks);
-	KV("catalog_version", s.catalog_version);
-	KV("xattr_bytes", s.xattr_bytes);
-	KV("catalog_records", s.catalog_records);
-	KV("catalog_compact", s.catalog_compact);
-	KV("live_bytes", s.live_bytes);
-	KV("capacity_bytes", s.capacity_bytes);
-	KV("backing_bytes", s.backing_bytes);
-	KV("free_blocks", st.free_blocks);
-	KV("free_bytes", st.free_bytes);
-	KV("largest_free_bytes", st.largest_free);
-	n += (size_t)snprintf(t + n, cap - n, "fragmentation %.4f\n", frag);
-	KV("overhead_bytes", st.overhead_bytes + cat_ext);
-	KV("catalog_bytes", cat_ext);
-	KV("allocs", v->ctr.allocs);
-	KV("reallocs", v->ctr.reallocs);
-	KV("reallocs_in_place", v->ctr.reallocs_in_place);
-	KV("deallocs", v->ctr.deallocs);
-	KV("bytes_copied", v->ctr.bytes_copied);
-	KV("syncs", st.syncs);
-	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
-	KV("orphan_files", s.orphan_files);
-	KV("orphan_bytes", s.orphan_bytes);
-	{
-		struct bstack_journal_stats js;
-		bstack_journal_stats(v->bs, &js);
-		KV("journal_on", bstack_journaled(v->bs) ? 1 : 0);
-		KV("journal_bytes", js.journal_bytes);
-		KV("journal_used_bytes", js.journal_used_bytes);
-		KV("commits", js.commits);
-		KV("checkpoints", js.checkpoints);
-		KV("replayed_commits", js.replayed_commits);
-		KV("commit_interval_s", v->opts.commit_s);
-	}
-	KV("peak_live_bytes", s.peak_live_bytes);
-	n += (size_t)snprintf(t + n, cap - n, "image_to_live_ratio %.4f\n",
-			      s.live_bytes ? (double)s.image_bytes / (double)s.live_bytes : 0.0);
-	struct bs_freeq_stats fs;
-	bs_freeq_get_stats(v->fq, &fs);
-	KV("remote_frees", fs.pushes);
-	KV("free_queue_depth", fs.depth);
-	KV("free_queue_bytes", fs.queued_bytes);
-	KV("free_queue_capacity", fs.capacity);
-	KV("drain_threshold", fs.threshold);
-	KV("drains", fs.drains);
-	KV("queue_full", fs.queue_full);
-	KV("lookups", __atomic_load_n(&v->n_lookups, __ATOMIC_RELAXED));
-	KV("read_requests", __atomic_load_n(&v->n_reads, __ATOMIC_RELAXED));
-	KV("xattr_requests", __atomic_load_n(&v->n_xattr_reads, __ATOMIC_RELAXED));
-	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
-		KV(st.extra[i].key, st.extra[i].value);
-#undef KV
-	pthread_rwlock_unlock(&v->lock);
-	*buf = t;
-	*len = n;
-	return 0;
-}
-
-int vol_get_counters(struct vol *v, struct vol_counters *out)
-{
-	struct bstack_stats bst;
-	pthread_rwlock_rdlock(&v->lock);
-	*out = v->ctr;
-	bstack_stats(v->bs, &bst);
-	out->syncs = bst.syncs;
-	out->catalog_rewrites = v->c->rewrites;
-	bs_freeq_get_stats(v->fq, &out->freeq);
-	pthread_rwlock_unlock(&v->lock);
-	return 0;
-}
-
-int vol_open_report(struct vol *v, struct vol_open_report *out)
-{
-	pthread_rwlock_rdlock(&v->lock);
-	*out = v->rep;
-	pthread_rwlock_unlock(&v->lock);
-	return 0;
-}
-
-bool vol_damaged(struct vol *v)
-{
-	return v->damaged;
-}
-
-static void report_nothing(void *ctx, const char *msg)
-{
-	(void)ctx;
-	(void)msg;
-}
-
-int vol_check(struct vol *v, bs_report_fn report, void *ctx)
-{
-	char msg[200];
-	if (!report)
-		report = report_nothing;
-	pthread_rwlock_rdlock(&v->lock);
-	int r = bs_alloc_check(v->a, report, ctx);
-	if (r >= 0 && cat_check_extents(v->c, msg, sizeof msg) == -EUCLEAN) {
-		report(ctx, msg);
-		r++;
-	}
-	pthread_rwlock_unlock(&v->lock);
-	return r;
-}
-
-/* ---- read-only views for tools ------------------------------------------- */
-
-static void alloc_rec(struct vol *v, enum vol_alloc_what what, uint64_t ino,
-		      struct bs_slice slice, uint64_t size, struct vol_alloc_rec *out)
-{
-	out->what = what;
-	out->ino = ino;
-	out->slice = slice;
-	out->size = size;
-	if (slice.len == 0 || bs_alloc_extent(v->a, slice, &out->ext_start, &out->ext_len)) {
-		out->ext_start = slice.off;
-		out->ext_len = slice.len;
-	}
-}
-
-struct alloc_walk {
-	struct vol *v;
-	vol_alloc_fn fn;
-	void *ctx;
-};
-
-static int alloc_walk_one(void *ctx, struct cat_node *n)
-{
-	struct alloc_walk *w = ctx;
-	struct vol_alloc_rec rec;
-	int r = 0;
-	if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len) {
-		alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
-		r = w->fn(w->ctx, &rec);
-	}
-	if (!r && n->xattr) {
-		alloc_rec(w->v, VOL_ALLOC_XATTR, n->r.ino, n->xattr->r.alloc, n->xattr->r.size,
-			  &rec);
-		r = w->fn(w->ctx, &rec);
-	}
-	return r;
-}
-
-int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
-{
-	struct alloc_walk w = { v, fn, ctx };
-	struct vol_alloc_rec rec;
-	pthread_rwlock_rdlock(&v->lock);
-	alloc_rec(v, VOL_ALLOC_CATALOG, 0, v->c->root, v->c->root.len, &rec);
-	int r = fn(ctx, &rec);
-	if (!r)
-		r = cat_foreach(v->c, alloc_walk_one, &w);
-	for (struct cat_node *o = v->c->orphans; !r && o; o = o->next) {
-		if (o->r.alloc.len == 0)
-			continue;
-		alloc_rec(v, VOL_ALLOC_ORPHAN, o->r.ino, o->r.alloc, o->r.size, &rec);
-		r = fn(ctx, &rec);
-	}
-	pthread_rwlock_unlock(&v->lock);
-	return r;
-}
-
-int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
-{
-	int r = 0;
-	pthread_rwlock_rdlock(&v->lock);
-	struct cat_node *n = node_get(v, ino);
-	if (!n)
-		r = -ENOENT;
-	else if (n->r.kind == CAT_DIR)
-		r = -EISDIR;
-	else
-		alloc_rec(v, n->orphan ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,
-			  n->r.size, out);
-	pthread_rwlock_unlock(&v->lock);
-	return r;
-}
-
-struct bs_alloc *vol_allocator(struct vol *v)
-{
-	return v->a;
 }
