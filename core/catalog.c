@@ -79,12 +79,13 @@
  * (parent, name): mount keeps the newer, tombstones the older and frees
  * its space (cat_repair) before anything else can change either.
  *
- * Orphans (cat_orphan): a file removed while still open is tombstoned
- * exactly like a removal, its pair freed for reuse, and the node kept in
- * memory outside every index until the volume's last close.  It is never
- * written again (cat_store refuses it, and its pair index is invalid), and
- * no durable record names its allocation: after a crash mount's reclaim
- * returns that space.
+ * Detached nodes (cat_detach): a file removed while still open is
+ * tombstoned exactly like a removal, its pair freed for reuse, and its
+ * node handed to the caller (the volume keeps it as an orphan until the
+ * last close): in no index and no count of the catalog's.  It is never
+ * written again (its pair index is CAT_PAIR_NONE, which every write
+ * refuses), and no durable record names its allocation: after a crash
+ * mount's reclaim returns that space.
  *
  * Format: the root reference is first set to a "formatting" mark
  * (UINT64_MAX, 0), then the catalog is written, then the root reference
@@ -640,8 +641,6 @@ void cat_free(struct catalog *c)
 		c->xattr_strays = x->lnext;
 		node_free(x);
 	}
-	while (c->orphans)
-		cat_orphan_free(c, c->orphans);
 	free(c->by_ino.b);
 	free(c->by_name.b);
 	free(c->by_cookie.b);
@@ -941,7 +940,6 @@ static int cat_rewrite(struct catalog *c, enum rewrite_size how)
 	memset(c->pair_slot, 0, n_pairs);
 	for (uint64_t i = 0; i < l.n; i++) {
 		l.v[i]->pair = pos[i];
-		l.v[i]->rec_dirty = false;
 	}
 	if (compact) {
 		free(c->free_pairs);
@@ -1522,22 +1520,28 @@ struct ext_ctx {
 	int r;
 };
 
-static int ext_one(struct ext_ctx *e, const struct cat_node *n)
+/* One allocation (ino's, named `name` in a message) into the extent list. */
+static int ext_slice(struct ext_ctx *e, uint64_t ino, const char *name, struct bs_slice s)
 {
 	uint64_t start, len;
-	if ((!cat_kind_has_alloc(n->r.kind) && n->r.kind != CAT_XATTR) || n->r.alloc.len == 0)
-		return 0;
-	bool inside = range_ok(n->r.alloc.off, n->r.alloc.len, bstack_len(e->c->bs));
-	if (!inside || bs_alloc_extent(e->c->a, n->r.alloc, &start, &len)) {
+	bool inside = range_ok(s.off, s.len, bstack_len(e->c->bs));
+	if (!inside || bs_alloc_extent(e->c->a, s, &start, &len)) {
 		e->r = fail(e->err, e->errlen, "catalog corrupt: inode %llu (\"%s\") points "
-			    "at (%llu, %llu), %s", (unsigned long long)n->r.ino, n->r.name,
-			    (unsigned long long)n->r.alloc.off, (unsigned long long)n->r.alloc.len,
+			    "at (%llu, %llu), %s", (unsigned long long)ino, name,
+			    (unsigned long long)s.off, (unsigned long long)s.len,
 			    inside ? "which is not an allocation of the arena" :
 			    "outside the payload");
 		return 1;
 	}
-	e->v[e->n++] = (struct ext){ start, len, n->r.ino };
+	e->v[e->n++] = (struct ext){ start, len, ino };
 	return 0;
+}
+
+static int ext_one(struct ext_ctx *e, const struct cat_node *n)
+{
+	if ((!cat_kind_has_alloc(n->r.kind) && n->r.kind != CAT_XATTR) || n->r.alloc.len == 0)
+		return 0;
+	return ext_slice(e, n->r.ino, n->r.name, n->r.alloc);
 }
 
 /* n's own allocation and its attribute blob */
@@ -1554,12 +1558,13 @@ static int ext_cb(void *ctx, struct cat_node *n)
 int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen)
 {
 	c->a = a;
-	return cat_check_extents(c, err, errlen);
+	return cat_check_extents(c, NULL, 0, err, errlen);
 }
 
-int cat_check_extents(struct catalog *c, char *err, size_t errlen)
+int cat_check_extents(struct catalog *c, const struct cat_held *held, size_t n_held,
+		      char *err, size_t errlen)
 {
-	uint64_t total = c->n_files + c->n_dirs + c->n_orphans + c->n_xattr + 4;
+	uint64_t total = c->n_files + c->n_dirs + n_held + c->n_xattr + 4;
 	struct ext_ctx e = { c, NULL, 0, err, errlen, 0 };
 	struct bs_alloc *a = c->a;
 	uint64_t start, len;
@@ -1575,8 +1580,9 @@ int cat_check_extents(struct catalog *c, char *err, size_t errlen)
 	cat_foreach(c, ext_cb, &e);
 	if (!e.r && c->losers && c->losers->r.kind != CAT_LINK)
 		ext_two(&e, c->losers);
-	for (struct cat_node *o = c->orphans; o && !e.r; o = o->next)
-		ext_one(&e, o);
+	for (size_t i = 0; i < n_held && !e.r; i++)
+		if (held[i].alloc.len)
+			ext_slice(&e, held[i].ino, "removed while open", held[i].alloc);
 	/* bounded: each stray was added once at load */
 	for (struct cat_node *x = c->xattr_strays; x && !e.r; x = x->lnext) {
 		if (e.n == total)
@@ -1622,12 +1628,13 @@ static int cmp_slice(const void *x, const void *y)
 	return p->off < q->off ? -1 : p->off > q->off;
 }
 
-int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
+int cat_live_slices(struct catalog *c, const struct cat_held *held, size_t n_held,
+		    struct bs_slice **out, size_t *n)
 {
 	uint64_t strays = 0;
 	for (struct cat_node *x = c->xattr_strays; x; x = x->lnext)
 		strays++;
-	struct live_ctx l = { malloc((c->n_files + c->n_dirs + c->n_orphans + c->n_xattr +
+	struct live_ctx l = { malloc((c->n_files + c->n_dirs + n_held + c->n_xattr +
 				      strays + 3) * sizeof *l.v), 0 };
 	if (!l.v)
 		return -ENOMEM;
@@ -1636,9 +1643,10 @@ int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n)
 	cat_foreach(c, live_one, &l);
 	if (c->losers && c->losers->r.kind != CAT_LINK)
 		live_one(&l, c->losers);
-	/* an orphan's space is live until its last close */
-	for (struct cat_node *o = c->orphans; o; o = o->next)
-		live_one(&l, o);
+	/* a detached file's space is live until its holder lets it go */
+	for (size_t i = 0; i < n_held; i++)
+		if (held[i].alloc.len)
+			l.v[l.n++] = held[i].alloc;
 	for (struct cat_node *x = c->xattr_strays; x; x = x->lnext)
 		l.v[l.n++] = x->r.alloc;
 	qsort(l.v, l.n, sizeof *l.v, cmp_slice);
@@ -1920,8 +1928,8 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 	bool moved = nr.parent != n->r.parent || nr.name_len != n->r.name_len ||
 		     memcmp(nr.name, n->r.name, nr.name_len) != 0;
 	int e;
-	if (n->orphan)
-		return -ESTALE;   /* its pair may belong to another inode now */
+	if (cat_detached(n))
+		return -ESTALE;   /* detached: its pair may belong to another inode now */
 	nr.ino = n->r.ino;
 	nr.kind = n->r.kind;
 	nr.target = n->r.target;   /* a symlink's target never changes */
@@ -1943,7 +1951,6 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 	} else {
 		n->r = nr;
 	}
-	n->rec_dirty = false;
 	return 0;
 }
 
@@ -1953,7 +1960,7 @@ static int tombstone(struct catalog *c, struct cat_node *n)
 {
 	struct cat_node *dir = n->r.parent ? cat_get(c, n->r.parent) : NULL;
 	int e;
-	if (n->orphan || (n->r.ino == 1 && n->r.kind != CAT_LINK) ||
+	if (cat_detached(n) || (n->r.ino == 1 && n->r.kind != CAT_LINK) ||
 	    (n->r.kind == CAT_DIR && n->first) || n->nlinks)
 		return -EBUSY;
 	if ((e = drop_rec(c, n->pair, n->r.ino)))
@@ -2030,7 +2037,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 	struct cat_node *x = n->xattr;
 	int e;
 	*old = (struct bs_slice){ 0, 0 };
-	if (n->r.kind == CAT_LINK || n->orphan)
+	if (n->r.kind == CAT_LINK || cat_detached(n))
 		return -EINVAL;
 	if (blob.len == 0) {
 		if (!x)
@@ -2080,7 +2087,7 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 	int e;
 	if (n->r.kind == CAT_DIR || n->r.kind == CAT_LINK)
 		return -EPERM;
-	if (n->orphan || cat_nlink(n) == 0)
+	if (cat_detached(n) || cat_nlink(n) == 0)
 		return -ENOENT;
 	if (cat_nlink(n) >= CAT_NLINK_MAX)
 		return -EMLINK;
@@ -2121,7 +2128,7 @@ int cat_unname(struct catalog *c, struct cat_node *n)
 {
 	struct cat_node *dir = cat_get(c, n->r.parent);
 	if (n->r.kind == CAT_LINK || n->r.kind == CAT_DIR || !n->nlinks || !n->r.parent ||
-	    n->orphan)
+	    cat_detached(n))
 		return -EINVAL;
 	struct cat_rec nr = n->r;
 	nr.parent = 0;
@@ -2137,10 +2144,10 @@ int cat_unname(struct catalog *c, struct cat_node *n)
 	return 0;
 }
 
-/* The orphan's pair may be handed to a new inode at once: pair is set to
- * an impossible index so that nothing can write through it (cat_store
- * refuses orphans before it looks). */
-int cat_orphan(struct catalog *c, struct cat_node *n)
+/* The pair may be handed to a new inode at once: pair becomes
+ * CAT_PAIR_NONE so that nothing can write through it (every write refuses
+ * a detached node before it looks). */
+int cat_detach(struct catalog *c, struct cat_node *n)
 {
 	if (n->r.kind != CAT_FILE)
 		return -EISDIR;
@@ -2148,39 +2155,15 @@ int cat_orphan(struct catalog *c, struct cat_node *n)
 	if (e)
 		return e;
 	drop_xattr(c, n);   /* an open file that lost its last name keeps none */
-	n->pair = UINT64_MAX;
-	n->orphan = true;
-	n->rec_dirty = false;
-	n->prev = NULL;
-	n->next = c->orphans;
-	if (c->orphans)
-		c->orphans->prev = n;
-	c->orphans = n;
-	c->n_orphans++;
-	maybe_shrink(c);   /* rewrites walk by_ino: the orphan is not written */
+	n->pair = CAT_PAIR_NONE;
+	n->prev = n->next = NULL;
+	maybe_shrink(c);    /* rewrites walk by_ino: the detached node is not written */
 	return 0;
 }
 
-struct cat_node *cat_orphan_get(struct catalog *c, uint64_t ino)
+void cat_node_free(struct cat_node *n)
 {
-	/* bounded by the count: the list is only ever built by cat_orphan */
-	struct cat_node *n = c->orphans;
-	for (uint64_t i = 0; n && i < c->n_orphans; i++, n = n->next)
-		if (n->r.ino == ino)
-			return n;
-	return NULL;
-}
-
-void cat_orphan_free(struct catalog *c, struct cat_node *n)
-{
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		c->orphans = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	c->n_orphans--;
-	free(n);
+	node_free(n);
 }
 
 /* ---- layouts ---------------------------------------------------------------- */

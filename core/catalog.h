@@ -108,19 +108,10 @@ struct cat_node {
 	uint64_t pair;            /* which record pair holds it */
 	uint64_t cookie;          /* readdir position within its parent */
 	uint64_t nchildren, nsubdirs;
-	/* volume state: in-memory record differs from the durable one /
-	 * file data written without a sync */
-	bool rec_dirty, data_dirty;
-	/* volume state: the journal transaction that last changed r.alloc
-	 * (file data may go in place only once it is durable) */
-	uint64_t alloc_seq;
-	/* volume state: open descriptors (vol_open_file/vol_release); an
-	 * orphan was removed from the disk while open (cat_orphan) */
-	uint64_t opens;
-	bool orphan;
 	struct cat_node *h_ino, *h_name, *h_cookie;   /* hash chains */
 	struct cat_node *first, *last;                /* children, by cookie */
-	struct cat_node *prev, *next;                 /* siblings */
+	/* siblings; a rename-over loser (catalog.losers) is chained by next */
+	struct cat_node *prev, *next;
 	uint64_t next_cookie;
 	/* hard links: an inode's CAT_LINK names (chained by lnext) and their
 	 * number; a CAT_LINK's inode.  A stray inode (cat_load: nameless and
@@ -136,10 +127,19 @@ static inline struct cat_node *cat_inode_of(struct cat_node *n)
 	return n->r.kind == CAT_LINK ? n->inode : n;
 }
 
-/* Names of inode n (0 for an orphan: removed while open). */
+/* A node's pair once cat_detach has taken it out of the catalog. */
+#define CAT_PAIR_NONE UINT64_MAX
+
+/* Taken out of the catalog by cat_detach (removed while open). */
+static inline bool cat_detached(const struct cat_node *n)
+{
+	return n->pair == CAT_PAIR_NONE;
+}
+
+/* Names of inode n (0 once detached: removed while open). */
 static inline uint32_t cat_nlink(const struct cat_node *n)
 {
-	return n->orphan ? 0 : (n->r.parent ? 1u : 0u) + n->nlinks;
+	return cat_detached(n) ? 0 : (n->r.parent ? 1u : 0u) + n->nlinks;
 }
 
 struct cat_table {
@@ -197,10 +197,6 @@ struct catalog {
 	struct cat_node *strays;
 	uint64_t rewrites;        /* CoW rewrites of the catalog */
 	uint64_t grows_in_place;  /* growths without a move (journal only) */
-	/* removed while open (cat_orphan): in no index and on no disk record,
-	 * chained by prev/next; found by cat_orphan_get */
-	struct cat_node *orphans;
-	uint64_t n_orphans;
 };
 
 /* crc32c() comes from journal.h. */
@@ -261,11 +257,21 @@ int cat_load(struct bstack *bs, struct bs_slice root, struct catalog **out,
 /* Check every allocation against the allocator (inside the arena, no two
  * extents overlapping, the catalog's own included) and attach it. */
 int cat_attach(struct catalog *c, struct bs_alloc *a, char *err, size_t errlen);
-/* The same check on an attached catalog (fsck, tests). */
-int cat_check_extents(struct catalog *c, char *err, size_t errlen);
+/* Space the caller holds outside the catalog: the allocations of files
+ * detached while open (cat_detach), live until the caller frees them. */
+struct cat_held {
+	uint64_t ino;
+	struct bs_slice alloc;
+};
+/* The same check on an attached catalog, the held allocations included
+ * (fsck, tests). */
+int cat_check_extents(struct catalog *c, const struct cat_held *held, size_t n_held,
+		      char *err, size_t errlen);
 /* Every live slice (files with a non-empty allocation, rename-over losers
- * still on disk and the catalog itself), sorted by offset; malloc'd. */
-int cat_live_slices(struct catalog *c, struct bs_slice **out, size_t *n);
+ * still on disk, the catalog itself and the held ones), sorted by offset;
+ * malloc'd. */
+int cat_live_slices(struct catalog *c, const struct cat_held *held, size_t n_held,
+		    struct bs_slice **out, size_t *n);
 /* The writes a crash may call for, after verification: zero a torn slot,
  * tombstone rename-over losers and free their allocations, make an inode
  * that lost its first name nameless, remove strays. */
@@ -295,7 +301,7 @@ struct cat_node *cat_child_after(struct catalog *c, struct cat_node *dir, uint64
  * ino and seq are assigned.  *out gets the node. */
 int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out);
 /* Durably add a CAT_LINK name (parent, name) for inode n (not a directory,
- * not nameless-and-orphaned): -EMLINK past CAT_NLINK_MAX names. */
+ * not nameless, not detached): -EMLINK past CAT_NLINK_MAX names. */
 int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char *name,
 	     size_t len, struct cat_node **out);
 /* Durably remove name l (a CAT_LINK) and free it.  Its inode stays: the
@@ -305,12 +311,12 @@ int cat_unlink_name(struct catalog *c, struct cat_node *l);
 int cat_unname(struct catalog *c, struct cat_node *n);
 /* Durably point inode n's attributes at blob (len bytes, its CRC32C), or
  * with blob (0, 0) remove them; *old gets the blob no record names any
- * more (the caller frees it: unlink order).  cat_remove and cat_orphan
+ * more (the caller frees it: unlink order).  cat_remove and cat_detach
  * remove an inode's attributes with it (their blob: cat_xattr_blob before
  * the call). */
 int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, uint64_t len,
 		  uint32_t crc, struct bs_slice *old);
-/* The blob of the attributes the last cat_remove / cat_orphan removed
+/* The blob of the attributes the last cat_remove / cat_detach removed
  * durably ((0, 0) if none): the caller frees it; taking it clears it. */
 struct bs_slice cat_take_freed_xattr(struct catalog *c);
 static inline struct bs_slice cat_xattr_blob(const struct cat_node *n)
@@ -323,16 +329,15 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);
 /* Durably remove n (a tombstone), then drop it from memory.  The caller
  * frees n's allocation afterwards (unlink order, docs/design.md §4). */
 int cat_remove(struct catalog *c, struct cat_node *n);
-/* Like cat_remove, but n (a file) is kept in memory as an orphan: gone
- * from every name index, readdir, by-inode index and count, its pair free
- * for reuse (n->pair becomes UINT64_MAX), found only by cat_orphan_get.
- * No record is ever written for it again (cat_store refuses it); its
+/* Like cat_remove, but n (a file) is handed to the caller instead of
+ * freed: gone from every index, readdir and count, its pair free for reuse
+ * (n->pair becomes CAT_PAIR_NONE, and every write refuses it), its
+ * attributes removed.  No record is ever written for it again; its
  * allocation is referenced by no durable record, so the caller frees it
- * later (cat_orphan_free) or a crash leaves it to mount's reclaim. */
-int cat_orphan(struct catalog *c, struct cat_node *n);
-struct cat_node *cat_orphan_get(struct catalog *c, uint64_t ino);
-/* Forget orphan n (the caller has freed its allocation). */
-void cat_orphan_free(struct catalog *c, struct cat_node *n);
+ * later and then the node (cat_node_free), or a crash leaves it to mount's
+ * reclaim. */
+int cat_detach(struct catalog *c, struct cat_node *n);
+void cat_node_free(struct cat_node *n);
 
 /* Drop n from memory without writing anything and without freeing its
  * pair: after a failed write the disk may still hold n, and the next mount

@@ -26,12 +26,19 @@
  * record naming less than the allocator holds); mount returns it to the
  * allocator (bs_alloc_reclaim) and counts it in leaked_bytes_reclaimed.
  *
+ * Vnodes (vnode.h): what the volume knows of an inode beyond its record —
+ * open descriptors, the kernel's references (vol_remember/vol_forget,
+ * FUSE's lookup count), a record or data not yet durable, an allocation
+ * whose transaction is not durable yet — lives in a vnode that exists
+ * only while one of these holds.  The catalog's nodes carry none of it.
+ *
  * Open files (POSIX unlink semantics): vol_open_file counts one open,
  * vol_release one close.  Unlinking (or renaming over) a file that is
  * still open tombstones its record durably exactly as above, but the
- * dealloc waits for the last close: the node lives on in memory as an
- * orphan (cat_orphan) — in no name index, not in readdir or the file
- * count, found only by inode, nlink 0.  Its pair may go to a new inode at
+ * dealloc waits for the last close: the catalog lets go of the node
+ * (cat_detach) and its vnode keeps it as an orphan (vnode.h) — in no
+ * name index, not in readdir or the file count, found only by inode,
+ * nlink 0.  Its pair may go to a new inode at
  * once, so an orphan never writes a record again; its in-memory allocation
  * is the only reference to its space, and it still grows without the
  * allocator moving it (grow_in_place, else alloc -> copy -> dealloc, with
@@ -90,6 +97,8 @@
  * commit).  Lock order, outermost first:
  *   v->lock -> (bstack) txn_mu -> flush_mu -> bs->lock -> the allocator's
  *   and the free queue's own locks;
+ *   v->lock -> vt.mu (the vnode table's; never held while taking another,
+ *   and lookups and forgets take it under the shared v->lock);
  *   cm_mu (the committer's wake-up) is never held while taking another:
  *   the committer drops it before vol_op_lock();
  *   a flush (bstack_flush) takes flush_mu with no volume lock held.
@@ -121,7 +130,7 @@
 /* File n's size goes from old to new (orphans are no named file's). */
 static void live_change(struct vol *v, const struct cat_node *n, uint64_t old, uint64_t new)
 {
-	if (n->orphan || n->r.kind != CAT_FILE || old == new)
+	if (cat_detached(n) || n->r.kind != CAT_FILE || old == new)
 		return;
 	v->live_now = v->live_now - old + new;
 	if (v->live_now > v->live_peak)
@@ -171,7 +180,8 @@ uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
 struct cat_node *vol_node_get(struct vol *v, uint64_t ino)
 {
 	struct cat_node *n = cat_get(v->c, ino);
-	return n ? n : cat_orphan_get(v->c, ino);
+	struct vnode *vn;
+	return n ? n : (vn = vt_get(&v->vt, ino)) ? vn->orphan : NULL;
 }
 
 static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *a)
@@ -234,7 +244,12 @@ static void store_orphan(struct cat_node *n, const struct cat_rec *r)
 	n->r = *r;
 	n->r.ino = ino;
 	n->r.kind = kind;
-	n->rec_dirty = false;
+}
+
+/* vn, cleaned: dropped when nothing else holds it (vnode.h). */
+static void vn_put(struct vol *v, struct vnode *vn)
+{
+	vt_put(&v->vt, vn, bstack_durable_seq(v->bs));
 }
 
 /* Durably store r as n's record.  When the file has unsynced data the sync
@@ -242,17 +257,55 @@ static void store_orphan(struct cat_node *n, const struct cat_rec *r)
  * bytes it covers. */
 static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
 {
+	struct vnode *vn = vt_get(&v->vt, n->r.ino);
 	int e;
-	if (n->orphan) {
+	if (cat_detached(n)) {
 		store_orphan(n, r);
 		return 0;
 	}
-	if (n->data_dirty) {
+	if (vn_data_dirty(vn)) {
 		if ((e = bstack_sync(v->bs)))
 			return e;
-		n->data_dirty = false;
+		vn->data_dirty = false;
 	}
-	return cat_store(v->c, n, r);
+	if ((e = cat_store(v->c, n, r)))
+		return e;
+	if (vn) {
+		vn->rec_dirty = false;
+		vn_put(v, vn);
+	}
+	return 0;
+}
+
+/*
+ * The marks a vnode keeps for the next durability point (vnode.h): n's
+ * in-memory record is ahead of the disk, data went in place without a
+ * sync, the allocation changed in this transaction.  With no memory for a
+ * vnode the mark's work is done at once instead (the record written, the
+ * data synced, the transaction made durable), which keeps every promise
+ * at the cost of a write.
+ */
+static int mark_rec(struct vol *v, struct cat_node *n)
+{
+	struct vnode *vn;
+	if (cat_detached(n))
+		return 0;   /* an orphan writes no record */
+	if ((vn = vt_need(&v->vt, n->r.ino))) {
+		vn->rec_dirty = true;
+		return 0;
+	}
+	struct cat_rec nr = n->r;
+	return store(v, n, &nr);
+}
+
+static int mark_data(struct vol *v, struct cat_node *n)
+{
+	struct vnode *vn = vt_need(&v->vt, n->r.ino);
+	if (vn) {
+		vn->data_dirty = true;
+		return 0;
+	}
+	return bstack_sync(v->bs);
 }
 
 /* ---- the transaction boundary (docs/design.md §5) -------------------------
@@ -292,8 +345,19 @@ int vol_op_unlock(struct vol *v, int r, enum durability d)
 		int f = bstack_flush(v->bs, all ? 0 : seq);
 		if (!r)
 			r = f;
+		vol_sweep(v);
 	}
 	return r;
+}
+
+/* Vnodes that waited for a flush (vnode.h: pending) go once it is done. */
+void vol_sweep(struct vol *v)
+{
+	if (!vt_has_pending(&v->vt))
+		return;
+	pthread_rwlock_rdlock(&v->lock);
+	vt_sweep(&v->vt, bstack_durable_seq(v->bs));
+	pthread_rwlock_unlock(&v->lock);
 }
 
 /* ---- the committer thread ---------------------------------------------------
@@ -326,6 +390,7 @@ static void *committer_main(void *arg)
 		int64_t last_op = __atomic_load_n(&v->last_op_ns, __ATOMIC_RELAXED);
 		if (v->opts.commit_s && now - last_flush >= (int64_t)v->opts.commit_s * 1000000000LL) {
 			bstack_flush(v->bs, 0);
+			vol_sweep(v);
 			last_flush = now;
 		}
 		if (v->opts.idle_checkpoint_s && last_op &&
@@ -387,8 +452,9 @@ void vol_committer_stop(struct vol *v)
  * makes the allocation durable (docs/design.md §5: the ordering rule). */
 static int data_flags(struct vol *v, struct cat_node *n, uint64_t end, unsigned *flags)
 {
+	struct vnode *vn = vt_get(&v->vt, n->r.ino);
 	*flags = 0;
-	if (!bstack_journaled(v->bs) || n->alloc_seq <= bstack_durable_seq(v->bs))
+	if (!bstack_journaled(v->bs) || !vn || vn->alloc_seq <= bstack_durable_seq(v->bs))
 		return 0;
 	if (end <= VOL_JOURNAL_DATA_MAX) {
 		*flags = BSTACK_DATA_JOURNAL;
@@ -397,16 +463,32 @@ static int data_flags(struct vol *v, struct cat_node *n, uint64_t end, unsigned 
 	return bstack_barrier(v->bs);
 }
 
-static void set_alloc(struct vol *v, struct cat_node *n, struct bs_slice s)
+/* n's allocation changed in this transaction: until it is durable, n's
+ * data may not go in place (data_flags).  Without a vnode to say so, the
+ * transaction so far is made durable now (a barrier). */
+static int mark_alloc(struct vol *v, struct cat_node *n)
 {
-	n->r.alloc = s;
-	n->alloc_seq = bstack_txn_seq(v->bs);
+	struct vnode *vn;
+	if (!bstack_journaled(v->bs))
+		return 0;
+	if ((vn = vt_need(&v->vt, n->r.ino))) {
+		vn->alloc_seq = bstack_txn_seq(v->bs);
+		return 0;
+	}
+	return bstack_barrier(v->bs);
 }
 
-static void touch_dir(struct cat_node *d, int64_t now)
+static int set_alloc(struct vol *v, struct cat_node *n, struct bs_slice s)
+{
+	n->r.alloc = s;
+	int r = mark_alloc(v, n);
+	return r ? r : mark_rec(v, n);
+}
+
+static int touch_dir(struct vol *v, struct cat_node *d, int64_t now)
 {
 	d->r.mtime = d->r.ctime = now;
-	d->rec_dirty = true;
+	return mark_rec(v, d);
 }
 
 /* ---- create, mkdir, unlink, rmdir ----------------------------------------- */
@@ -536,8 +618,8 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	}
 	if (w->kind == CAT_FILE || rec.alloc.len)
 		v->ctr.allocs++;
-	touch_dir(d, now);
-	if (out)
+	r = touch_dir(v, d, now);
+	if (!r && out)
 		fill_attr(v, n, out);
 out:
 	return vol_op_unlock(v, r, D_METADATA);
@@ -644,9 +726,9 @@ int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newnam
 		goto out;
 	int64_t now = vol_now_ns();
 	n->r.ctime = now;
-	n->rec_dirty = true;
-	touch_dir(d, now);
-	if (out)
+	if (!(r = mark_rec(v, n)))
+		r = touch_dir(v, d, now);
+	if (!r && out)
 		fill_attr(v, n, out);
 out:
 	return vol_op_unlock(v, r, D_METADATA);
@@ -662,11 +744,19 @@ static int drop(struct vol *v, struct cat_node *n)
 	bool file = n->r.kind == CAT_FILE;
 	uint64_t size = n->r.size;
 	int r;
-	if (file && n->opens) {
-		if (!(r = cat_orphan(v->c, n)))
+	struct vnode *vn = vt_get(&v->vt, n->r.ino);
+	if (file && vn && vn->opens) {
+		if (!(r = cat_detach(v->c, n))) {
+			vt_make_orphan(&v->vt, vn, n);
 			v->live_now -= size < v->live_now ? size : v->live_now;
+		}
 		vol_give_back(v, cat_take_freed_xattr(v->c));
 		return r;
+	}
+	if (vn) {
+		/* gone: nothing of it is left to write */
+		vn->rec_dirty = vn->data_dirty = false;
+		vn_put(v, vn);
 	}
 	if ((r = cat_remove(v->c, n)))
 		return r;
@@ -707,8 +797,7 @@ static int drop_name(struct vol *v, struct cat_node *name, bool *gone)
 		return r;
 	}
 	n->r.ctime = vol_now_ns();   /* its link count changed */
-	n->rec_dirty = true;
-	return 0;
+	return mark_rec(v, n);
 }
 
 static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool dir)
@@ -732,7 +821,7 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 	else if (dir && n->first)
 		r = -ENOTEMPTY;
 	else if (!(r = drop_name(v, n, &gone)))
-		touch_dir(d, vol_now_ns());
+		r = touch_dir(v, d, vol_now_ns());
 out:
 	return vol_op_unlock(v, r, D_METADATA);
 }
@@ -814,9 +903,9 @@ static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
 	a.ctime = b.ctime = now;
 	if ((r = store(v, src, &a)) || (r = store(v, dst, &b)))
 		return r;   /* the transaction is refused as a whole (vol_op_unlock) */
-	touch_dir(d, now);
-	touch_dir(nd, now);
-	return 0;
+	if ((r = touch_dir(v, d, now)))
+		return r;
+	return touch_dir(v, nd, now);
 }
 
 /*
@@ -862,15 +951,15 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	nr.ctime = now;
 	if ((r = store(v, src, &nr)))                 /* the rename point */
 		goto out;
-	if (src->r.kind == CAT_LINK) {
-		src->inode->r.ctime = now;
-		src->inode->rec_dirty = true;
-	}
-	touch_dir(d, now);
-	touch_dir(nd, now);
 	bool gone;
 	if (dst && (r = drop_name(v, dst, &gone)) && !gone)
 		cat_forget(v->c, dst);   /* mount resolves the two records */
+	if (!r && src->r.kind == CAT_LINK) {
+		src->inode->r.ctime = now;
+		r = mark_rec(v, src->inode);
+	}
+	if (!r && !(r = touch_dir(v, d, now)))
+		r = touch_dir(v, nd, now);
 out:
 	return vol_op_unlock(v, r, D_METADATA);
 }
@@ -970,7 +1059,7 @@ static int xattr_change(struct vol *v, uint64_t ino, const char *name, const voi
 	}
 	vol_give_back(v, gone);
 	n->r.ctime = vol_now_ns();
-	n->rec_dirty = true;
+	r = mark_rec(v, n);
 out:
 	free(old);
 	free(nb);
@@ -1093,8 +1182,11 @@ static int put_data(struct vol *v, struct cat_node *f, uint64_t off, const void 
 {
 	uint64_t inplace = 0;
 	int r = bstack_write_data(v->bs, off, buf, n, flags, &inplace);
-	if (inplace && f)
-		f->data_dirty = true;
+	if (inplace && f) {
+		int e = mark_data(v, f);
+		if (!r)
+			r = e;
+	}
 	return r;
 }
 
@@ -1183,11 +1275,9 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 		if (!r && done) {
 			/* Not recorded yet (an orphan: never): until the record says so, a crash
 			 * leaves the extra space unreferenced (reclaimed). */
-			set_alloc(v, n, ns);
-			n->rec_dirty = true;
 			v->ctr.reallocs++;
 			v->ctr.reallocs_in_place++;
-			return 0;
+			return set_alloc(v, n, ns);
 		}
 	}
 	/* copy-on-write: 1. alloc new (crash: it leaks, reclaimed) */
@@ -1198,11 +1288,9 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 		 * nothing is freed: the record may name the new space at the
 		 * next durability point (until then a crash leaks it, and mount
 		 * reclaims it). */
-		set_alloc(v, n, ns);
-		n->rec_dirty = true;
 		v->ctr.reallocs++;
 		*stale_end = 0;
-		return 0;
+		return set_alloc(v, n, ns);
 	}
 	/* 2. copy and sync: the copy is durable before anything names it (an
 	 *    orphan has no record to name it: no sync).  With a journal a small
@@ -1218,32 +1306,31 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 		}
 	}
 	r = copy_range(v, n, old.off, ns.off, n->r.size, flags);
-	if (!r && !n->orphan)
+	if (!r && !cat_detached(n))
 		r = bstack_sync(v->bs);
 	if (r) {
 		bs_dealloc(v->a, ns);
 		return r;
 	}
-	if (!n->orphan)
-		n->data_dirty = false;
+	struct vnode *vn = vt_get(&v->vt, n->r.ino);
+	if (vn && !cat_detached(n))
+		vn->data_dirty = false;
 	/* 3. durably repoint the record (crash before: old state, new leaks;
 	 *    after: new state, old leaks until step 4); an orphan's in-memory
-	 *    allocation is the only reference, repointed in place */
+	 *    allocation is the only reference, repointed in place (store) */
 	struct cat_rec nr = n->r;
 	nr.alloc = ns;
-	if (n->orphan) {
-		store_orphan(n, &nr);
-	} else if ((r = cat_store(v->c, n, &nr))) {
+	if ((r = store(v, n, &nr))) {
 		bs_dealloc(v->a, ns);
 		return r;
 	}
-	n->alloc_seq = bstack_txn_seq(v->bs);
+	r = mark_alloc(v, n);
 	/* 4. free the old place */
 	bs_dealloc(v->a, old);
 	v->ctr.reallocs++;
 	v->ctr.bytes_copied += n->r.size;
 	*stale_end = n->r.size;
-	return 0;
+	return r;
 }
 
 /* The capacity a write that needs `need` bytes grows a file of capacity
@@ -1318,7 +1405,8 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		f->r.size = end;
 	}
 	f->r.mtime = f->r.ctime = vol_now_ns();
-	f->rec_dirty = true;
+	if ((r = mark_rec(v, f)))
+		goto out;
 	if (v->opts.sync_writes) {
 		/* -o sync: data, then the record that covers it */
 		struct cat_rec nr = f->r;
@@ -1371,9 +1459,10 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 	uint64_t old_size = f->r.size;
 	if ((r = store(v, f, &nr)))     /* durable: the new size and allocation */
 		return r;
-	if (nr.alloc.len != old.len)
-		f->alloc_seq = bstack_txn_seq(v->bs);
 	live_change(v, f, old_size, size);
+	/* (a failed mark leaves the old slice unshrunk: a leak until mount) */
+	if (nr.alloc.len != old.len && (r = mark_alloc(v, f)))
+		return r;
 	if (nr.alloc.len == old.len)
 		return 0;
 	/* then the allocator gives the rest back; failing here only leaks
@@ -1453,24 +1542,38 @@ int vol_commit(struct vol *v, struct cat_node *n, bool trim)
 	if (trim && n->r.kind == CAT_FILE &&
 	    (n->r.alloc.len > n->r.size && (n->r.size == 0 || can_shrink(v, n->r.alloc))))
 		return resize(v, n, n->r.size, false);
-	if (n->rec_dirty) {
+	struct vnode *vn = vt_get(&v->vt, n->r.ino);
+	if (vn_rec_dirty(vn)) {
 		struct cat_rec nr = n->r;
 		return store(v, n, &nr);
 	}
-	if (n->data_dirty) {
+	if (vn_data_dirty(vn)) {
 		if ((r = bstack_sync(v->bs)))
 			return r;
-		n->data_dirty = false;
+		vn->data_dirty = false;
+		vn_put(v, vn);
 	}
 	return 0;
 }
 
-/* The last close of an orphan: nothing names its space any more. */
-static void free_orphan(struct vol *v, struct cat_node *n)
+int vol_held(struct vol *v, struct cat_held **out, size_t *n)
 {
-	vol_give_back(v, n->r.alloc);
+	*n = 0;
+	if (!(*out = malloc((v->vt.n_orphans + 1) * sizeof **out)))
+		return -ENOMEM;
+	for (struct vnode *vn = v->vt.orphans; vn; vn = vn->onext)
+		(*out)[(*n)++] = (struct cat_held){ vn->ino, vn->orphan->r.alloc };
+	return 0;
+}
+
+/* The last close of an orphan: nothing names its space any more.  Its
+ * vnode lives on while the kernel still holds the inode number. */
+static void free_orphan(struct vol *v, struct vnode *vn)
+{
+	vol_give_back(v, vn->orphan->r.alloc);
 	v->ctr.deallocs++;
-	cat_orphan_free(v->c, n);
+	vt_orphan_done(&v->vt, vn);
+	vn_put(v, vn);
 }
 
 /* fsync keeps the spare capacity (the record states it): a file written
@@ -1501,10 +1604,13 @@ int vol_flush(struct vol *v, uint64_t ino)
 int vol_open_file(struct vol *v, uint64_t ino)
 {
 	int r;
+	struct vnode *vn;
 	pthread_rwlock_wrlock(&v->lock);
 	struct cat_node *n = get_file(v, ino, &r);
-	if (n)
-		n->opens++;
+	if (n && !(vn = vt_need(&v->vt, ino)))
+		r = -ENOMEM;
+	else if (n)
+		vn->opens++;
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }
@@ -1519,19 +1625,24 @@ int vol_release(struct vol *v, uint64_t ino)
 	bool dirty = false;
 	vol_op_lock(v);
 	struct cat_node *n = vol_node_get(v, ino);
+	struct vnode *vn = n ? vt_get(&v->vt, ino) : NULL;
 	if (!n) {
 		r = -ENOENT;
 	} else {
-		bool last = n->opens <= 1;
-		if (n->opens)
-			n->opens--;
+		bool last = !vn || vn->opens <= 1;
+		if (vn && vn->opens)
+			vn->opens--;
 		/* data or a record of the file not yet durable: every write
 		 * leaves the record dirty until a commit stores it */
-		dirty = !n->orphan && (n->rec_dirty || n->data_dirty);
-		if (n->orphan && last)
-			free_orphan(v, n);
-		else
+		dirty = !cat_detached(n) && (vn_rec_dirty(vn) || vn_data_dirty(vn));
+		if (cat_detached(n) && last) {
+			free_orphan(v, vn);
+		} else {
 			r = vol_commit(v, n, last);
+			/* closed and clean: nothing holds the vnode but the kernel */
+			if ((vn = vt_get(&v->vt, ino)))
+				vn_put(v, vn);
+		}
 	}
 	/* With the journal the release's own change (the trim, an orphan's
 	 * free) need not be durable at once: losing the trim in a crash leaves
@@ -1543,6 +1654,25 @@ int vol_release(struct vol *v, uint64_t ino)
 	 * (vol_flush) the file is clean and the release costs no sync. */
 	enum durability d = !bstack_journaled(v->bs) ? D_METADATA : dirty ? D_CLOSE : D_NONE;
 	return vol_op_unlock(v, r, d);
+}
+
+int vol_remember(struct vol *v, uint64_t ino)
+{
+	pthread_rwlock_rdlock(&v->lock);
+	int r = vt_remember(&v->vt, ino);
+	pthread_rwlock_unlock(&v->lock);
+	return r;
+}
+
+/* Under the shared lock: a vnode is only dropped when its other fields
+ * (changed under the exclusive lock) say nothing holds it. */
+void vol_forget(struct vol *v, const struct vol_forget *f, size_t n)
+{
+	pthread_rwlock_rdlock(&v->lock);
+	uint64_t durable = bstack_durable_seq(v->bs);
+	for (size_t i = 0; i < n; i++)
+		vt_forget(&v->vt, f[i].ino, f[i].nlookup, durable);
+	pthread_rwlock_unlock(&v->lock);
 }
 
 struct sync_ctx {
@@ -1590,11 +1720,15 @@ int vol_sync_all(struct vol *v)
 static int linear_tidy(struct vol *v)
 {
 	struct bs_slice *live;
-	size_t n;
+	struct cat_held *held;
+	size_t n, n_held;
 	uint64_t got;
 	if (v->a->kind != BS_ALLOC_LINEAR)
 		return 0;
-	int r = cat_live_slices(v->c, &live, &n);
+	int r = vol_held(v, &held, &n_held);
+	if (!r)
+		r = cat_live_slices(v->c, held, n_held, &live, &n);
+	free(held);
 	if (r)
 		return r;
 	r = bs_alloc_reclaim(v->a, live, n, &got);
@@ -1640,8 +1774,8 @@ int vol_close(struct vol *v)
 	vol_op_lock(v);
 	int r = sync_all_locked(v);
 	/* orphans still open at unmount: their last close is now */
-	while (v->c->orphans)
-		free_orphan(v, v->c->orphans);
+	while (v->vt.orphans)
+		free_orphan(v, v->vt.orphans);
 	/* the seed's drop: close the queue and drain what is pending */
 	bs_freeq_close(v->fq, NULL);
 	if (!r)

@@ -213,6 +213,19 @@ int vol_open_file(struct vol *v, uint64_t ino);
  * sync the file's data and record; the last close also trims the
  * allocation to the size, or for a file unlinked while open, frees it. */
 int vol_release(struct vol *v, uint64_t ino);
+/* The kernel's references to inodes (FUSE's lookup count): a driver calls
+ * vol_remember once for every entry it hands the kernel (lookup, create,
+ * mkdir, mknod, symlink, link, each readdirplus entry but "." and "..")
+ * — before the reply, and vol_forget(ino, 1) if the reply fails — and
+ * vol_forget for FUSE forget.  The volume keeps an inode's state (its
+ * vnode) while the kernel holds it, a descriptor is open or something is
+ * not durable yet; an orphan's space still goes at its last close.
+ * Callers that never remember (tools, tests) lose nothing by it. */
+int vol_remember(struct vol *v, uint64_t ino);
+struct vol_forget {
+	uint64_t ino, nlookup;
+};
+void vol_forget(struct vol *v, const struct vol_forget *f, size_t n);
 int vol_sync_all(struct vol *v);
 
 int vol_statfs(struct vol *v, struct vol_statfs *out);
@@ -235,6 +248,8 @@ struct vol_summary {
 	uint64_t free_bytes;
 	uint64_t image_bytes;       /* header + payload */
 	uint64_t peak_live_bytes;   /* the highest live_bytes since mount */
+	uint64_t vnodes;            /* inodes with volume-side state */
+	uint64_t kernel_inodes;     /* of which the kernel holds (vol_remember) */
 };
 int vol_summary(struct vol *v, struct vol_summary *out);
 

@@ -20,6 +20,7 @@
 
 #include "catalog.h"
 #include "freeq.h"
+#include "vnode.h"
 #include "volume.h"
 
 struct vol {
@@ -47,6 +48,7 @@ struct vol {
 	 * value since mount (peak_live_bytes) */
 	uint64_t live_now, live_peak;
 	struct bs_freeq *fq;        /* remote frees; drained under the write lock */
+	struct vnode_table vt;      /* open, dirty and kernel-held inodes (vnode.h) */
 	/* requests that reached the volume (atomics): what the kernel's
 	 * dentry and page caches did not answer */
 	uint64_t n_lookups, n_reads, n_xattr_reads;
@@ -66,6 +68,8 @@ void vol_op_lock(struct vol *v);
 int vol_op_unlock(struct vol *v, int r, enum durability d);
 int vol_committer_start(struct vol *v);
 void vol_committer_stop(struct vol *v);
+/* After a flush: drop the vnodes only its transaction held (no lock held). */
+void vol_sweep(struct vol *v);
 /* Drain the remote-free queue (write lock held). */
 void vol_drain(struct vol *v);
 /* The durable record of file n, its data synced first; trim: capacity
@@ -76,6 +80,9 @@ struct cat_node *vol_node_get(struct vol *v, uint64_t ino);
 /* Bytes of the image n's allocation takes, the allocator's headers
  * included. */
 uint64_t vol_backing_of(struct vol *v, const struct cat_node *n);
+/* The allocations the volume holds outside the catalog (orphans), for
+ * cat_live_slices and cat_check_extents; malloc'd. */
+int vol_held(struct vol *v, struct cat_held **out, size_t *n);
 
 /* volume_mount.c */
 /* Stop the threads and free everything, writing nothing more (a failed

@@ -33,6 +33,7 @@ void vol_free(struct vol *v)
 			bstack_flush(v->bs, seq);
 	}
 	bs_freeq_free(v->fq);
+	vt_fini(&v->vt);   /* orphans' nodes: the catalog let go of them */
 	cat_free(v->c);
 	bs_alloc_close(v->a);
 	bstack_close(v->bs);
@@ -290,7 +291,7 @@ static int rebuild_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_erro
 	int r;
 	bs_alloc_close(v->a);
 	v->a = NULL;
-	if ((r = cat_live_slices(v->c, &live, &n)))
+	if ((r = cat_live_slices(v->c, NULL, 0, &live, &n)))
 		return r;
 	r = bs_alloc_rebuild(v->bs, kind, live, n, &v->a);
 	free(live);
@@ -330,7 +331,7 @@ static int check_length(struct vol *v, const struct bstack_found *f, struct vol_
 		return 0;
 	/* A catalog that does not load tells nothing here; the open goes on
 	 * with the recovery and judges the image as usual. */
-	if (cat_load(v->bs, root, &c, msg, sizeof msg) || cat_live_slices(c, &live, &n)) {
+	if (cat_load(v->bs, root, &c, msg, sizeof msg) || cat_live_slices(c, NULL, 0, &live, &n)) {
 		cat_free(c);
 		return 0;
 	}
@@ -474,7 +475,7 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 	struct bs_slice *live;
 	size_t n;
 	uint64_t got = 0;
-	if ((r = cat_live_slices(v->c, &live, &n)))
+	if ((r = cat_live_slices(v->c, NULL, 0, &live, &n)))
 		return r;
 	r = bs_alloc_reclaim(v->a, live, n, &got);
 	free(live);
@@ -649,6 +650,7 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 	v->opts = *opts;
 	v->opts.journal_io = NULL;   /* open_new / open_staged take it */
 	pthread_mutex_init(&v->cm_mu, NULL);
+	vt_init(&v->vt);
 	pthread_cond_init(&v->cm_cv, NULL);
 	r = size == 0 ? open_new(v, io, opts->journal_io, err)
 		      : open_staged(v, io, opts->journal_io, may_format, err);

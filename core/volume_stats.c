@@ -99,6 +99,9 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   leaked_bytes_reclaimed  space returned to the allocator at mount
  *   orphan_files            files removed while open, alive until last close
  *   orphan_bytes            bytes the allocator holds for them
+ *   vnodes                  inodes with volume-side state (vnode.h): held by
+ *                           the kernel, open, or not durable yet
+ *   kernel_inodes           of which the kernel holds (lookups not forgotten)
  *   peak_live_bytes         the highest live_bytes since mount
  *   image_to_live_ratio     image_bytes / live_bytes, 4 decimals, 0 when no live bytes
  *   remote_frees            frees queued for the owner since mount
@@ -140,9 +143,10 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	out->free_bytes = st->free_bytes;
 	/* files removed while still open: their space is freed at the last
 	 * close, and until then it is neither free nor any named file's */
-	out->orphan_files = v->c->n_orphans;
-	for (struct cat_node *o = v->c->orphans; o; o = o->next)
-		out->orphan_bytes += vol_backing_of(v, o);
+	out->orphan_files = v->vt.n_orphans;
+	for (struct vnode *o = v->vt.orphans; o; o = o->onext)
+		out->orphan_bytes += vol_backing_of(v, o->orphan);
+	vt_counts(&v->vt, &out->vnodes, &out->kernel_inodes);
 	out->image_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs);
 	out->peak_live_bytes = v->live_peak > s.live ? v->live_peak : s.live;
 }
@@ -167,6 +171,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 		return -ENOMEM;
 	/* the figures of an applied image: what is pending goes first */
 	bstack_flush(v->bs, 0);
+	vol_sweep(v);
 	pthread_rwlock_rdlock(&v->lock);
 	summarise(v, &st, &s);
 	if (bs_alloc_extent(v->a, v->c->root, &cat_start, &cat_ext))
@@ -204,6 +209,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("leaked_bytes_reclaimed", v->ctr.leaked_bytes_reclaimed);
 	KV("orphan_files", s.orphan_files);
 	KV("orphan_bytes", s.orphan_bytes);
+	KV("vnodes", s.vnodes);
+	KV("kernel_inodes", s.kernel_inodes);
 	{
 		struct bstack_journal_stats js;
 		bstack_journal_stats(v->bs, &js);
@@ -277,11 +284,16 @@ int vol_check(struct vol *v, bs_report_fn report, void *ctx)
 	if (!report)
 		report = report_nothing;
 	pthread_rwlock_rdlock(&v->lock);
-	int r = bs_alloc_check(v->a, report, ctx);
-	if (r >= 0 && cat_check_extents(v->c, msg, sizeof msg) == -EUCLEAN) {
+	struct cat_held *held;
+	size_t n_held;
+	int r = vol_held(v, &held, &n_held);
+	if (!r)
+		r = bs_alloc_check(v->a, report, ctx);
+	if (r >= 0 && cat_check_extents(v->c, held, n_held, msg, sizeof msg) == -EUCLEAN) {
 		report(ctx, msg);
 		r++;
 	}
+	free(held);
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }
@@ -333,7 +345,8 @@ int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
 	int r = fn(ctx, &rec);
 	if (!r)
 		r = cat_foreach(v->c, alloc_walk_one, &w);
-	for (struct cat_node *o = v->c->orphans; !r && o; o = o->next) {
+	for (struct vnode *vn = v->vt.orphans; !r && vn; vn = vn->onext) {
+		const struct cat_node *o = vn->orphan;
 		if (o->r.alloc.len == 0)
 			continue;
 		alloc_rec(v, VOL_ALLOC_ORPHAN, o->r.ino, o->r.alloc, o->r.size, &rec);
@@ -353,7 +366,7 @@ int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
 	else if (n->r.kind == CAT_DIR)
 		r = -EISDIR;
 	else
-		alloc_rec(v, n->orphan ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,
+		alloc_rec(v, cat_detached(n) ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,
 			  n->r.size, out);
 	pthread_rwlock_unlock(&v->lock);
 	return r;

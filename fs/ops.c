@@ -96,8 +96,22 @@ static void attr_to_stat(const struct vol_attr *a, struct stat *st)
 	bsfs_ns_to_ts(a->ctime_ns, &st->st_ctim);
 }
 
+/*
+ * Every entry handed to the kernel is one more kernel reference to the
+ * inode (its lookup count), taken back by forget: the volume counts it
+ * before the reply (a forget may follow the reply at once, on another
+ * thread) and gives it back when the reply does not arrive.
+ */
+static void forget_one(struct vol *v, uint64_t ino)
+{
+	struct vol_forget f = { ino, 1 };
+
+	vol_forget(v, &f, 1);
+}
+
 static void reply_entry(fuse_req_t req, const struct vol_attr *a)
 {
+	struct vol *v = fs_of(req)->v;
 	struct fuse_entry_param e;
 
 	memset(&e, 0, sizeof(e));
@@ -105,7 +119,12 @@ static void reply_entry(fuse_req_t req, const struct vol_attr *a)
 	e.attr_timeout = fs_of(req)->timeout;
 	e.entry_timeout = fs_of(req)->entry_timeout;
 	attr_to_stat(a, &e.attr);
-	fuse_reply_entry(req, &e);
+	if (vol_remember(v, a->ino) < 0) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) < 0)
+		forget_one(v, a->ino);
 }
 
 static void reply_attr(fuse_req_t req, const struct vol_attr *a)
@@ -219,15 +238,25 @@ static void bsfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void bsfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void)ino;
-	(void)nlookup;
+	struct vol_forget f = { ino, nlookup };
+
+	vol_forget(fs_of(req)->v, &f, 1);
 	fuse_reply_none(req);
 }
 
 static void bsfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
-	(void)count;
-	(void)f;
+	struct vol_forget batch[64];
+	size_t i, k = 0;
+
+	/* one pass of the volume's lock per 64 */
+	for (i = 0; i < count; i++) {
+		batch[k++] = (struct vol_forget){ f[i].ino, f[i].nlookup };
+		if (k == sizeof(batch) / sizeof(batch[0]) || i + 1 == count) {
+			vol_forget(fs_of(req)->v, batch, k);
+			k = 0;
+		}
+	}
 	fuse_reply_none(req);
 }
 
@@ -344,7 +373,34 @@ struct dir_fill {
 	char *buf;
 	size_t size, used;
 	bool plus;   /* readdirplus: each entry with its attributes */
+	/* readdirplus: the inodes packed with attributes, each remembered
+	 * (reply_entry), forgotten again if the reply does not arrive */
+	uint64_t *inos;
+	size_t n_inos, cap_inos;
 };
+
+/* Count one kernel reference for a readdirplus entry about to be packed. */
+static bool dir_remember(struct dir_fill *d, uint64_t ino)
+{
+	if (d->n_inos == d->cap_inos) {
+		size_t cap = d->cap_inos ? 2 * d->cap_inos : 32;
+		uint64_t *p = realloc(d->inos, cap * sizeof(*p));
+
+		if (!p)
+			return false;
+		d->inos = p;
+		d->cap_inos = cap;
+	}
+	if (vol_remember(fs_of(d->req)->v, ino) < 0)
+		return false;
+	d->inos[d->n_inos++] = ino;
+	return true;
+}
+
+static void dir_unremember_last(struct dir_fill *d)
+{
+	forget_one(fs_of(d->req)->v, d->inos[--d->n_inos]);
+}
 
 /* One entry; a (may be NULL) gives readdirplus the attributes: without
  * them ("." and "..", the control files) the kernel looks the name up
@@ -359,6 +415,8 @@ static bool dir_add(struct dir_fill *d, const char *name, uint64_t ino, uint32_t
 		struct fuse_entry_param e;
 
 		memset(&e, 0, sizeof(e));
+		if (a && !dir_remember(d, a->ino))
+			return false;
 		if (a) {
 			e.ino = a->ino;
 			e.attr_timeout = fs_of(d->req)->timeout;
@@ -369,6 +427,8 @@ static bool dir_add(struct dir_fill *d, const char *name, uint64_t ino, uint32_t
 			e.attr.st_mode = mode;
 		}
 		n = fuse_add_direntry_plus(d->req, at, room, name, &e, (off_t)next_off);
+		if (a && n > room)
+			dir_unremember_last(d);   /* not packed: the kernel never sees it */
 	} else {
 		struct stat st;
 
@@ -422,12 +482,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			 dir_fill_vol, &d);
 	/* Entries already packed are still good if the walk failed later. */
 	if (rc < 0 && d.used == 0) {
+		while (d.n_inos)
+			dir_unremember_last(&d);
+		free(d.inos);
 		free(d.buf);
 		reply_rc(req, rc);
 		return;
 	}
 out:
-	fuse_reply_buf(req, d.buf, d.used);
+	if (fuse_reply_buf(req, d.buf, d.used) < 0)
+		while (d.n_inos)
+			dir_unremember_last(&d);
+	free(d.inos);
 	free(d.buf);
 }
 
@@ -557,8 +623,15 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	attr_to_stat(&a, &e.attr);
 	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
 	fi->keep_cache = 1;
-	if (fuse_reply_create(req, &e, fi) < 0)
+	if (vol_remember(fs->v, a.ino) < 0) {
 		vol_release(fs->v, a.ino);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) < 0) {
+		forget_one(fs->v, a.ino);
+		vol_release(fs->v, a.ino);
+	}
 }
 
 static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

@@ -453,25 +453,25 @@ static void the_index_finds_every_one_of_five_thousand_names(void)
 	fix_free(&f);
 }
 
-static void an_orphan_leaves_every_index_and_its_pair_goes_to_the_next_inode(void)
+static void a_detached_file_leaves_every_index_and_its_pair_goes_to_the_next_inode(void)
 {
 	struct fix f;
 	char err[200] = "";
 	fix_new(&f);
 	struct cat_node *d = mk(&f, 1, "d", CAT_DIR), *o = mk(&f, 1, "o", CAT_FILE);
 	CU_ASSERT_FATAL(d && o);
-	CU_ASSERT_EQUAL(cat_orphan(f.c, d), -EISDIR);
+	CU_ASSERT_EQUAL(cat_detach(f.c, d), -EISDIR);
 	CU_ASSERT_FATAL(bs_alloc(f.a, 1000, &o->r.alloc) == 0);
 	o->r.size = 1000;
 	uint64_t ino = o->r.ino, pair = o->pair, files = f.c->n_files;
-	CU_ASSERT_EQUAL(cat_orphan(f.c, o), 0);
-	CU_ASSERT(o->orphan);
+	CU_ASSERT_EQUAL(cat_detach(f.c, o), 0);
+	CU_ASSERT(cat_detached(o));
+	CU_ASSERT_EQUAL(cat_nlink(o), 0);
 	CU_ASSERT_EQUAL(f.c->n_files, files - 1);
 	CU_ASSERT_PTR_NULL(cat_get(f.c, ino));
 	CU_ASSERT_PTR_NULL(cat_lookup(f.c, 1, "o", 1));
 	CU_ASSERT_PTR_NULL(cat_child_after(f.c, cat_get(f.c, 1), d->cookie));
-	CU_ASSERT_PTR_EQUAL(cat_orphan_get(f.c, ino), o);
-	CU_ASSERT_EQUAL(cat_orphan(f.c, o), -EBUSY);
+	CU_ASSERT_EQUAL(cat_detach(f.c, o), -EBUSY);
 	/* the next inode takes the pair; the orphan can never write into it */
 	struct cat_node *n = mk(&f, 1, "o", CAT_FILE);
 	CU_ASSERT_FATAL(n != NULL);
@@ -480,22 +480,35 @@ static void an_orphan_leaves_every_index_and_its_pair_goes_to_the_next_inode(voi
 	struct cat_rec r = o->r;
 	r.size = 0;
 	CU_ASSERT_EQUAL(cat_store(f.c, o, &r), -ESTALE);
-	/* its space is live while it exists: no overlap, listed */
+	/* its space is live while its holder says so: no overlap, listed */
+	struct cat_held held = { ino, o->r.alloc };
 	struct bs_slice *live;
 	size_t nl;
 	bool listed = false;
-	CU_ASSERT_EQUAL(cat_check_extents(f.c, err, sizeof err), 0);
-	CU_ASSERT_FATAL(cat_live_slices(f.c, &live, &nl) == 0);
+	CU_ASSERT_EQUAL(cat_check_extents(f.c, &held, 1, err, sizeof err), 0);
+	CU_ASSERT_FATAL(cat_live_slices(f.c, &held, 1, &live, &nl) == 0);
 	for (size_t i = 0; i < nl; i++)
 		listed |= live[i].off == o->r.alloc.off && live[i].len == o->r.alloc.len;
 	free(live);
 	CU_ASSERT(listed);
+	CU_ASSERT_FATAL(cat_live_slices(f.c, NULL, 0, &live, &nl) == 0);
+	listed = false;
+	for (size_t i = 0; i < nl; i++)
+		listed |= live[i].off == o->r.alloc.off;
+	free(live);
+	CU_ASSERT(!listed);
+	/* a held slice that overlaps a file's is damage */
+	struct cat_node *g = mk(&f, 1, "g", CAT_FILE);
+	CU_ASSERT_FATAL(g && bs_alloc(f.a, 100, &g->r.alloc) == 0);
+	struct cat_held both[2] = { held, { 99, g->r.alloc } };
+	CU_ASSERT_EQUAL(cat_check_extents(f.c, both, 2, err, sizeof err), -EUCLEAN);
+	CU_ASSERT(strstr(err, "share bytes") != NULL);
 	/* on disk it is gone: a reload finds the new file under the name */
 	CU_ASSERT_EQUAL(fix_reload(&f, err, sizeof err), 0);
 	CU_ASSERT_PTR_NULL(cat_get(f.c, ino));
 	struct cat_node *m = cat_lookup(f.c, 1, "o", 1);
 	CU_ASSERT(m != NULL && m->r.size == 0);
-	CU_ASSERT_EQUAL(f.c->n_orphans, 0);
+	cat_node_free(o);
 	fix_free(&f);
 }
 
@@ -517,7 +530,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_record_with_a_missing_parent_is_refused),
 	H_TEST(readdir_positions_survive_removal_of_the_entry_they_name),
 	H_TEST(the_index_finds_every_one_of_five_thousand_names),
-	H_TEST(an_orphan_leaves_every_index_and_its_pair_goes_to_the_next_inode),
+	H_TEST(a_detached_file_leaves_every_index_and_its_pair_goes_to_the_next_inode),
 };
 
 H_MAIN("catalog", tests)

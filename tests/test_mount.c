@@ -2189,6 +2189,44 @@ static void ls_l_uses_readdirplus_and_missing_names_are_cached(void)
 	mnt_done(&m);
 }
 
+/* The daemon counts the kernel's references (FUSE lookup counts): ls -l
+ * hands the kernel an entry per file (readdirplus), and when the kernel
+ * drops its inodes (drop_caches) its forgets reach the volume, which
+ * lets go of their vnodes. */
+static void the_kernel_s_forgets_reach_the_volume(void)
+{
+	struct mnt m;
+	char out[256];
+	enum { N = 300 };
+
+	CU_ASSERT_FATAL(mnt_fresh(&m, NULL));
+	CU_ASSERT(h_sh("mkdir '%s' && cd '%s' && for i in $(seq %d); do echo $i > f$i; done",
+		     mpath(&m, "d"), mpath(&m, "d"), N) == 0);
+	CU_ASSERT(mnt_cycle(&m, NULL));
+	int64_t k0 = ctl_value(&m, "kernel_inodes");
+	CU_ASSERT(k0 >= 0 && k0 < 10);
+	CU_ASSERT(h_sh_out(out, sizeof(out), "ls -l '%s' | grep -c '^-'", mpath(&m, "d")) == 0);
+	CU_ASSERT_EQUAL(atoi(out), N);
+	int64_t k1 = ctl_value(&m, "kernel_inodes");
+	CU_ASSERT(k1 >= N);
+	CU_ASSERT(ctl_value(&m, "vnodes") >= k1);
+	/* the kernel evicts the unused inodes and forgets them */
+	int64_t k2 = k1;
+	for (int i = 0; i < 50 && k2 >= N; i++) {
+		CU_ASSERT(h_sh("sync && echo 2 > /proc/sys/vm/drop_caches") == 0);
+		usleep(100 * 1000);
+		k2 = ctl_value(&m, "kernel_inodes");
+	}
+	CU_ASSERT(k2 < N);
+	if (k2 >= N)
+		fprintf(stderr, "kernel_inodes after drop_caches: %lld\n", (long long)k2);
+	CU_ASSERT(ctl_value(&m, "vnodes") < N);
+	/* and the files are all still there */
+	CU_ASSERT(h_sh_out(out, sizeof(out), "cat '%s'/f* | wc -l", mpath(&m, "d")) == 0);
+	CU_ASSERT_EQUAL(atoi(out), N);
+	mnt_done(&m);
+}
+
 /* Bytes the allocator holds: payload minus free space. */
 static int64_t ctl_used(const struct mnt *m)
 {
@@ -2873,6 +2911,7 @@ static const struct h_test tests[] = {
 	H_TEST(an_idle_volume_is_checkpointed_and_gives_its_tail_back),
 	H_TEST(the_page_cache_is_kept_across_opens_and_stays_right),
 	H_TEST(ls_l_uses_readdirplus_and_missing_names_are_cached),
+	H_TEST(the_kernel_s_forgets_reach_the_volume),
 	H_TEST(a_file_removed_while_open_stays_usable_until_the_last_close),
 	H_TEST(a_full_host_filesystem_gives_enospc_and_loses_nothing),
 	H_TEST(rm_r_of_2000_files_frees_in_batches_and_the_space_is_reused),

@@ -2159,6 +2159,90 @@ static void a_file_renamed_over_while_open_keeps_working_until_its_last_close(vo
 	}
 }
 
+static void vnodes_of(struct vol *v, uint64_t *n, uint64_t *kernel)
+{
+	struct vol_summary s;
+	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
+	*n = s.vnodes;
+	*kernel = s.kernel_inodes;
+}
+
+/* The volume keeps an inode's state (its vnode) exactly while the kernel
+ * holds it, a descriptor is open or a change is not durable: FUSE forget
+ * drops it, an orphan's space still goes at its last close, and clean,
+ * closed, forgotten inodes cost nothing. */
+static void vnodes_live_while_the_kernel_or_an_open_holds_them(void)
+{
+	FOR_EACH_KIND(k) {
+		struct bs_memdev *dev = bs_memdev_new();
+		struct vol *v = vopen(dev, k, true);
+		struct vol_attr at;
+		uint64_t n, kn;
+		uint64_t f = mkfile(v, ROOT, "f"), g = mkfile(v, ROOT, "g");
+		/* the root's mtime is not durable yet: its vnode says so */
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n >= 1 && kn == 0);
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT_EQUAL(n, 0);
+		/* two kernel references to f, one to g */
+		CU_ASSERT_EQUAL(vol_remember(v, f), 0);
+		CU_ASSERT_EQUAL(vol_remember(v, f), 0);
+		CU_ASSERT_EQUAL(vol_remember(v, g), 0);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n == 2 && kn == 2);
+		CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+		put(v, f, 1, 0, 5000);
+		CU_ASSERT_EQUAL(vol_release(v, f), 0);
+		struct vol_forget one_f = { f, 1 }, g_all = { g, 7 }, nobody = { 999999, 3 };
+		vol_forget(v, &one_f, 1);
+		vol_forget(v, &nobody, 1);   /* unknown: nothing happens */
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n == 2 && kn == 2);
+		vol_forget(v, &g_all, 1);    /* more than it holds: down to zero */
+		vol_forget(v, &one_f, 1);
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n == 0 && kn == 0);
+		CU_ASSERT(has(v, f, 1, 0, 5000));
+		/* an orphan: its space goes at the last close, its vnode when the
+		 * kernel forgets the inode */
+		CU_ASSERT_EQUAL(vol_remember(v, g), 0);
+		CU_ASSERT_EQUAL(vol_open_file(v, g), 0);
+		put(v, g, 2, 0, 7000);
+		CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "g"), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, g, &at), 0);
+		CU_ASSERT_EQUAL(at.nlink, 0);
+		CU_ASSERT(has(v, g, 2, 0, 7000));
+		uint64_t used = used_bytes(v);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_release(v, g), 0);
+		CU_ASSERT_EQUAL(vol_getattr(v, g, &at), -ENOENT);
+		CU_ASSERT(used_bytes(v) + 7000 <= used);
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n == 1 && kn == 1);
+		struct vol_forget g_one = { g, 1 };
+		vol_forget(v, &g_one, 1);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT(n == 0 && kn == 0);
+		/* many clean, closed files leave no vnode behind */
+		char name[16];
+		for (int i = 0; i < 200; i++) {
+			snprintf(name, sizeof name, "m%d", i);
+			uint64_t m = mkfile(v, ROOT, name);
+			put(v, m, 3, 0, 100);
+			CU_ASSERT_EQUAL(vol_release(v, m), 0);
+		}
+		CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+		vnodes_of(v, &n, &kn);
+		CU_ASSERT_EQUAL(n, 0);
+		CU_ASSERT_EQUAL(check_errors(v), 0);
+		CU_ASSERT_EQUAL(vol_close(v), 0);
+		bs_memdev_free(dev);
+	}
+}
+
 static void closing_the_volume_frees_orphans_still_open(void)
 {
 	FOR_EACH_KIND(k) {
@@ -3603,6 +3687,7 @@ static const struct h_test tests[] = {
 	H_TEST(opening_counts_only_files_that_exist),
 	H_TEST(a_file_renamed_over_while_open_keeps_working_until_its_last_close),
 	H_TEST(closing_the_volume_frees_orphans_still_open),
+	H_TEST(vnodes_live_while_the_kernel_or_an_open_holds_them),
 	H_TEST(power_loss_after_unlinking_an_open_file_reclaims_its_space),
 	H_TEST(a_full_disk_fails_growth_cleanly_and_unlink_makes_room),
 	H_TEST(every_limit_leaves_each_growth_whole_or_not_at_all),

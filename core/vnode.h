@@ -1,0 +1,102 @@
+/*
+ * vnode.h — the volume's own state of an inode (docs/design.md §4, "Open
+ * files"), kept apart from the catalog, which knows only what is stored.
+ *
+ * A vnode exists while something outside the catalog holds the inode:
+ *   nlookup    the kernel's references: every entry the daemon hands the
+ *              kernel (lookup, create, mkdir, mknod, symlink, link, each
+ *              readdirplus entry) counts one, FUSE forget takes them back
+ *              (vol_remember / vol_forget);
+ *   opens      open descriptors (vol_open_file / vol_release);
+ *   rec_dirty  the in-memory record is newer than the durable one;
+ *   data_dirty file data was written without a sync;
+ *   alloc_seq  the journal transaction that last changed the allocation
+ *              (file data may go in place only once it is durable);
+ *   orphan     the file was removed while open: the catalog has let go of
+ *              its node (cat_detach) and the vnode owns it until the last
+ *              close frees its space.
+ * When none of these holds any more the vnode is dropped (vt_put); an
+ * inode without a vnode is clean, closed and unknown to the kernel.
+ *
+ * Locking: the table's mutex guards the hash chains and every vnode's
+ * nlookup, which lookups and forgets change under the volume's shared
+ * lock.  Every other field changes only under the volume's exclusive lock
+ * (so readers under the shared lock see it stable).  Order: the volume's
+ * lock, then the table's mutex.
+ */
+#ifndef BSTACKFS_VNODE_H
+#define BSTACKFS_VNODE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "catalog.h"
+
+struct vnode {
+	uint64_t ino;
+	uint64_t nlookup;
+	uint32_t opens;
+	bool rec_dirty, data_dirty;
+	bool pending;              /* on the table's pending list */
+	uint64_t alloc_seq;
+	struct cat_node *orphan;   /* detached node, owned; NULL unless removed while open */
+	struct vnode *hnext;       /* hash chain */
+	struct vnode *onext;       /* the table's orphan list */
+	struct vnode *pnext;       /* the table's pending list */
+};
+
+struct vnode_table {
+	pthread_mutex_t mu;
+	struct vnode **b;
+	uint64_t nb;               /* power of two, 0 before the first vnode */
+	uint64_t n;
+	uint64_t n_held;           /* vnodes with nlookup > 0 */
+	struct vnode *orphans;     /* vnodes with an orphan, newest first */
+	uint64_t n_orphans;
+	/* vnodes that only their alloc_seq still holds: dropped by vt_sweep
+	 * once the journal has made that transaction durable */
+	struct vnode *pending;
+	uint64_t n_pending;        /* atomic reads: vt_has_pending */
+};
+
+void vt_init(struct vnode_table *t);
+/* Frees every vnode and every orphan node still held. */
+void vt_fini(struct vnode_table *t);
+/* The vnode of ino, or NULL. */
+struct vnode *vt_get(struct vnode_table *t, uint64_t ino);
+/* The vnode of ino, made when there is none (NULL only when out of
+ * memory). */
+struct vnode *vt_need(struct vnode_table *t, uint64_t ino);
+/* Drop vn if nothing holds it any more; durable_seq is the journal's
+ * durable sequence (alloc_seq at or below it holds nothing). */
+void vt_put(struct vnode_table *t, struct vnode *vn, uint64_t durable_seq);
+/* Drop the pending vnodes whose transaction is durable now (under the
+ * volume's lock, shared or exclusive). */
+void vt_sweep(struct vnode_table *t, uint64_t durable_seq);
+static inline bool vt_has_pending(struct vnode_table *t)
+{
+	return __atomic_load_n(&t->n_pending, __ATOMIC_RELAXED) != 0;
+}
+/* The kernel took one reference to ino (-ENOMEM: it could not be
+ * counted) / gave n back (more than it holds: clamped at zero). */
+int vt_remember(struct vnode_table *t, uint64_t ino);
+void vt_forget(struct vnode_table *t, uint64_t ino, uint64_t n, uint64_t durable_seq);
+/* Vnodes, and of them those the kernel holds (nlookup > 0). */
+void vt_counts(struct vnode_table *t, uint64_t *vnodes, uint64_t *held);
+/* vn's file was removed while open: vn owns n from here on. */
+void vt_make_orphan(struct vnode_table *t, struct vnode *vn, struct cat_node *n);
+/* The orphan's node is gone (its space freed): vn holds it no more. */
+void vt_orphan_done(struct vnode_table *t, struct vnode *vn);
+
+static inline bool vn_rec_dirty(const struct vnode *vn)
+{
+	return vn && vn->rec_dirty;
+}
+
+static inline bool vn_data_dirty(const struct vnode *vn)
+{
+	return vn && vn->data_dirty;
+}
+
+#endif
