@@ -1,9 +1,10 @@
 /*
- * alloc.c — what the four allocators share: detection by magic, the
- * create/open dispatch, the common stats, the caller-reserved bytes and a
- * generic bulk path.
+ * alloc.c — what the four allocators share: the table of their descriptors
+ * (each defined in its alloc_<name>.c), detection by magic, the
+ * create/open/rebuild dispatch through it, the common stats, the
+ * caller-reserved bytes and a generic bulk path.
  *
- * Magic positions (payload offsets), from the seeds:
+ * Magic positions (payload offsets, struct bs_alloc_desc), from the seeds:
  *   FirstFit  "ALFF\0\1" at 16   (16 reserved bytes before it)
  *   Slab      "ALSL\0\1" at 24   (24 reserved bytes)
  *   GhostTree "ALGT\0\1" at 32   (32 reserved bytes)
@@ -18,144 +19,118 @@
 
 #include "util.h"
 
-static const struct {
-	enum bs_alloc_kind kind;
-	const char *name;
-	uint64_t magic_off;
-	const char *tag;   /* 4 bytes, then major 0, minor 1 */
-} kinds[] = {
-	{ BS_ALLOC_FIRSTFIT, "firstfit", 16, "ALFF" },
-	{ BS_ALLOC_SLAB, "slab", 24, "ALSL" },
-	{ BS_ALLOC_GHOST, "ghost", 32, "ALGT" },
+/* The allocators built in, in enum order (detection tries the ones with a
+ * magic in this order); each descriptor lives in its alloc_<name>.c.  The
+ * NULL ends the table (and keeps it non-empty in a build without any). */
+static const struct bs_alloc_desc *const descs[] = {
+#ifdef HAVE_ALLOC_LINEAR
+	&bs_linear_desc,
+#endif
+#ifdef HAVE_ALLOC_FIRSTFIT
+	&bs_firstfit_desc,
+#endif
+#ifdef HAVE_ALLOC_SLAB
+	&bs_slab_desc,
+#endif
+#ifdef HAVE_ALLOC_GHOST
+	&bs_ghost_desc,
+#endif
+	NULL,
 };
+
+const struct bs_alloc_desc *bs_alloc_desc_at(size_t i)
+{
+	return i < sizeof descs / sizeof descs[0] ? descs[i] : NULL;
+}
+
+const struct bs_alloc_desc *bs_alloc_desc_of(enum bs_alloc_kind kind)
+{
+	const struct bs_alloc_desc *d;
+	for (size_t i = 0; (d = descs[i]); i++)
+		if (d->kind == kind)
+			return d;
+	return NULL;
+}
+
+const struct bs_alloc_desc *bs_alloc_desc_by_name(const char *name)
+{
+	const struct bs_alloc_desc *d;
+	for (size_t i = 0; (d = descs[i]); i++)
+		if (strcmp(name, d->name) == 0)
+			return d;
+	return NULL;
+}
 
 const char *bs_alloc_kind_name(enum bs_alloc_kind kind)
 {
-	switch (kind) {
-	case BS_ALLOC_LINEAR:
-		return "linear";
-	case BS_ALLOC_FIRSTFIT:
-		return "firstfit";
-	case BS_ALLOC_SLAB:
-		return "slab";
-	case BS_ALLOC_GHOST:
-		return "ghost";
-	default:
-		return "none";
-	}
+	const struct bs_alloc_desc *d = bs_alloc_desc_of(kind);
+	return d ? d->name : "none";
 }
 
 enum bs_alloc_kind bs_alloc_kind_parse(const char *name)
 {
-	static const enum bs_alloc_kind all[] = { BS_ALLOC_LINEAR, BS_ALLOC_FIRSTFIT,
-						  BS_ALLOC_SLAB, BS_ALLOC_GHOST };
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		if (strcmp(name, bs_alloc_kind_name(all[i])) == 0)
-			return all[i];
-	return BS_ALLOC_NONE;
+	const struct bs_alloc_desc *d = bs_alloc_desc_by_name(name);
+	return d ? d->kind : BS_ALLOC_NONE;
 }
 
 int bs_alloc_detect(struct bstack *bs, enum bs_alloc_kind *kind)
 {
 	uint64_t len = bstack_len(bs);
+	const struct bs_alloc_desc *d;
 	*kind = BS_ALLOC_NONE;
-	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+	for (size_t i = 0; (d = descs[i]); i++) {
 		uint8_t m[8];
-		if (len < kinds[i].magic_off + 8)
+		if (!(d->caps & BS_CAP_MAGIC) || len < d->magic_off + 8)
 			continue;
-		int r = bstack_get(bs, kinds[i].magic_off, m, 8);
+		int r = bstack_get(bs, d->magic_off, m, 8);
 		if (r)
 			return r;
-		if (memcmp(m, kinds[i].tag, 4) != 0)
+		if (memcmp(m, d->tag, 4) != 0)
 			continue;
 		if (m[4] != 0 || m[5] != 1)
 			return -EUCLEAN;   /* a known allocator, an unknown version */
-		*kind = kinds[i].kind;
+		*kind = d->kind;
 		return 0;
 	}
 	return 0;
 }
 
+/* The descriptor create, open and rebuild go through: -EINVAL for
+ * BS_ALLOC_NONE, -ENOTSUP for a kind not built in. */
+static int desc_for(enum bs_alloc_kind kind, const struct bs_alloc_desc **d)
+{
+	if (kind == BS_ALLOC_NONE)
+		return -EINVAL;
+	*d = bs_alloc_desc_of(kind);
+	return *d ? 0 : -ENOTSUP;
+}
+
 int bs_alloc_create(struct bstack *bs, enum bs_alloc_kind kind,
 		    const struct bs_alloc_opts *opts, struct bs_alloc **out)
 {
-	(void)opts;   /* only Slab has options */
+	const struct bs_alloc_desc *d;
 	if (bstack_len(bs) != 0)
 		return -EEXIST;
-	switch (kind) {
-	case BS_ALLOC_LINEAR:
-		return bs_linear_create(bs, out);
-#ifdef HAVE_ALLOC_GHOST
-	case BS_ALLOC_GHOST:
-		return bs_ghost_create(bs, out);
-#endif
-#ifdef HAVE_ALLOC_FIRSTFIT
-	case BS_ALLOC_FIRSTFIT:
-		return bs_firstfit_create(bs, out);
-#endif
-#ifdef HAVE_ALLOC_SLAB
-	case BS_ALLOC_SLAB:
-		return bs_slab_create(bs, opts ? opts->block_size : 0, out);
-#endif
-	case BS_ALLOC_NONE:
-		return -EINVAL;
-	default:
-		return -ENOTSUP;
-	}
+	int r = desc_for(kind, &d);
+	return r ? r : d->create(bs, opts, out);
 }
 
 int bs_alloc_open(struct bstack *bs, enum bs_alloc_kind kind, struct bs_alloc **out)
 {
-	switch (kind) {
-	case BS_ALLOC_LINEAR:
-		return bs_linear_open(bs, out);
-#ifdef HAVE_ALLOC_GHOST
-	case BS_ALLOC_GHOST:
-		return bs_ghost_open(bs, out);
-#endif
-#ifdef HAVE_ALLOC_FIRSTFIT
-	case BS_ALLOC_FIRSTFIT:
-		return bs_firstfit_open(bs, out);
-#endif
-#ifdef HAVE_ALLOC_SLAB
-	case BS_ALLOC_SLAB:
-		return bs_slab_open(bs, out);
-#endif
-	case BS_ALLOC_NONE:
-		return -EINVAL;
-	default:
-		return -ENOTSUP;
-	}
+	const struct bs_alloc_desc *d;
+	int r = desc_for(kind, &d);
+	return r ? r : d->open(bs, out);
 }
 
 int bs_alloc_rebuild(struct bstack *bs, enum bs_alloc_kind kind,
 		     const struct bs_slice *live, size_t n, struct bs_alloc **out)
 {
-	int r;
-	switch (kind) {
-	case BS_ALLOC_LINEAR:
-		r = 0;
-		break;
-#ifdef HAVE_ALLOC_GHOST
-	case BS_ALLOC_GHOST:
-		r = bs_ghost_rebuild(bs, live, n);
-		break;
-#endif
-#ifdef HAVE_ALLOC_FIRSTFIT
-	case BS_ALLOC_FIRSTFIT:
-		r = bs_firstfit_rebuild(bs, live, n);
-		break;
-#endif
-#ifdef HAVE_ALLOC_SLAB
-	case BS_ALLOC_SLAB:
-		r = bs_slab_rebuild(bs, live, n);
-		break;
-#endif
-	case BS_ALLOC_NONE:
-		return -EINVAL;
-	default:
-		return -ENOTSUP;
-	}
+	const struct bs_alloc_desc *d;
+	int r = desc_for(kind, &d);
+	if (r)
+		return r;
+	if (d->rebuild)
+		r = d->rebuild(bs, live, n);
 	for (size_t i = 1; i < n && !r; i++)
 		if (live[i].off < live[i - 1].off + live[i - 1].len)
 			r = -EUCLEAN;
@@ -181,7 +156,7 @@ void bs_alloc_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 {
 	struct bstack_stats bst;
 	memset(st, 0, sizeof *st);
-	st->name = bs_alloc_kind_name(a->kind);
+	st->name = a->desc->name;
 	strcpy(st->magic, "none");
 	st->reserved_bytes = a->reserved_len;
 	st->allocs = LOAD(n_allocs);
@@ -194,23 +169,21 @@ void bs_alloc_stats(struct bs_alloc *a, struct bs_alloc_stats *st)
 	bstack_stats(a->bs, &bst);
 	st->syncs = bst.syncs;
 	/* the magic, as "ALGT-0.1.2" (tag, then major.minor.patch) */
-	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-		uint8_t m[8];
-		if (kinds[i].kind != a->kind || bstack_get(a->bs, kinds[i].magic_off, m, 8))
-			continue;
+	uint8_t m[8];
+	if (bs_alloc_can(a, BS_CAP_MAGIC) && !bstack_get(a->bs, a->desc->magic_off, m, 8))
 		snprintf(st->magic, sizeof st->magic, "%.4s-%u.%u.%u", (const char *)m,
 			 m[4], m[5], m[6]);
-	}
 	a->ops->stats(a, st);
 }
 
 void bs_alloc_init(struct bs_alloc *a, const struct bs_alloc_ops *ops, struct bstack *bs,
-		   enum bs_alloc_kind kind, uint64_t reserved_len)
+		   const struct bs_alloc_desc *desc)
 {
 	a->ops = ops;
+	a->desc = desc;
 	a->bs = bs;
-	a->kind = kind;
-	a->reserved_len = reserved_len;
+	a->kind = desc->kind;
+	a->reserved_len = desc->reserved_len;
 }
 
 int bs_alloc_reserved_get(struct bs_alloc *a, uint64_t off, void *buf, uint64_t n)

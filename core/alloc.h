@@ -74,6 +74,55 @@ struct bs_alloc_stats {
 
 struct bs_alloc;
 
+/* What an allocator can do, beyond the ops every one has. */
+enum bs_alloc_cap {
+	BS_CAP_MAGIC        = 1u << 0, /* has an on-disk magic (all but Linear) */
+	BS_CAP_REUSES_HOLES = 1u << 1, /* freed space anywhere is reused; any slice
+					* shrinks in place (all but Linear: only its tail) */
+	BS_CAP_BLOCK_SIZE   = 1u << 2, /* takes bs_alloc_opts.block_size (Slab) */
+	BS_CAP_OWN_RECOVERY = 1u << 3, /* runs a crash recovery of its own at open and
+					* reports it as the extra stat "recovery_runs"
+					* (FirstFit) */
+};
+
+/*
+ * One allocator, described once: its descriptor is defined in its own
+ * alloc_<name>.c (bs_<name>_desc) and alloc.c keeps only the table of the
+ * ones built in (HAVE_ALLOC_<NAME>, meson.build).  Everything alloc.c does
+ * by kind (names, detection, create, open, rebuild, the magic in stats)
+ * goes through it, and so do the callers that used to test for one kind.
+ */
+struct bs_alloc_desc {
+	enum bs_alloc_kind kind;
+	const char *name;            /* "linear", "firstfit", "slab", "ghost" */
+	uint64_t magic_off;          /* payload offset of the 8-byte magic (the tag,
+				      * then major 0, minor 1, patch); meaningless
+				      * without BS_CAP_MAGIC */
+	char tag[5];                 /* "ALFF", ... ("" for Linear) */
+	uint64_t reserved_len;       /* caller-reserved bytes at payload 0 */
+	unsigned caps;               /* enum bs_alloc_cap */
+	const char *free_structure;  /* "avl tree", "free list", or NULL (Linear keeps
+				      * none): what heapmap's walk follows */
+	const char *free_order;      /* how inspect orders the free listing: "depth"
+				      * (ghost) or "position" */
+	/* Format an empty stack (bs_alloc_create has checked it is empty). */
+	int (*create)(struct bstack *bs, const struct bs_alloc_opts *o, struct bs_alloc **out);
+	int (*open)(struct bstack *bs, struct bs_alloc **out);
+	/* The per-allocator half of bs_alloc_rebuild: metadata writes only.
+	 * NULL: nothing to rebuild (Linear). */
+	int (*rebuild)(struct bstack *bs, const struct bs_slice *live, size_t n);
+};
+
+/* The descriptor of a kind (NULL for BS_ALLOC_NONE or one not built in:
+ * see HAVE_ALLOC_* in meson.build), by name (NULL when unknown), and all of
+ * them in a loop: i = 0, 1, ... until NULL, in enum order. */
+const struct bs_alloc_desc *bs_alloc_desc_of(enum bs_alloc_kind kind);
+const struct bs_alloc_desc *bs_alloc_desc_by_name(const char *name);
+const struct bs_alloc_desc *bs_alloc_desc_at(size_t i);
+
+/* The allocator of new images when none is asked for. */
+#define BS_ALLOC_DEFAULT BS_ALLOC_GHOST
+
 /* check() calls this once per violated invariant. */
 typedef void (*bs_report_fn)(void *ctx, const char *msg);
 
@@ -138,9 +187,11 @@ struct bs_alloc_ops {
 /* Common part of every allocator; implementations embed it first. */
 struct bs_alloc {
 	const struct bs_alloc_ops *ops;
+	const struct bs_alloc_desc *desc;   /* never NULL */
 	struct bstack *bs;
-	enum bs_alloc_kind kind;
-	uint64_t reserved_len;    /* 16 (Linear, FirstFit), 24 (Slab), 32 (Ghost) */
+	enum bs_alloc_kind kind;  /* desc->kind */
+	uint64_t reserved_len;    /* desc->reserved_len: 16 (Linear, FirstFit), 24
+				   * (Slab), 32 (Ghost) */
 	/* Seed-exact mode: every operation writes exactly the seed's bytes
 	 * (tests/seedcheck, the seed's own tests).  Off by default: bstackfs
 	 * then goes beyond the seed where that keeps space bounded (GhostTree
@@ -153,12 +204,24 @@ struct bs_alloc {
 	uint64_t n_deallocs, n_tail_discards, n_bytes_copied;
 };
 
+/* Can allocator a (or the allocator of `kind`: false when none is built
+ * in) do cap? */
+static inline bool bs_alloc_can(const struct bs_alloc *a, unsigned cap)
+{ return (a->desc->caps & cap) != 0; }
+static inline bool bs_alloc_kind_can(enum bs_alloc_kind kind, unsigned cap)
+{
+	const struct bs_alloc_desc *d = bs_alloc_desc_of(kind);
+	return d && (d->caps & cap) != 0;
+}
+
 /* Which allocator an existing stack holds, from its magic (Linear has none:
  * BS_ALLOC_NONE is returned and the caller decides, e.g. by its catalog).
  * -EUCLEAN when a known magic prefix carries an unsupported version. */
 int bs_alloc_detect(struct bstack *bs, enum bs_alloc_kind *kind);
+/* desc->name; "none" for BS_ALLOC_NONE and a kind not built in. */
 const char *bs_alloc_kind_name(enum bs_alloc_kind kind);
-/* "ghost" -> BS_ALLOC_GHOST, ...; BS_ALLOC_NONE when unknown. */
+/* "ghost" -> BS_ALLOC_GHOST, ...; BS_ALLOC_NONE when unknown (or not built
+ * in). */
 enum bs_alloc_kind bs_alloc_kind_parse(const char *name);
 
 /* Format an empty stack (len 0) with allocator `kind`. */
@@ -230,9 +293,10 @@ int bs_alloc_reserved_get(struct bs_alloc *a, uint64_t off, void *buf, uint64_t 
 int bs_alloc_reserved_set(struct bs_alloc *a, uint64_t off, const void *buf, uint64_t n);
 
 /* Helpers for implementations (alloc.c). */
-/* Fill the common part of a freshly calloc'ed allocator. */
+/* Fill the common part of a freshly calloc'ed allocator (kind and
+ * reserved_len from desc). */
 void bs_alloc_init(struct bs_alloc *a, const struct bs_alloc_ops *ops, struct bstack *bs,
-		   enum bs_alloc_kind kind, uint64_t reserved_len);
+		   const struct bs_alloc_desc *desc);
 #define BS_COUNT(a, field, n) __atomic_fetch_add(&(a)->field, (n), __ATOMIC_RELAXED)
 /* Generic bulk in terms of alloc/dealloc, for allocators without a native
  * bulk path: all-or-nothing. */
@@ -240,7 +304,9 @@ int bs_alloc_bulk_generic(struct bs_alloc *a, const uint64_t *lens, size_t n,
 			  struct bs_slice *out);
 int bs_dealloc_bulk_generic(struct bs_alloc *a, const struct bs_slice *s, size_t n);
 
-/* Constructors of each implementation (alloc_<name>.c). */
+/* The descriptors and constructors of each implementation (alloc_<name>.c). */
+extern const struct bs_alloc_desc bs_linear_desc, bs_firstfit_desc, bs_slab_desc,
+	bs_ghost_desc;
 int bs_linear_create(struct bstack *bs, struct bs_alloc **out);
 int bs_linear_open(struct bstack *bs, struct bs_alloc **out);
 int bs_ghost_create(struct bstack *bs, struct bs_alloc **out);

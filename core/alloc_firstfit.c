@@ -1552,7 +1552,7 @@ static int ff_new(struct bstack *bs, struct ff **out)
 		free(ff);
 		return -ENOMEM;
 	}
-	bs_alloc_init(&ff->base, &firstfit_ops, bs, BS_ALLOC_FIRSTFIT, FF_RESERVED);
+	bs_alloc_init(&ff->base, &firstfit_ops, bs, &bs_firstfit_desc);
 	*out = ff;
 	return 0;
 }
@@ -1741,3 +1741,27 @@ int bs_firstfit_open(struct bstack *bs, struct bs_alloc **out)
 	*out = &ff->base;
 	return 0;
 }
+
+/* ---- the descriptor (alloc.h) ------------------------------------------ */
+
+static int ff_create_desc(struct bstack *bs, const struct bs_alloc_opts *o,
+			  struct bs_alloc **out)
+{
+	(void)o;
+	return bs_firstfit_create(bs, out);
+}
+
+/* The recovery flag's scan at open (ff_recover) is counted as recovery_runs. */
+const struct bs_alloc_desc bs_firstfit_desc = {
+	.kind = BS_ALLOC_FIRSTFIT,
+	.name = "firstfit",
+	.magic_off = FF_RESERVED,
+	.tag = "ALFF",
+	.reserved_len = FF_RESERVED,
+	.caps = BS_CAP_MAGIC | BS_CAP_REUSES_HOLES | BS_CAP_OWN_RECOVERY,
+	.free_structure = "free list",
+	.free_order = "position",
+	.create = ff_create_desc,
+	.open = bs_firstfit_open,
+	.rebuild = bs_firstfit_rebuild,
+};

@@ -89,6 +89,7 @@
 #include "util.h"
 
 #define GT_MAGIC        "ALGT\x00\x01\x02\x00"
+#define GT_RESERVED     32      /* the caller's bytes, in front of the magic */
 #define GT_MAGIC_OFF    32
 #define GT_ROOT_OFF     40
 #define GT_ARENA        48
@@ -1836,7 +1837,7 @@ static int gt_new(struct bstack *bs, struct ghost **out)
 		free(g);
 		return -ENOMEM;
 	}
-	bs_alloc_init(&g->base, &ghost_ops, bs, BS_ALLOC_GHOST, 32);
+	bs_alloc_init(&g->base, &ghost_ops, bs, &bs_ghost_desc);
 	*out = g;
 	return 0;
 }
@@ -1914,3 +1915,27 @@ int bs_ghost_open(struct bstack *bs, struct bs_alloc **out)
 	*out = &g->base;
 	return 0;
 }
+
+/* ---- the descriptor (alloc.h) ---------------------------------------------- */
+
+static int gt_create_desc(struct bstack *bs, const struct bs_alloc_opts *o,
+			  struct bs_alloc **out)
+{
+	(void)o;
+	return bs_ghost_create(bs, out);
+}
+
+/* The free listing follows the tree in order, with each block's depth. */
+const struct bs_alloc_desc bs_ghost_desc = {
+	.kind = BS_ALLOC_GHOST,
+	.name = "ghost",
+	.magic_off = GT_MAGIC_OFF,
+	.tag = "ALGT",
+	.reserved_len = GT_RESERVED,
+	.caps = BS_CAP_MAGIC | BS_CAP_REUSES_HOLES,
+	.free_structure = "avl tree",
+	.free_order = "depth",
+	.create = gt_create_desc,
+	.open = bs_ghost_open,
+	.rebuild = bs_ghost_rebuild,
+};

@@ -270,7 +270,7 @@ static int lin_new(struct bstack *bs, struct bs_alloc **out)
 	struct linear *l = calloc(1, sizeof *l);
 	if (!l)
 		return -ENOMEM;
-	bs_alloc_init(&l->base, &linear_ops, bs, BS_ALLOC_LINEAR, LINEAR_RESERVED);
+	bs_alloc_init(&l->base, &linear_ops, bs, &bs_linear_desc);
 	*out = &l->base;
 	return 0;
 }
@@ -289,3 +289,25 @@ int bs_linear_open(struct bstack *bs, struct bs_alloc **out)
 		return -EUCLEAN;
 	return lin_new(bs, out);
 }
+
+static int lin_create_desc(struct bstack *bs, const struct bs_alloc_opts *o,
+			   struct bs_alloc **out)
+{
+	(void)o;
+	return bs_linear_create(bs, out);
+}
+
+/* No magic (detection never names Linear: its callers recognise it by
+ * their own catalog), no free structure and no hole reuse. */
+const struct bs_alloc_desc bs_linear_desc = {
+	.kind = BS_ALLOC_LINEAR,
+	.name = "linear",
+	.tag = "",
+	.reserved_len = LINEAR_RESERVED,
+	.caps = 0,
+	.free_structure = NULL,
+	.free_order = "position",
+	.create = lin_create_desc,
+	.open = bs_linear_open,
+	.rebuild = NULL,
+};

@@ -273,7 +273,7 @@ static int slab_new(struct bstack *bs, uint64_t bsize, struct bs_alloc **out)
 		free(sl);
 		return -ENOMEM;
 	}
-	bs_alloc_init(&sl->base, &slab_ops, bs, BS_ALLOC_SLAB, SLAB_RESERVED);
+	bs_alloc_init(&sl->base, &slab_ops, bs, &bs_slab_desc);
 	sl->bsize = bsize;
 	*out = &sl->base;
 	return 0;
@@ -1119,4 +1119,26 @@ static const struct bs_alloc_ops slab_ops = {
 	.grow_in_place = slab_grow_in_place,
 	.trim_tail = slab_trim_tail,
 	.destroy = slab_destroy,
+};
+
+/* ---- the descriptor (alloc.h) -------------------------------------------- */
+
+static int slab_create_desc(struct bstack *bs, const struct bs_alloc_opts *o,
+			    struct bs_alloc **out)
+{
+	return bs_slab_create(bs, o ? o->block_size : 0, out);
+}
+
+const struct bs_alloc_desc bs_slab_desc = {
+	.kind = BS_ALLOC_SLAB,
+	.name = "slab",
+	.magic_off = SLAB_MAGIC_OFF,
+	.tag = "ALSL",
+	.reserved_len = SLAB_RESERVED,
+	.caps = BS_CAP_MAGIC | BS_CAP_REUSES_HOLES | BS_CAP_BLOCK_SIZE,
+	.free_structure = "free list",
+	.free_order = "position",
+	.create = slab_create_desc,
+	.open = bs_slab_open,
+	.rebuild = bs_slab_rebuild,
 };

@@ -42,7 +42,6 @@
 #include "util.h"
 
 #define AV_ARENA       48   /* FirstFit, Slab, GhostTree */
-#define AV_LINEAR_RES  16   /* bstackfs's reserved bytes in front of Linear */
 #define FF_HDR         16
 #define FF_FTR         8
 #define FF_MIN         16
@@ -125,8 +124,9 @@ static int get64(struct bstack *bs, uint64_t off, uint64_t *out)
 	return 0;
 }
 
-static int walk_firstfit(struct av_view *v, struct blist *al)
+static int walk_firstfit(struct av_view *v, const struct blist *fl, struct blist *al)
 {
+	(void)fl;   /* the headers say which blocks are free */
 	uint64_t p = AV_ARENA, end = v->payload_bytes;
 	uint64_t max = end > AV_ARENA ? (end - AV_ARENA) / (FF_HDR + FF_MIN + FF_FTR) + 1 : 1;
 	for (uint64_t i = 0; p < end; i++) {
@@ -180,6 +180,26 @@ static int walk_gaps(struct av_view *v, const struct blist *fl, struct blist *al
 		at = fl->v[i].off + fl->v[i].len;
 	}
 	return at < v->payload_bytes ? bl_add(al, at, v->payload_bytes - at) : 0;
+}
+
+/*
+ * The walk of each allocator's live allocations, given its sorted free
+ * blocks.  Keyed by kind here rather than held in the descriptor, so that
+ * alloc_*.c never depend on the view; an allocator without an entry cannot
+ * be viewed (-ENOTSUP).
+ */
+typedef int (*live_walk)(struct av_view *v, const struct blist *fl, struct blist *al);
+
+static const live_walk live_walks[] = {
+	[BS_ALLOC_LINEAR] = walk_gaps,
+	[BS_ALLOC_FIRSTFIT] = walk_firstfit,
+	[BS_ALLOC_SLAB] = walk_slab,
+	[BS_ALLOC_GHOST] = walk_gaps,
+};
+
+static live_walk live_walk_of(enum bs_alloc_kind kind)
+{
+	return (size_t)kind < sizeof live_walks / sizeof live_walks[0] ? live_walks[kind] : NULL;
 }
 
 /* ---- the open ------------------------------------------------------------ */
@@ -243,9 +263,12 @@ static int open_alloc(struct av_view *v, enum bs_alloc_kind want, char *why, siz
 			bs_alloc_kind_name(kind), bs_alloc_kind_name(want));
 		return -EINVAL;
 	}
-	if (kind == BS_ALLOC_LINEAR && v->payload_bytes < AV_LINEAR_RES) {
-		why_set(why, whylen, "a Linear image shorter than its %u reserved bytes",
-			AV_LINEAR_RES);
+	/* detection found a magic past the reserved bytes; an image without
+	 * one (Linear) may be shorter than them */
+	const struct bs_alloc_desc *d = bs_alloc_desc_of(kind);
+	if (d && !(d->caps & BS_CAP_MAGIC) && v->payload_bytes < d->reserved_len) {
+		why_set(why, whylen, "a Linear image shorter than its %llu reserved bytes",
+			(unsigned long long)d->reserved_len);
 		return -EUCLEAN;
 	}
 	v->kind = kind;
@@ -278,26 +301,13 @@ static int walk_all(struct av_view *v)
 	bs_alloc_stats(v->a, &st);
 	snprintf(v->magic, sizeof v->magic, "%s", st.magic);
 	v->reserved_bytes = st.reserved_bytes;
-	v->arena_start = v->kind == BS_ALLOC_LINEAR ? AV_LINEAR_RES : st.arena_start;
+	v->arena_start = st.arena_start;   /* Linear's: its 16 reserved bytes */
 	if (v->arena_start > v->payload_bytes)
 		return -EUCLEAN;
 	if ((r = walk_free(v, &fl)))
 		goto out;
-	switch (v->kind) {
-	case BS_ALLOC_FIRSTFIT:
-		r = walk_firstfit(v, &al);
-		break;
-	case BS_ALLOC_SLAB:
-		r = walk_slab(v, &fl, &al);
-		break;
-	case BS_ALLOC_GHOST:
-	case BS_ALLOC_LINEAR:
-		r = walk_gaps(v, &fl, &al);
-		break;
-	default:
-		r = -ENOTSUP;
-	}
-	if (r)
+	live_walk walk = live_walk_of(v->kind);
+	if ((r = walk ? walk(v, &fl, &al) : -ENOTSUP))
 		goto out;
 	/* the two lists must not share a byte (a walk that disagrees with
 	 * the free structure is a damaged image, whatever the check said) */

@@ -985,8 +985,8 @@ static int cat_grow(struct catalog *c)
 	struct bs_slice ns;
 	bool done = false;
 	int r;
-	if (!c->a || !c->compact || !bstack_journaled(c->bs) || c->a->kind == BS_ALLOC_LINEAR ||
-	    pairs_resize(c, n, true))
+	if (!c->a || !c->compact || !bstack_journaled(c->bs) ||
+	    !bs_alloc_can(c->a, BS_CAP_REUSES_HOLES) || pairs_resize(c, n, true))
 		return cat_rewrite(c, R_GROW);
 	if ((r = bstack_txn_begin(c->bs)))
 		return r;
@@ -1976,12 +1976,12 @@ static int tombstone(struct catalog *c, struct cat_node *n)
 }
 
 /* Give space back when three quarters of the catalog are unused; not on
- * Linear, which cannot reuse the old allocation.  Failure only costs
- * space. */
+ * an allocator that cannot reuse the old allocation (Linear).  Failure
+ * only costs space. */
 static void maybe_shrink(struct catalog *c)
 {
 	uint64_t used = c->n_pairs - c->n_free;
-	if (c->a && c->a->kind != BS_ALLOC_LINEAR &&
+	if (c->a && bs_alloc_can(c->a, BS_CAP_REUSES_HOLES) &&
 	    c->n_pairs > (c->compact ? CAT_MIN_UNITS : CAT_MIN_PAIRS) && used * 4 < c->n_pairs)
 		cat_rewrite(c, R_SHRINK);
 }

@@ -57,12 +57,8 @@ static int get64(struct bstack *bs, uint64_t off, uint64_t *v)
 
 const char *hm_free_structure(enum bs_alloc_kind kind)
 {
-	switch (kind) {
-	case BS_ALLOC_GHOST: return "avl tree";
-	case BS_ALLOC_FIRSTFIT:
-	case BS_ALLOC_SLAB: return "free list";
-	default: return "none";
-	}
+	const struct bs_alloc_desc *d = bs_alloc_desc_of(kind);
+	return d && d->free_structure ? d->free_structure : "none";
 }
 
 /* ---- GhostTree: in order, recursion bounded by the seed's depth guard --- */
@@ -156,15 +152,39 @@ static int walk_slab(struct bs_alloc *a, hm_free_fn fn, void *ctx)
 	return 0;
 }
 
+/* ---- what the walks know of each layout, by kind ------------------------- */
+
+/*
+ * The walk of each allocator's free structure and the footer behind each
+ * of its blocks (FirstFit's 8 bytes; the others have none).  Keyed by kind
+ * here rather than held in the descriptor, so that alloc_*.c never depend
+ * on heapmap.  An allocator with a free structure but no entry has no walk
+ * (-ENOTSUP); one without a free structure (Linear) needs none.
+ */
+struct hm_layout {
+	int (*walk_free)(struct bs_alloc *a, hm_free_fn fn, void *ctx);
+	uint64_t footer;
+};
+
+static const struct hm_layout layouts[] = {
+	[BS_ALLOC_FIRSTFIT] = { walk_firstfit, FF_BF },
+	[BS_ALLOC_SLAB] = { walk_slab, 0 },
+	[BS_ALLOC_GHOST] = { walk_ghost, 0 },
+};
+
+static const struct hm_layout *layout_of(enum bs_alloc_kind kind)
+{
+	if ((size_t)kind >= sizeof layouts / sizeof layouts[0] || !layouts[kind].walk_free)
+		return NULL;
+	return &layouts[kind];
+}
+
 int hm_walk_free(struct bs_alloc *a, hm_free_fn fn, void *ctx)
 {
-	switch (a->kind) {
-	case BS_ALLOC_GHOST: return walk_ghost(a, fn, ctx);
-	case BS_ALLOC_FIRSTFIT: return walk_firstfit(a, fn, ctx);
-	case BS_ALLOC_SLAB: return walk_slab(a, fn, ctx);
-	case BS_ALLOC_LINEAR: return 0;
-	default: return -ENOTSUP;
-	}
+	const struct hm_layout *l = layout_of(a->kind);
+	if (!a->desc->free_structure)
+		return 0;   /* keeps no free space */
+	return l ? l->walk_free(a, fn, ctx) : -ENOTSUP;
 }
 
 /* ---- the map ------------------------------------------------------------- */
@@ -182,7 +202,7 @@ struct spans {
 	struct hm_span *v;
 	size_t n, cap;
 	int err;
-	enum bs_alloc_kind kind;
+	uint64_t footer;   /* behind each block (hm_layout) */
 };
 
 static void add(struct spans *s, uint64_t start, uint64_t end, enum hm_kind k, uint64_t ino)
@@ -215,7 +235,7 @@ static int add_alloc(void *ctx, const struct vol_alloc_rec *r)
 		s->err = -EUCLEAN;
 		return 1;
 	}
-	uint64_t tail = s->kind == BS_ALLOC_FIRSTFIT && ee - (off + cap) >= FF_BF ? FF_BF : 0;
+	uint64_t tail = s->footer && ee - (off + cap) >= s->footer ? s->footer : 0;
 	bool cat = r->what == VOL_ALLOC_CATALOG, xa = r->what == VOL_ALLOC_XATTR;
 	add(s, es, off, HM_OVERHEAD, 0);
 	add(s, off, off + size, cat ? HM_CATALOG : xa ? HM_XATTR :
@@ -244,7 +264,8 @@ int hm_build(struct vol *v, struct hm_map *out)
 {
 	struct bs_alloc *a = vol_allocator(v);
 	struct bs_alloc_stats st;
-	struct spans s = { .kind = a->kind };
+	const struct hm_layout *l = layout_of(a->kind);
+	struct spans s = { .footer = l ? l->footer : 0 };
 	uint64_t plen = bstack_len(a->bs);
 	int r;
 
@@ -258,7 +279,7 @@ int hm_build(struct vol *v, struct hm_map *out)
 		goto fail;
 	qsort(s.v, s.n, sizeof *s.v, by_start);
 	/* gaps become unreferenced spans; an overlap is a damaged image */
-	struct spans full = { .kind = s.kind };
+	struct spans full = { .footer = s.footer };
 	uint64_t at = 0;
 	for (size_t i = 0; i < s.n; i++) {
 		struct hm_span *x = &s.v[i];

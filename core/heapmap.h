@@ -27,9 +27,10 @@ struct hm_free {
 };
 typedef int (*hm_free_fn)(void *ctx, const struct hm_free *f);
 
-/* What the walk follows: "avl tree" (GhostTree, in order: ascending
- * (size, address)), "free list" (FirstFit, Slab: from the head), "none"
- * (Linear keeps no free space). */
+/* What the walk follows, the descriptor's free_structure: "avl tree"
+ * (GhostTree, in order: ascending (size, address)), "free list" (FirstFit,
+ * Slab: from the head), "none" (Linear keeps no free space; a kind not
+ * built in). */
 const char *hm_free_structure(enum bs_alloc_kind kind);
 /* Visit every free block; a non-zero return from fn stops the walk and is
  * returned.  -EUCLEAN for a structure that fails validation. */

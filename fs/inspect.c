@@ -438,8 +438,7 @@ static int free_one(void *ctx, const struct hm_free *f)
 		printf("%s\n    {\"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"block_start\": %"
 		       PRIu64 ", \"block_bytes\": %" PRIu64 ", \"%s\": %" PRIu64 "}",
 		       x->n ? "," : "", f->start, f->len, f->blk_start, f->blk_len,
-		       vol_allocator(x->c->v)->kind == BS_ALLOC_GHOST ? "depth" : "position",
-		       f->depth);
+		       vol_allocator(x->c->v)->desc->free_order, f->depth);
 	else if (x->print)
 		printf("%14" PRIu64 " %14" PRIu64 " %8" PRIu64 "\n", f->start, f->len, f->depth);
 	x->n++;
@@ -458,7 +457,7 @@ static int cmd_free(struct ctx *c)
 	else
 		printf("allocator %s: free space in %s order\n%14s %14s %8s\n",
 		       bs_alloc_kind_name(a->kind), how, "offset", "bytes",
-		       a->kind == BS_ALLOC_GHOST ? "depth" : "position");
+		       a->desc->free_order);
 	int r = hm_walk_free(a, free_one, &x);
 	if (c->json)
 		printf("%s], \"free_blocks\": %" PRIu64 ", \"free_bytes\": %" PRIu64 "}\n",

@@ -133,14 +133,14 @@ static int parse_args(int argc, char **argv, struct mkfs_opts *o)
 		return 1;
 	}
 	o->image = argv[optind];
-	o->kind = BS_ALLOC_GHOST;
+	o->kind = BS_ALLOC_DEFAULT;
 	if (alloc && (o->kind = bs_alloc_kind_parse(alloc)) == BS_ALLOC_NONE)
 		return refuse(o->image, "unknown allocator '%s' (expected ghost, firstfit, "
 			      "slab or linear)", alloc);
 	if (bsize) {
 		if (parse_u64(bsize, &o->block_size) < 0)
 			return refuse(o->image, "bad block size '%s' (a number of bytes)", bsize);
-		if (o->kind != BS_ALLOC_SLAB)
+		if (!bs_alloc_kind_can(o->kind, BS_CAP_BLOCK_SIZE))
 			return refuse(o->image, "-b is for the slab allocator (-a slab), not %s",
 				      bs_alloc_kind_name(o->kind));
 		if (o->block_size < 8)
@@ -197,7 +197,7 @@ static void report(const struct mkfs_opts *o, struct vol *v)
 		sscanf(p, "block_size %llu", &bsz);
 	}
 	printf("%s: %s: %s allocator (%s)", PROG, o->image, s.allocator, s.magic);
-	if (o->kind == BS_ALLOC_SLAB)
+	if (bs_alloc_kind_can(o->kind, BS_CAP_BLOCK_SIZE))
 		printf(", %llu-byte blocks", bsz);
 	printf(", %llu bytes, root directory only\n", image_bytes);
 	free(text);
