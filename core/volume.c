@@ -1417,11 +1417,11 @@ out:
 	return r ? r : (ssize_t)n;
 }
 
-/* Can the allocation s shrink in place?  Every allocator can, except
- * Linear below its tail. */
+/* Can the allocation s shrink in place?  Every allocator that reuses
+ * holes can; Linear only at its tail. */
 static bool can_shrink(struct vol *v, struct bs_slice s)
 {
-	return v->a->kind != BS_ALLOC_LINEAR || s.off + s.len == bstack_len(v->bs);
+	return bs_alloc_can(v->a, BS_CAP_REUSES_HOLES) || s.off + s.len == bstack_len(v->bs);
 }
 
 /*
@@ -1723,7 +1723,7 @@ static int linear_tidy(struct vol *v)
 	struct cat_held *held;
 	size_t n, n_held;
 	uint64_t got;
-	if (v->a->kind != BS_ALLOC_LINEAR)
+	if (bs_alloc_can(v->a, BS_CAP_REUSES_HOLES))
 		return 0;
 	int r = vol_held(v, &held, &n_held);
 	if (!r)
@@ -1748,7 +1748,8 @@ static int linear_tidy(struct vol *v)
 static int give_back_tail(struct vol *v, uint64_t *freed)
 {
 	uint64_t before = bstack_len(v->bs), got = 0;
-	int r = v->a->kind == BS_ALLOC_LINEAR ? linear_tidy(v) : bs_alloc_trim_tail(v->a, &got);
+	int r = bs_alloc_can(v->a, BS_CAP_REUSES_HOLES) ? bs_alloc_trim_tail(v->a, &got)
+							 : linear_tidy(v);
 	if (freed)
 		*freed = before - bstack_len(v->bs);
 	return r;

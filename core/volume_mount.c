@@ -46,8 +46,8 @@ void vol_free(struct vol *v)
 /* The options for a new image, checked before anything is written. */
 static int new_image_opts_ok(const struct vol_opts *o, struct vol_error *err)
 {
-	enum bs_alloc_kind kind = o->allocator ? o->allocator : BS_ALLOC_GHOST;
-	if (o->block_size && kind != BS_ALLOC_SLAB) {
+	enum bs_alloc_kind kind = o->allocator ? o->allocator : BS_ALLOC_DEFAULT;
+	if (o->block_size && !bs_alloc_kind_can(kind, BS_CAP_BLOCK_SIZE)) {
 		vol_seterr(err, "block_size is for the slab allocator, not %s", bs_alloc_kind_name(kind));
 		return -EINVAL;
 	}
@@ -60,7 +60,7 @@ static int new_image_opts_ok(const struct vol_opts *o, struct vol_error *err)
 
 static int format(struct vol *v, struct vol_error *err)
 {
-	enum bs_alloc_kind kind = v->opts.allocator ? v->opts.allocator : BS_ALLOC_GHOST;
+	enum bs_alloc_kind kind = v->opts.allocator ? v->opts.allocator : BS_ALLOC_DEFAULT;
 	struct bs_alloc_opts ao = { .block_size = v->opts.block_size };
 	int r = bs_alloc_create(v->bs, kind, &ao, &v->a);
 	if (r) {
@@ -125,7 +125,7 @@ static int opts_match(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 		       bs_alloc_kind_name(kind), bs_alloc_kind_name(v->opts.allocator));
 		return -EINVAL;
 	}
-	if (v->opts.block_size && kind != BS_ALLOC_SLAB) {
+	if (v->opts.block_size && !bs_alloc_kind_can(kind, BS_CAP_BLOCK_SIZE)) {
 		vol_seterr(err, "block_size is for slab images, and this image holds %s",
 		       bs_alloc_kind_name(kind));
 		return -EINVAL;
@@ -253,9 +253,10 @@ static int open_alloc(struct vol *v, enum bs_alloc_kind kind, struct vol_error *
 	/* only FirstFit has a crash recovery of its own (its stats say
 	 * whether it ran); the others' stats walk their free space */
 	struct bs_alloc_stats st;
-	if (kind == BS_ALLOC_FIRSTFIT)
+	bool own = bs_alloc_can(v->a, BS_CAP_OWN_RECOVERY);
+	if (own)
 		bs_alloc_stats(v->a, &st);
-	for (int i = 0; kind == BS_ALLOC_FIRSTFIT && i < st.n_extra; i++)
+	for (int i = 0; own && i < st.n_extra; i++)
 		if (strcmp(st.extra[i].key, "recovery_runs") == 0 && st.extra[i].value)
 			v->rep.alloc_recovered = true;
 	if (!v->rep.alloc_recovered)
@@ -365,6 +366,9 @@ static int check_length(struct vol *v, const struct bstack_found *f, struct vol_
  * catalog bytes never look like this. */
 static int magic_damaged(struct vol *v, struct vol_error *err)
 {
+	/* Not the descriptor table (alloc.h): this must know every format
+	 * bstack defines, also those a subset build leaves out, so that their
+	 * images are refused rather than taken for Linear. */
 	static const struct { uint64_t off; const char *tag, *name; } tags[] = {
 		{ 16, "ALFF", "firstfit" }, { 24, "ALSL", "slab" }, { 32, "ALGT", "ghost" },
 	};
@@ -441,7 +445,7 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		note_fallback(v);
 	if ((r = open_alloc(v, kind, err)))
 		return r;
-	if (kind == BS_ALLOC_SLAB && v->opts.block_size &&
+	if (bs_alloc_can(v->a, BS_CAP_BLOCK_SIZE) && v->opts.block_size &&
 	    slab_block(v->a) != v->opts.block_size) {
 		vol_seterr(err, "block size mismatch: the image's slab blocks are %llu bytes",
 		       (unsigned long long)slab_block(v->a));
