@@ -103,7 +103,7 @@
  * switch leaves the old catalog (the new space is reclaimed at mount);
  * after it, the new one (the old space is reclaimed).
  */
-#include "catalog.h"
+#include "catalog_impl.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -2164,6 +2164,149 @@ int cat_detach(struct catalog *c, struct cat_node *n)
 void cat_node_free(struct cat_node *n)
 {
 	node_free(n);
+}
+
+/* ---- accessors (catalog.h) ------------------------------------------------- */
+
+const struct cat_rec *cat_rec_of(const struct cat_node *n)
+{
+	return &n->r;
+}
+
+struct cat_node *cat_inode_of(struct cat_node *n)
+{
+	return n->r.kind == CAT_LINK ? n->inode : n;
+}
+
+bool cat_detached(const struct cat_node *n)
+{
+	return n->pair == CAT_PAIR_NONE;
+}
+
+uint32_t cat_nlink(const struct cat_node *n)
+{
+	return cat_detached(n) ? 0 : (n->r.parent ? 1u : 0u) + n->nlinks;
+}
+
+uint32_t cat_link_count(const struct cat_node *n)
+{
+	return n->nlinks;
+}
+
+uint64_t cat_nsubdirs(const struct cat_node *d)
+{
+	return d->nsubdirs;
+}
+
+bool cat_has_children(const struct cat_node *d)
+{
+	return d->first != NULL;
+}
+
+uint64_t cat_cookie(const struct cat_node *n)
+{
+	return n->cookie;
+}
+
+struct cat_node *cat_next_sibling(const struct cat_node *n)
+{
+	return n->next;
+}
+
+const struct cat_rec *cat_xattr_of(const struct cat_node *n)
+{
+	return n->xattr ? &n->xattr->r : NULL;
+}
+
+struct bs_slice cat_xattr_blob(const struct cat_node *n)
+{
+	return n->xattr ? n->xattr->r.alloc : (struct bs_slice){ 0, 0 };
+}
+
+void cat_set_times(struct cat_node *n, int64_t mtime, int64_t ctime)
+{
+	if (mtime >= 0)
+		n->r.mtime = mtime;
+	if (ctime >= 0)
+		n->r.ctime = ctime;
+}
+
+void cat_set_size(struct cat_node *n, uint64_t size)
+{
+	n->r.size = size;
+}
+
+void cat_set_alloc(struct cat_node *n, struct bs_slice alloc)
+{
+	n->r.alloc = alloc;
+}
+
+int cat_set_detached(struct cat_node *n, const struct cat_rec *r)
+{
+	if (!cat_detached(n))
+		return -ESTALE;
+	uint64_t ino = n->r.ino;
+	uint8_t kind = n->r.kind;
+	const char *target = n->r.target;
+	n->r = *r;
+	n->r.ino = ino;
+	n->r.kind = kind;
+	n->r.target = target;
+	return 0;
+}
+
+void cat_info(const struct catalog *c, struct cat_info *out)
+{
+	*out = (struct cat_info){
+		.version = c->version, .compact = c->compact, .root = c->root,
+		.files = c->n_files, .dirs = c->n_dirs, .links = c->n_links,
+		.symlinks = c->n_symlinks, .special = c->n_special,
+		.xattr_bytes = c->xattr_bytes, .free_places = c->n_free,
+		.rewrites = c->rewrites, .torn = c->torn_pair >= 0, .losers = c->losers != NULL,
+	};
+}
+
+struct bs_slice cat_root(const struct catalog *c)
+{
+	return c->root;
+}
+
+struct fb_ctx {
+	int64_t pair;
+	const struct cat_node *found;
+};
+
+static int fb_one(void *ctx, struct cat_node *n)
+{
+	struct fb_ctx *f = ctx;
+	if ((int64_t)n->pair == f->pair) {
+		f->found = n;
+		return 1;
+	}
+	return 0;
+}
+
+bool cat_fallback_note(struct catalog *c, char *buf, size_t len)
+{
+	struct fb_ctx f = { c->torn_pair, NULL };
+	if (c->torn_pair < 0)
+		return false;
+	cat_foreach(c, fb_one, &f);
+	if (!f.found && c->losers && (int64_t)c->losers->pair == c->torn_pair)
+		f.found = c->losers;
+	if (f.found)
+		snprintf(buf, len,
+			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
+			 "(\"%.64s\") uses its other version (seq %llu)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot,
+			 (unsigned long long)f.found->r.ino, f.found->r.name,
+			 (unsigned long long)f.found->r.seq);
+	else
+		snprintf(buf, len,
+			 "catalog record pair %lld: slot %c fails its checksum; the pair holds "
+			 "no live inode (its other version is a removal or empty)",
+			 (long long)c->torn_pair, 'A' + c->torn_slot);
+	return true;
 }
 
 /* ---- layouts ---------------------------------------------------------------- */

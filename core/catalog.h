@@ -94,110 +94,73 @@ struct cat_rec {
 };
 
 /*
- * A live inode, or a CAT_LINK name, in memory.
+ * A live inode, or a CAT_LINK name, in memory: opaque outside catalog.c
+ * (its structure is catalog_impl.h, for catalog.c and its white-box
+ * test).  The volume reads a node's record through cat_rec_of and changes
+ * it in memory only through the cat_set_* calls below, which the next
+ * cat_store makes durable.
  *
  * Names: an inode's record carries its first name (parent, name); every
  * further name is a CAT_LINK record of its own.  An inode whose first name
  * went while others remain is "nameless" (parent 0, no name) and is named
- * only by its links.  So nlink = (parent ? 1 : 0) + nlinks, and creating a
+ * only by its links.  So nlink = (parent ? 1 : 0) + links, and creating a
  * link, removing one or renaming one writes exactly one record.
  */
-struct cat_node {
-	struct cat_rec r;
-	char *tbuf;               /* inline symlink target (r.target), owned */
-	uint64_t pair;            /* which record pair holds it */
-	uint64_t cookie;          /* readdir position within its parent */
-	uint64_t nchildren, nsubdirs;
-	struct cat_node *h_ino, *h_name, *h_cookie;   /* hash chains */
-	struct cat_node *first, *last;                /* children, by cookie */
-	/* siblings; a rename-over loser (catalog.losers) is chained by next */
-	struct cat_node *prev, *next;
-	uint64_t next_cookie;
-	/* hard links: an inode's CAT_LINK names (chained by lnext) and their
-	 * number; a CAT_LINK's inode.  A stray inode (cat_load: nameless and
-	 * without links) is chained on catalog.strays by lnext too. */
-	struct cat_node *links, *lnext, *inode;
-	uint32_t nlinks;
-	struct cat_node *xattr;   /* an inode's CAT_XATTR record, or NULL */
-};
-
-/* The inode a name stands for (itself unless a CAT_LINK). */
-static inline struct cat_node *cat_inode_of(struct cat_node *n)
-{
-	return n->r.kind == CAT_LINK ? n->inode : n;
-}
+struct cat_node;
+struct catalog;
 
 /* A node's pair once cat_detach has taken it out of the catalog. */
 #define CAT_PAIR_NONE UINT64_MAX
 
+/* n's record as it is in memory (ahead of the disk until cat_store). */
+const struct cat_rec *cat_rec_of(const struct cat_node *n);
+/* The inode a name stands for (itself unless a CAT_LINK). */
+struct cat_node *cat_inode_of(struct cat_node *n);
 /* Taken out of the catalog by cat_detach (removed while open). */
-static inline bool cat_detached(const struct cat_node *n)
-{
-	return n->pair == CAT_PAIR_NONE;
-}
+bool cat_detached(const struct cat_node *n);
+/* Names of inode n (0 once detached). */
+uint32_t cat_nlink(const struct cat_node *n);
+/* Names of n beyond the first: its CAT_LINK records. */
+uint32_t cat_link_count(const struct cat_node *n);
+/* Directory d's subdirectories; whether it has any entry at all. */
+uint64_t cat_nsubdirs(const struct cat_node *d);
+bool cat_has_children(const struct cat_node *d);
+/* The readdir position of n within its parent, and the next child of n's
+ * parent after n (NULL at the end). */
+uint64_t cat_cookie(const struct cat_node *n);
+struct cat_node *cat_next_sibling(const struct cat_node *n);
+/* Inode n's CAT_XATTR record (alloc: the blob, size: its length, rdev:
+ * its CRC32C), or NULL when it has no attributes. */
+const struct cat_rec *cat_xattr_of(const struct cat_node *n);
+/* In-memory changes, made durable by the next cat_store of n's record. */
+void cat_set_times(struct cat_node *n, int64_t mtime, int64_t ctime); /* < 0: keep */
+void cat_set_size(struct cat_node *n, uint64_t size);
+void cat_set_alloc(struct cat_node *n, struct bs_slice alloc);
+/* A detached node has no record: its attributes live in memory only, and
+ * this replaces them (ino, kind and target kept).  -ESTALE otherwise. */
+int cat_set_detached(struct cat_node *n, const struct cat_rec *r);
 
-/* Names of inode n (0 once detached: removed while open). */
-static inline uint32_t cat_nlink(const struct cat_node *n)
-{
-	return cat_detached(n) ? 0 : (n->r.parent ? 1u : 0u) + n->nlinks;
-}
-
-struct cat_table {
-	struct cat_node **b;
-	uint64_t nb;              /* power of two */
-	uint64_t n;
-};
-
-struct catalog {
-	struct bstack *bs;
-	struct bs_alloc *a;       /* NULL until attached (mount verifies first) */
-	struct bs_slice root;     /* the catalog's own allocation */
-	bool compact;             /* the compact layout (else paired) */
-	/* Places for records: pairs (paired) or units (compact).  A node's
-	 * `pair` is its pair, or its first unit. */
-	uint64_t n_pairs;
-	/* per pair: the slot holding its newest copy; per unit (compact): 0
-	 * free, 1..3 the first unit of a record that long, CAT_UNIT_TAIL a
-	 * record's later unit */
-	uint8_t *pair_slot;
-	uint64_t *free_pairs;     /* paired: stack of unused pair indices */
-	uint64_t n_free;          /* unused pairs, or unused units */
-	/* compact: stacks of free runs of 1, 2 and 3 units (first unit of
-	 * each); frag: a run was freed since the stacks were last rebuilt
-	 * from pair_slot (rebuilding merges neighbours) */
-	struct cat_runs {
-		uint64_t *v;
-		uint64_t n, cap;
-	} runs[3];
-	bool frag;
-	uint64_t n_recs;          /* compact: records in use */
-	uint64_t seq;             /* last sequence number used */
-	uint64_t next_ino;
-	struct cat_table by_ino, by_name, by_cookie;
+/* What the catalog holds, for the figures. */
+struct cat_info {
 	uint32_t version;         /* CAT_VERSION_1 or CAT_VERSION */
-	uint64_t n_files, n_dirs; /* n_files: every inode but directories */
-	uint64_t n_links;         /* CAT_LINK names */
-	uint64_t n_symlinks, n_special;
-	uint64_t n_nameless;      /* inodes named by links only (at load) */
-	uint64_t n_xattr, xattr_bytes;   /* CAT_XATTR records, their blobs' bytes */
-	/* CAT_XATTR records of inodes that are gone (a crash between the
-	 * inode's tombstone and theirs): removed by cat_repair, chained by
-	 * lnext */
-	struct cat_node *xattr_strays;
-	struct bs_slice xattr_freed;   /* cat_take_freed_xattr */
-	/* found by cat_load, fixed by cat_repair */
-	int64_t torn_pair;        /* pair with a torn slot, -1 if none */
-	uint8_t torn_slot;
-	struct cat_node *losers;  /* rename-over crash leftovers (chained by next) */
-	/* an inode with links that lost its first name to a rename-over crash:
-	 * in memory already nameless, its record still named until repair */
-	struct cat_node *unname;
-	/* nameless inodes without links (a crash between the last link's
-	 * tombstone and the inode's): removed by cat_repair */
-	struct cat_node *strays;
-	uint64_t rewrites;        /* CoW rewrites of the catalog */
-	uint64_t grows_in_place;  /* growths without a move (journal only) */
+	bool compact;             /* the compact layout (else paired) */
+	struct bs_slice root;     /* the catalog's own allocation */
+	uint64_t files, dirs;     /* files: every inode but directories */
+	uint64_t links;           /* CAT_LINK names */
+	uint64_t symlinks, special;
+	uint64_t xattr_bytes;     /* attribute blobs' bytes */
+	uint64_t free_places;     /* unused pairs (paired) or units (compact) */
+	uint64_t rewrites;        /* copy-on-write rewrites since load */
+	/* found by cat_load: a torn slot, rename-over leftovers */
+	bool torn, losers;
 };
+void cat_info(const struct catalog *c, struct cat_info *out);
+/* The catalog's own allocation. */
+struct bs_slice cat_root(const struct catalog *c);
+/* After cat_load: a line saying which inode fell back to its other slot's
+ * version when a slot failed its checksum (guarantee 5: reported, not
+ * silent); false (buf untouched) when none did. */
+bool cat_fallback_note(struct catalog *c, char *buf, size_t len);
 
 /* crc32c() comes from journal.h. */
 
@@ -319,10 +282,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 /* The blob of the attributes the last cat_remove / cat_detach removed
  * durably ((0, 0) if none): the caller frees it; taking it clears it. */
 struct bs_slice cat_take_freed_xattr(struct catalog *c);
-static inline struct bs_slice cat_xattr_blob(const struct cat_node *n)
-{
-	return n->xattr ? n->xattr->r.alloc : (struct bs_slice){ 0, 0 };
-}
+struct bs_slice cat_xattr_blob(const struct cat_node *n);
 /* Durably replace n's record by r (same ino); re-indexes on a new parent
  * or name.  n->r becomes r on success (seq assigned); untouched on error. */
 int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r);

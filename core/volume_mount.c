@@ -99,7 +99,7 @@ int vol_commit(struct vol *v, struct cat_node *n, bool trim);
 static int trim_one(void *ctx, struct cat_node *n)
 {
 	struct vol *v = ctx;
-	if (n->r.kind == CAT_FILE && n->r.alloc.len > n->r.size) {
+	if (cat_rec_of(n)->kind == CAT_FILE && cat_rec_of(n)->alloc.len > cat_rec_of(n)->size) {
 		v->rep.files_trimmed++;
 		return vol_commit(v, n, true);
 	}
@@ -176,46 +176,6 @@ static void pending_mark(struct vol *v, uint64_t *mark)
 static uint64_t pending_since(struct vol *v, uint64_t mark)
 {
 	return bs_io_stage_pending(bstack_io(v->bs)) - mark;
-}
-
-/* A record pair with a slot that failed its checksum: which inode fell
- * back to which version (guarantee 5: reported, not silent). */
-struct fb_ctx {
-	struct vol *v;
-	const struct cat_node *found;
-};
-
-static int fb_one(void *ctx, struct cat_node *n)
-{
-	struct fb_ctx *f = ctx;
-	if ((int64_t)n->pair == f->v->c->torn_pair) {
-		f->found = n;
-		return 1;
-	}
-	return 0;
-}
-
-static void note_fallback(struct vol *v)
-{
-	struct catalog *c = v->c;
-	struct fb_ctx f = { v, NULL };
-	if (c->torn_pair < 0)
-		return;
-	cat_foreach(c, fb_one, &f);
-	if (!f.found && c->losers && (int64_t)c->losers->pair == c->torn_pair)
-		f.found = c->losers;
-	if (f.found)
-		snprintf(v->rep.fallback, sizeof v->rep.fallback,
-			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
-			 "(\"%.64s\") uses its other version (seq %llu)",
-			 (long long)c->torn_pair, 'A' + c->torn_slot,
-			 (unsigned long long)f.found->r.ino, f.found->r.name,
-			 (unsigned long long)f.found->r.seq);
-	else
-		snprintf(v->rep.fallback, sizeof v->rep.fallback,
-			 "catalog record pair %lld: slot %c fails its checksum; the pair holds "
-			 "no live inode (its other version is a removal or empty)",
-			 (long long)c->torn_pair, 'A' + c->torn_slot);
 }
 
 struct first_violation {
@@ -442,7 +402,7 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		return r;
 	}
 	if (v->c)
-		note_fallback(v);
+		cat_fallback_note(v->c, v->rep.fallback, sizeof v->rep.fallback);
 	if ((r = open_alloc(v, kind, err)))
 		return r;
 	if (bs_alloc_can(v->a, BS_CAP_BLOCK_SIZE) && v->opts.block_size &&
@@ -489,7 +449,9 @@ static int mount_existing(struct vol *v, struct vol_error *err)
 		return r;
 	}
 	v->ctr.leaked_bytes_reclaimed = v->rep.leaked_bytes_reclaimed = got;
-	v->rep.catalog_repaired = v->c->torn_pair >= 0 || v->c->losers;
+	struct cat_info ci;
+	cat_info(v->c, &ci);
+	v->rep.catalog_repaired = ci.torn || ci.losers;
 	if ((r = cat_repair(v->c)) || (r = trim_all(v))) {
 		vol_seterr(err, "cannot repair the catalog: %s", strerror(-r));
 		return r;
@@ -603,8 +565,8 @@ static int open_staged(struct vol *v, struct bs_io *io, struct bs_io *jio,
 
 static int add_size(void *ctx, struct cat_node *n)
 {
-	if (n->r.kind == CAT_FILE)
-		*(uint64_t *)ctx += n->r.size;
+	if (cat_rec_of(n)->kind == CAT_FILE)
+		*(uint64_t *)ctx += cat_rec_of(n)->size;
 	return 0;
 }
 

@@ -28,10 +28,10 @@ struct sums {
 static int sum_one(void *ctx, struct cat_node *n)
 {
 	struct sums *s = ctx;
-	if (n->r.kind != CAT_FILE)
+	if (cat_rec_of(n)->kind != CAT_FILE)
 		return 0;
-	s->live += n->r.size;
-	s->capacity += n->r.alloc.len;
+	s->live += cat_rec_of(n)->size;
+	s->capacity += cat_rec_of(n)->alloc.len;
 	s->backing += vol_backing_of(s->v, n);
 	return 0;
 }
@@ -56,8 +56,10 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
 	out->block_size = 4096;
 	out->total_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs) + host;
 	out->free_bytes = st.free_bytes + host;
-	out->files = v->c->n_files + v->c->n_dirs;
-	out->files_free = out->free_bytes / cat_record_bytes(v->c) + v->c->n_free;
+	struct cat_info ci;
+	cat_info(v->c, &ci);
+	out->files = ci.files + ci.dirs;
+	out->files_free = out->free_bytes / cat_record_bytes(v->c) + ci.free_places;
 	out->name_max = VOL_NAME_MAX;
 	pthread_rwlock_unlock(&v->lock);
 	return 0;
@@ -127,16 +129,18 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	memset(out, 0, sizeof *out);
 	out->allocator = st->name;
 	snprintf(out->magic, sizeof out->magic, "%s", st->magic);
-	out->files = v->c->n_files - v->c->n_symlinks - v->c->n_special;
-	out->directories = v->c->n_dirs;
-	out->symlinks = v->c->n_symlinks;
-	out->special_files = v->c->n_special;
-	out->hardlinks = v->c->n_links;
-	out->catalog_version = v->c->version;
-	out->xattr_bytes = v->c->xattr_bytes;
+	struct cat_info ci;
+	cat_info(v->c, &ci);
+	out->files = ci.files - ci.symlinks - ci.special;
+	out->directories = ci.dirs;
+	out->symlinks = ci.symlinks;
+	out->special_files = ci.special;
+	out->hardlinks = ci.links;
+	out->catalog_version = ci.version;
+	out->xattr_bytes = ci.xattr_bytes;
 	out->catalog_records = cat_records(v->c);
-	out->catalog_compact = v->c->compact;
-	out->catalog_bytes = v->c->root.len;
+	out->catalog_compact = ci.compact;
+	out->catalog_bytes = ci.root.len;
 	out->live_bytes = s.live;
 	out->capacity_bytes = s.capacity;
 	out->backing_bytes = s.backing;
@@ -174,8 +178,8 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	vol_sweep(v);
 	pthread_rwlock_rdlock(&v->lock);
 	summarise(v, &st, &s);
-	if (bs_alloc_extent(v->a, v->c->root, &cat_start, &cat_ext))
-		cat_ext = v->c->root.len;
+	if (bs_alloc_extent(v->a, cat_root(v->c), &cat_start, &cat_ext))
+		cat_ext = cat_root(v->c).len;
 	double frag = st.free_bytes ? 1.0 - (double)st.largest_free / (double)st.free_bytes : 0;
 #define KV(k, val) n += (size_t)snprintf(t + n, cap - n, "%s %llu\n", k, \
 					  (unsigned long long)(val))
@@ -253,7 +257,9 @@ int vol_get_counters(struct vol *v, struct vol_counters *out)
 	*out = v->ctr;
 	bstack_stats(v->bs, &bst);
 	out->syncs = bst.syncs;
-	out->catalog_rewrites = v->c->rewrites;
+	struct cat_info ci;
+	cat_info(v->c, &ci);
+	out->catalog_rewrites = ci.rewrites;
 	bs_freeq_get_stats(v->fq, &out->freeq);
 	pthread_rwlock_unlock(&v->lock);
 	return 0;
@@ -324,12 +330,14 @@ static int alloc_walk_one(void *ctx, struct cat_node *n)
 	struct alloc_walk *w = ctx;
 	struct vol_alloc_rec rec;
 	int r = 0;
-	if (cat_kind_has_alloc(n->r.kind) && n->r.alloc.len) {
-		alloc_rec(w->v, VOL_ALLOC_FILE, n->r.ino, n->r.alloc, n->r.size, &rec);
+	if (cat_kind_has_alloc(cat_rec_of(n)->kind) && cat_rec_of(n)->alloc.len) {
+		const struct cat_rec *nr = cat_rec_of(n);
+		alloc_rec(w->v, VOL_ALLOC_FILE, nr->ino, nr->alloc, nr->size, &rec);
 		r = w->fn(w->ctx, &rec);
 	}
-	if (!r && n->xattr) {
-		alloc_rec(w->v, VOL_ALLOC_XATTR, n->r.ino, n->xattr->r.alloc, n->xattr->r.size,
+	const struct cat_rec *x = cat_xattr_of(n);
+	if (!r && x) {
+		alloc_rec(w->v, VOL_ALLOC_XATTR, cat_rec_of(n)->ino, x->alloc, x->size,
 			  &rec);
 		r = w->fn(w->ctx, &rec);
 	}
@@ -341,15 +349,17 @@ int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
 	struct alloc_walk w = { v, fn, ctx };
 	struct vol_alloc_rec rec;
 	pthread_rwlock_rdlock(&v->lock);
-	alloc_rec(v, VOL_ALLOC_CATALOG, 0, v->c->root, v->c->root.len, &rec);
+	struct bs_slice root = cat_root(v->c);
+	alloc_rec(v, VOL_ALLOC_CATALOG, 0, root, root.len, &rec);
 	int r = fn(ctx, &rec);
 	if (!r)
 		r = cat_foreach(v->c, alloc_walk_one, &w);
 	for (struct vnode *vn = v->vt.orphans; !r && vn; vn = vn->onext) {
 		const struct cat_node *o = vn->orphan;
-		if (o->r.alloc.len == 0)
+		if (cat_rec_of(o)->alloc.len == 0)
 			continue;
-		alloc_rec(v, VOL_ALLOC_ORPHAN, o->r.ino, o->r.alloc, o->r.size, &rec);
+		const struct cat_rec *or = cat_rec_of(o);
+		alloc_rec(v, VOL_ALLOC_ORPHAN, or->ino, or->alloc, or->size, &rec);
 		r = fn(ctx, &rec);
 	}
 	pthread_rwlock_unlock(&v->lock);
@@ -363,11 +373,11 @@ int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
 	struct cat_node *n = vol_node_get(v, ino);
 	if (!n)
 		r = -ENOENT;
-	else if (n->r.kind == CAT_DIR)
+	else if (cat_rec_of(n)->kind == CAT_DIR)
 		r = -EISDIR;
 	else
-		alloc_rec(v, cat_detached(n) ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, n->r.alloc,
-			  n->r.size, out);
+		alloc_rec(v, cat_detached(n) ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, cat_rec_of(n)->alloc,
+			  cat_rec_of(n)->size, out);
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
-#include "catalog.h"
+#include "catalog_impl.h"
 #include "harness.h"
 #include "util.h"
 
