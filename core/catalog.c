@@ -129,13 +129,23 @@ int cat_name_ok(const char *name, size_t len)
 	return 0;
 }
 
-unsigned cat_rec_units(const struct cat_rec *r)
+static unsigned units_for(uint8_t kind, uint16_t name_len, uint64_t size, uint64_t alloc_len)
 {
-	uint64_t inl = r->kind == CAT_SYMLINK && r->alloc.len == 0 ? r->size : 0;
+	uint64_t inl = kind == CAT_SYMLINK && alloc_len == 0 ? size : 0;
 	if (inl > CAT_INLINE_MAX)
 		return 255;   /* no record is this long (decode refuses it) */
-	uint64_t b = CAT_NAME_OFF + r->name_len + inl;
+	uint64_t b = CAT_NAME_OFF + name_len + inl;
 	return (unsigned)((b + CAT_UNIT_SIZE - 1) / CAT_UNIT_SIZE);
+}
+
+unsigned cat_rec_units(const struct cat_rec *r)
+{
+	return units_for(r->kind, r->name_len, r->size, r->alloc.len);
+}
+
+static unsigned units_of(const struct cat_attr *a)
+{
+	return units_for(a->kind, a->name_len, a->size, a->alloc.len);
 }
 
 void cat_rec_encode(const struct cat_rec *r, uint8_t *s)
@@ -350,7 +360,7 @@ static uint64_t node_hash(const struct cat_node *n, int t)
 	case T_INO:
 		return mix64(n->r.ino);
 	case T_NAME:
-		return name_hash(n->r.parent, n->r.name, n->r.name_len);
+		return name_hash(n->r.parent, n->name, n->r.name_len);
 	default:
 		return mix64(n->r.parent * 0x9E3779B97F4A7C15ULL ^ n->cookie);
 	}
@@ -441,7 +451,7 @@ struct cat_node *cat_lookup(struct catalog *c, uint64_t parent, const char *name
 	struct cat_node *n = c->by_name.b[name_hash(parent, name, len) & (c->by_name.nb - 1)];
 	for (; n; n = n->h_name)
 		if (n->r.parent == parent && n->r.name_len == len &&
-		    memcmp(n->r.name, name, len) == 0)
+		    memcmp(n->name, name, len) == 0)
 			return n;
 	return NULL;
 }
@@ -542,9 +552,62 @@ static void count_kind(struct catalog *c, const struct cat_node *n, int d)
 static void node_free(struct cat_node *n)
 {
 	if (n) {
+		free(n->name);
 		free(n->tbuf);
 		free(n);
 	}
+}
+
+/* A node keeps its attributes (CAT_ATTR_FIELDS, the head of a record) and
+ * its name apart: the name in an allocation of its own length, so that a
+ * short name does not cost the 256 bytes a whole record reserves. */
+static char *name_copy(const char *name, size_t len)
+{
+	char *p = malloc(len + 1);
+	if (p) {
+		memcpy(p, name, len);
+		p[len] = '\0';
+	}
+	return p;
+}
+
+/* n's whole record: attributes, name, inline target. */
+static void node_rec(const struct cat_node *n, struct cat_rec *out)
+{
+	memcpy(out, &n->r, sizeof n->r);
+	memcpy(out->name, n->name, n->r.name_len);
+	out->name[n->r.name_len] = '\0';
+	out->target = n->tbuf;
+}
+
+/* r's attributes into n, and (when given) the name buffer that holds r's
+ * name, which n takes; a name that did not change keeps n's own. */
+static void node_set(struct cat_node *n, const struct cat_rec *r, char *name)
+{
+	memcpy(&n->r, r, sizeof n->r);
+	if (name) {
+		free(n->name);
+		n->name = name;
+	}
+}
+
+/* Does r carry a name other than n's? */
+static bool name_differs(const struct cat_node *n, const struct cat_rec *r)
+{
+	return r->name_len != n->r.name_len || memcmp(r->name, n->name, r->name_len) != 0;
+}
+
+static int write_rec(struct catalog *c, uint64_t pair, struct cat_rec *r);
+
+/* Write n's record as it is in memory (n->r.seq follows). */
+static int write_node(struct catalog *c, uint64_t pair, struct cat_node *n)
+{
+	struct cat_rec t;
+	node_rec(n, &t);
+	int e = write_rec(c, pair, &t);
+	if (!e)
+		n->r.seq = t.seq;
+	return e;
 }
 
 /* Hook link l onto inode n's names / take it off. */
@@ -788,7 +851,7 @@ struct list_ctx {
 static void list_add(struct list_ctx *l, struct cat_node *n)
 {
 	l->v[l->n++] = n;
-	l->units += cat_rec_units(&n->r);
+	l->units += units_of(&n->r);
 }
 
 /* n and its links (a rewrite writes both). */
@@ -854,9 +917,11 @@ static int write_image(struct catalog *c, struct bs_slice s, struct cat_node **v
 	cat_hdr_encode(n_pairs, c->version, slot_size(compact), hdr);
 	ws_put(&w, hdr, sizeof hdr);
 	for (uint64_t i = 0; i < n; i++) {
-		size_t size = compact ? cat_rec_units(&v[i]->r) * CAT_UNIT_SIZE : CAT_SLOT_SIZE;
+		size_t size = compact ? units_of(&v[i]->r) * CAT_UNIT_SIZE : CAT_SLOT_SIZE;
+		struct cat_rec t;
+		node_rec(v[i], &t);
 		memset(rec, 0, sizeof rec);
-		cat_rec_encode_n(&v[i]->r, rec, size);
+		cat_rec_encode_n(&t, rec, size);
 		ws_put(&w, rec, compact ? size : CAT_PAIR_SIZE);
 		pos[i] = at;
 		at += compact ? size / CAT_UNIT_SIZE : 1;
@@ -946,7 +1011,7 @@ static int cat_rewrite(struct catalog *c, enum rewrite_size how)
 		c->free_pairs = NULL;
 		c->n_free = n_pairs;
 		for (uint64_t i = 0; i < l.n; i++)
-			units_mark(c, pos[i], cat_rec_units(&l.v[i]->r));
+			units_mark(c, pos[i], units_of(&l.v[i]->r));
 		c->n_recs = l.n;
 		runs_rebuild(c);
 	} else {
@@ -1037,7 +1102,8 @@ int cat_format(struct bs_alloc *a, uint32_t uid, uint32_t gid, int64_t now,
 	if (!c)
 		return -ENOMEM;
 	c->a = a;
-	if (!(root = calloc(1, sizeof *root)) || (r = reserve_all(c))) {
+	if (!(root = calloc(1, sizeof *root)) || !(root->name = name_copy("", 0)) ||
+	    (r = reserve_all(c))) {
 		node_free(root);
 		cat_free(c);
 		return -ENOMEM;
@@ -1134,16 +1200,19 @@ static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
 		free(n);
 		return -ENOMEM;
 	}
-	n->r = *r;
+	node_set(n, r, NULL);
 	n->pair = pair;
+	if (!(n->name = name_copy(r->name, r->name_len))) {
+		free(n);
+		return -ENOMEM;
+	}
 	if (r->kind == CAT_SYMLINK && r->target) {
 		if (!(n->tbuf = malloc(r->size + 1))) {
-			free(n);
+			node_free(n);
 			return -ENOMEM;
 		}
 		memcpy(n->tbuf, r->target, r->size);
 		n->tbuf[r->size] = '\0';
-		n->r.target = n->tbuf;
 	}
 	if (r->kind == CAT_LINK || r->kind == CAT_XATTR) {
 		/* attached to its inode once every inode is loaded */
@@ -1186,7 +1255,7 @@ static int attach_loaded_links(struct catalog *c, struct cat_node *links, char *
 		}
 		if (!r && (!n || n->r.kind == CAT_DIR || cat_nlink(n) >= CAT_NLINK_MAX))
 			r = fail(err, errlen, "catalog corrupt: the name \"%s\" in directory %llu "
-				 "links to %s inode %llu", l->r.name,
+				 "links to %s inode %llu", l->name,
 				 (unsigned long long)l->r.parent,
 				 !n ? "a missing" : n->r.kind == CAT_DIR ? "a directory" :
 				 "an over-linked", (unsigned long long)l->r.ino);
@@ -1219,7 +1288,7 @@ static void set_loser(struct catalog *c, struct cat_node *dir, struct cat_node *
 	if (loser->r.kind != CAT_LINK && loser->nlinks) {
 		loser->r.parent = 0;
 		loser->r.name_len = 0;
-		loser->r.name[0] = '\0';
+		loser->name[0] = '\0';
 		c->unname = loser;
 		return;
 	}
@@ -1246,11 +1315,11 @@ static int link_loaded(void *ctx, struct cat_node *n)
 	struct cat_node *dir = cat_get(c, n->r.parent);
 	if (!dir || dir->r.kind != CAT_DIR) {
 		l->r = fail(l->err, l->errlen, "catalog corrupt: inode %llu (\"%s\") has %s "
-			    "parent %llu", (unsigned long long)n->r.ino, n->r.name,
+			    "parent %llu", (unsigned long long)n->r.ino, n->name,
 			    dir ? "a non-directory" : "a missing", (unsigned long long)n->r.parent);
 		return 1;
 	}
-	struct cat_node *o = cat_lookup(c, n->r.parent, n->r.name, n->r.name_len);
+	struct cat_node *o = cat_lookup(c, n->r.parent, n->name, n->r.name_len);
 	if (o) {
 		/* One crash leaves at most one such pair (cat_repair removes it
 		 * before anything else is written); a loser directory with
@@ -1258,7 +1327,7 @@ static int link_loaded(void *ctx, struct cat_node *n)
 		struct cat_node *loser = o->r.seq < n->r.seq ? o : n;
 		if (c->losers || c->unname || (loser->r.kind == CAT_DIR && loser->first)) {
 			l->r = fail(l->err, l->errlen, "catalog corrupt: two entries named \"%s\" "
-				    "in directory %llu", n->r.name,
+				    "in directory %llu", n->name,
 				    (unsigned long long)n->r.parent);
 			return 1;
 		}
@@ -1541,7 +1610,7 @@ static int ext_one(struct ext_ctx *e, const struct cat_node *n)
 {
 	if ((!cat_kind_has_alloc(n->r.kind) && n->r.kind != CAT_XATTR) || n->r.alloc.len == 0)
 		return 0;
-	return ext_slice(e, n->r.ino, n->r.name, n->r.alloc);
+	return ext_slice(e, n->r.ino, n->name, n->r.alloc);
 }
 
 /* n's own allocation and its attribute blob */
@@ -1709,10 +1778,10 @@ static int put_first(struct catalog *c, struct cat_node *n)
 {
 	int e;
 	if (c->compact) {
-		unsigned k = cat_rec_units(&n->r);
+		unsigned k = units_of(&n->r);
 		if ((e = units_take(c, k, &n->pair)))
 			return e;
-		if ((e = write_rec(c, n->pair, &n->r))) {
+		if ((e = write_node(c, n->pair, n))) {
 			units_release(c, n->pair, k);
 			return e;
 		}
@@ -1720,7 +1789,7 @@ static int put_first(struct catalog *c, struct cat_node *n)
 		return 0;
 	}
 	n->pair = c->free_pairs[c->n_free - 1];
-	if ((e = write_rec(c, n->pair, &n->r)))
+	if ((e = write_node(c, n->pair, n)))
 		return e;
 	c->n_free--;
 	return 0;
@@ -1818,7 +1887,8 @@ int cat_repair(struct catalog *c)
 		node_free(n);   /* a link's inode left without a name: in strays */
 	}
 	if (c->unname) {
-		struct cat_rec nr = c->unname->r;   /* nameless in memory already */
+		struct cat_rec nr;
+		node_rec(c->unname, &nr);   /* nameless in memory already */
 		if ((r = put_rec(c, c->unname, &nr)))
 			return r;
 		c->unname->r.seq = nr.seq;
@@ -1874,8 +1944,8 @@ int cat_upgrade(struct catalog *c)
 static struct cat_node *new_node(struct catalog *c, bool named)
 {
 	struct cat_node *n = calloc(1, sizeof *n);
-	if (n && named && reserve_all(c)) {
-		free(n);
+	if (n && (!(n->name = name_copy("", 0)) || (named && reserve_all(c)))) {
+		node_free(n);
 		return NULL;
 	}
 	return n;
@@ -1895,19 +1965,21 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 		return -EINVAL;
 	if (!(n = new_node(c, true)))
 		return -ENOMEM;
-	n->r = *r;
+	char *name = name_copy(r->name, r->name_len);
+	if (!name) {
+		node_free(n);
+		return -ENOMEM;
+	}
+	node_set(n, r, name);
 	n->r.ino = c->next_ino;
 	if (r->kind == CAT_SYMLINK && r->alloc.len == 0) {
 		if (!r->target || r->size > CAT_INLINE_TARGET_MAX ||
 		    !(n->tbuf = malloc(r->size + 1))) {
-			free(n);
+			node_free(n);
 			return r->target ? -ENOMEM : -EINVAL;
 		}
 		memcpy(n->tbuf, r->target, r->size);
 		n->tbuf[r->size] = '\0';
-		n->r.target = n->tbuf;
-	} else {
-		n->r.target = NULL;
 	}
 	if ((e = put_first(c, n))) {
 		node_free(n);
@@ -1925,14 +1997,15 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 {
 	struct cat_rec nr = *r;
 	struct cat_node *dir = NULL;
-	bool moved = nr.parent != n->r.parent || nr.name_len != n->r.name_len ||
-		     memcmp(nr.name, n->r.name, nr.name_len) != 0;
+	bool renamed = name_differs(n, &nr);
+	bool moved = nr.parent != n->r.parent || renamed;
+	char *name = NULL;
 	int e;
 	if (cat_detached(n))
 		return -ESTALE;   /* detached: its pair may belong to another inode now */
 	nr.ino = n->r.ino;
 	nr.kind = n->r.kind;
-	nr.target = n->r.target;   /* a symlink's target never changes */
+	nr.target = n->tbuf;   /* a symlink's target never changes */
 	if (n->r.kind != CAT_LINK && n->r.parent == 0 && moved)
 		return -EINVAL;            /* a nameless inode gets no name back */
 	if (moved) {
@@ -1942,14 +2015,19 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 		if ((e = reserve_all(c)))
 			return e;
 	}
-	if ((e = put_rec(c, n, &nr)))
+	/* the new name's buffer before the write: nothing may fail after it */
+	if (renamed && !(name = name_copy(nr.name, nr.name_len)))
+		return -ENOMEM;
+	if ((e = put_rec(c, n, &nr))) {
+		free(name);
 		return e;
+	}
 	if (moved) {
 		unlink_child(c, cat_get(c, n->r.parent), n);
-		n->r = nr;
+		node_set(n, &nr, name);
 		link_child(c, dir, n);
 	} else {
-		n->r = nr;
+		node_set(n, &nr, name);
 	}
 	return 0;
 }
@@ -2061,7 +2139,7 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 			return e;
 		*old = x->r.alloc;
 		count_kind(c, x, -1);
-		x->r = r;
+		node_set(x, &r, NULL);
 		count_kind(c, x, 1);
 		return 0;
 	}
@@ -2069,9 +2147,9 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 		return e;
 	if (!(x = new_node(c, false)))
 		return -ENOMEM;
-	x->r = r;
+	node_set(x, &r, NULL);
 	if ((e = put_first(c, x))) {
-		free(x);
+		node_free(x);
 		return e;
 	}
 	x->inode = n;
@@ -2103,13 +2181,21 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 	l->r.ino = n->r.ino;
 	l->r.parent = parent;
 	l->r.name_len = (uint16_t)len;
-	memcpy(l->r.name, name, len);
-	if ((e = room(c, &l->r))) {
-		free(l);
+	char *nm = name_copy(name, len);
+	if (!nm) {
+		node_free(l);
+		return -ENOMEM;
+	}
+	free(l->name);
+	l->name = nm;
+	struct cat_rec lr;
+	node_rec(l, &lr);
+	if ((e = room(c, &lr))) {
+		node_free(l);
 		return e;
 	}
 	if ((e = put_first(c, l))) {
-		free(l);
+		node_free(l);
 		return e;
 	}
 	attach_link(n, l);
@@ -2130,17 +2216,23 @@ int cat_unname(struct catalog *c, struct cat_node *n)
 	if (n->r.kind == CAT_LINK || n->r.kind == CAT_DIR || !n->nlinks || !n->r.parent ||
 	    cat_detached(n))
 		return -EINVAL;
-	struct cat_rec nr = n->r;
+	struct cat_rec nr;
+	node_rec(n, &nr);
 	nr.parent = 0;
 	nr.name_len = 0;
 	memset(nr.name, 0, sizeof nr.name);
+	char *none = name_copy("", 0);
+	if (!none)
+		return -ENOMEM;
 	/* an inline target must still fit: it moves to where the name was */
 	int e = put_rec(c, n, &nr);
-	if (e)
+	if (e) {
+		free(none);
 		return e;
+	}
 	if (dir)
 		unlink_child(c, dir, n);
-	n->r = nr;
+	node_set(n, &nr, none);
 	return 0;
 }
 
@@ -2168,9 +2260,24 @@ void cat_node_free(struct cat_node *n)
 
 /* ---- accessors (catalog.h) ------------------------------------------------- */
 
-const struct cat_rec *cat_rec_of(const struct cat_node *n)
+const struct cat_attr *cat_attr_of(const struct cat_node *n)
 {
 	return &n->r;
+}
+
+const char *cat_name_of(const struct cat_node *n)
+{
+	return n->name;
+}
+
+const char *cat_target_of(const struct cat_node *n)
+{
+	return n->tbuf;
+}
+
+void cat_rec_get(const struct cat_node *n, struct cat_rec *out)
+{
+	node_rec(n, out);
 }
 
 struct cat_node *cat_inode_of(struct cat_node *n)
@@ -2213,7 +2320,7 @@ struct cat_node *cat_next_sibling(const struct cat_node *n)
 	return n->next;
 }
 
-const struct cat_rec *cat_xattr_of(const struct cat_node *n)
+const struct cat_attr *cat_xattr_of(const struct cat_node *n)
 {
 	return n->xattr ? &n->xattr->r : NULL;
 }
@@ -2247,11 +2354,9 @@ int cat_set_detached(struct cat_node *n, const struct cat_rec *r)
 		return -ESTALE;
 	uint64_t ino = n->r.ino;
 	uint8_t kind = n->r.kind;
-	const char *target = n->r.target;
-	n->r = *r;
+	node_set(n, r, NULL);   /* a detached node keeps the name it had */
 	n->r.ino = ino;
 	n->r.kind = kind;
-	n->r.target = target;
 	return 0;
 }
 
@@ -2299,7 +2404,7 @@ bool cat_fallback_note(struct catalog *c, char *buf, size_t len)
 			 "catalog record pair %lld: slot %c fails its checksum; inode %llu "
 			 "(\"%.64s\") uses its other version (seq %llu)",
 			 (long long)c->torn_pair, 'A' + c->torn_slot,
-			 (unsigned long long)f.found->r.ino, f.found->r.name,
+			 (unsigned long long)f.found->r.ino, f.found->name,
 			 (unsigned long long)f.found->r.seq);
 	else
 		snprintf(buf, len,

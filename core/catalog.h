@@ -75,21 +75,31 @@ static inline bool cat_kind_has_alloc(uint8_t kind)
 	return kind == CAT_FILE || kind == CAT_SYMLINK;
 }
 
-/* One inode, as stored (minus the checksum) and as kept in memory. */
-struct cat_rec {
-	uint8_t kind;
-	uint16_t name_len;
-	uint64_t seq;             /* catalog-wide write sequence: newer wins */
-	uint64_t ino, parent;
-	struct bs_slice alloc;    /* the file's allocation: len is its capacity */
-	uint64_t size;
-	uint32_t mode, uid, gid;
-	uint32_t rdev;            /* CAT_SPECIAL devices: Linux's encoded dev_t */
+/* A record's fixed fields: the same members, in the same order, open
+ * struct cat_attr (what a node keeps in memory, its name apart) and
+ * struct cat_rec (a whole record, as stored minus the checksum). */
+#define CAT_ATTR_FIELDS                                                           \
+	uint8_t kind;                                                             \
+	uint16_t name_len;                                                        \
+	uint64_t seq;             /* catalog-wide write sequence: newer wins */   \
+	uint64_t ino, parent;                                                     \
+	struct bs_slice alloc;    /* the file's allocation: len is its capacity */\
+	uint64_t size;                                                            \
+	uint32_t mode, uid, gid;                                                  \
+	uint32_t rdev;            /* CAT_SPECIAL devices: Linux's encoded dev_t */\
 	int64_t atime, mtime, ctime;
+
+struct cat_attr {
+	CAT_ATTR_FIELDS
+};
+
+/* One inode, as stored (minus the checksum). */
+struct cat_rec {
+	CAT_ATTR_FIELDS
 	char name[CAT_NAME_MAX + 1];   /* NUL-terminated copy */
 	/* CAT_SYMLINK with alloc (0, 0): the target's `size` bytes (not
-	 * NUL-terminated).  A decoded record points into its slot; a node's
-	 * points at the node's own copy (cat_node.tbuf). */
+	 * NUL-terminated).  A decoded record points into its slot; one read
+	 * from a node (cat_rec_get) at the node's own copy. */
 	const char *target;
 };
 
@@ -112,8 +122,15 @@ struct catalog;
 /* A node's pair once cat_detach has taken it out of the catalog. */
 #define CAT_PAIR_NONE UINT64_MAX
 
-/* n's record as it is in memory (ahead of the disk until cat_store). */
-const struct cat_rec *cat_rec_of(const struct cat_node *n);
+/* n's fixed fields, its name and its whole record as they are in memory
+ * (ahead of the disk until cat_store).  A node keeps its name apart, in an
+ * allocation of its length, so the attributes are what it costs beside
+ * the indexes. */
+const struct cat_attr *cat_attr_of(const struct cat_node *n);
+const char *cat_name_of(const struct cat_node *n);
+/* A symlink's target kept inside its record (size bytes), else NULL. */
+const char *cat_target_of(const struct cat_node *n);
+void cat_rec_get(const struct cat_node *n, struct cat_rec *out);
 /* The inode a name stands for (itself unless a CAT_LINK). */
 struct cat_node *cat_inode_of(struct cat_node *n);
 /* Taken out of the catalog by cat_detach (removed while open). */
@@ -131,7 +148,7 @@ uint64_t cat_cookie(const struct cat_node *n);
 struct cat_node *cat_next_sibling(const struct cat_node *n);
 /* Inode n's CAT_XATTR record (alloc: the blob, size: its length, rdev:
  * its CRC32C), or NULL when it has no attributes. */
-const struct cat_rec *cat_xattr_of(const struct cat_node *n);
+const struct cat_attr *cat_xattr_of(const struct cat_node *n);
 /* In-memory changes, made durable by the next cat_store of n's record. */
 void cat_set_times(struct cat_node *n, int64_t mtime, int64_t ctime); /* < 0: keep */
 void cat_set_size(struct cat_node *n, uint64_t size);

@@ -18,8 +18,9 @@
  * link, removing one or renaming one writes exactly one record.
  */
 struct cat_node {
-	struct cat_rec r;
-	char *tbuf;               /* inline symlink target (r.target), owned */
+	struct cat_attr r;
+	char *name;               /* r.name_len bytes and a NUL, owned (never NULL) */
+	char *tbuf;               /* inline symlink target, owned */
 	uint64_t pair;            /* which record pair holds it */
 	uint64_t cookie;          /* readdir position within its parent */
 	uint64_t nchildren, nsubdirs;

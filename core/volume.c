@@ -130,7 +130,7 @@
 /* File n's size goes from old to new (orphans are no named file's). */
 static void live_change(struct vol *v, const struct cat_node *n, uint64_t old, uint64_t new)
 {
-	if (cat_detached(n) || cat_rec_of(n)->kind != CAT_FILE || old == new)
+	if (cat_detached(n) || cat_attr_of(n)->kind != CAT_FILE || old == new)
 		return;
 	v->live_now = v->live_now - old + new;
 	if (v->live_now > v->live_peak)
@@ -170,8 +170,8 @@ static bool is_control(uint64_t parent, const char *name)
 uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
 {
 	uint64_t start, len;
-	if (!cat_kind_has_alloc(cat_rec_of(n)->kind) || cat_rec_of(n)->alloc.len == 0 ||
-	    bs_alloc_extent(v->a, cat_rec_of(n)->alloc, &start, &len))
+	if (!cat_kind_has_alloc(cat_attr_of(n)->kind) || cat_attr_of(n)->alloc.len == 0 ||
+	    bs_alloc_extent(v->a, cat_attr_of(n)->alloc, &start, &len))
 		return 0;
 	return len;
 }
@@ -186,7 +186,7 @@ struct cat_node *vol_node_get(struct vol *v, uint64_t ino)
 
 static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *a)
 {
-	const struct cat_rec *r = cat_rec_of(n);
+	const struct cat_attr *r = cat_attr_of(n);
 	memset(a, 0, sizeof *a);
 	a->ino = r->ino;
 	a->parent = r->parent;
@@ -205,7 +205,7 @@ static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *
 static struct cat_node *get_dir(struct vol *v, uint64_t ino, int *r)
 {
 	struct cat_node *d = cat_get(v->c, ino);
-	*r = !d ? -ENOENT : cat_rec_of(d)->kind != CAT_DIR ? -ENOTDIR : 0;
+	*r = !d ? -ENOENT : cat_attr_of(d)->kind != CAT_DIR ? -ENOTDIR : 0;
 	return *r ? NULL : d;
 }
 
@@ -248,7 +248,7 @@ static void vn_put(struct vol *v, struct vnode *vn)
  * bytes it covers. */
 static int store(struct vol *v, struct cat_node *n, const struct cat_rec *r)
 {
-	struct vnode *vn = vt_get(&v->vt, cat_rec_of(n)->ino);
+	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
 	int e;
 	if (cat_detached(n))
 		return cat_set_detached(n, r);   /* an orphan has no record */
@@ -279,17 +279,18 @@ static int mark_rec(struct vol *v, struct cat_node *n)
 	struct vnode *vn;
 	if (cat_detached(n))
 		return 0;   /* an orphan writes no record */
-	if ((vn = vt_need(&v->vt, cat_rec_of(n)->ino))) {
+	if ((vn = vt_need(&v->vt, cat_attr_of(n)->ino))) {
 		vn->rec_dirty = true;
 		return 0;
 	}
-	struct cat_rec nr = *cat_rec_of(n);
+	struct cat_rec nr;
+	cat_rec_get(n, &nr);
 	return store(v, n, &nr);
 }
 
 static int mark_data(struct vol *v, struct cat_node *n)
 {
-	struct vnode *vn = vt_need(&v->vt, cat_rec_of(n)->ino);
+	struct vnode *vn = vt_need(&v->vt, cat_attr_of(n)->ino);
 	if (vn) {
 		vn->data_dirty = true;
 		return 0;
@@ -441,7 +442,7 @@ void vol_committer_stop(struct vol *v)
  * makes the allocation durable (docs/design.md §5: the ordering rule). */
 static int data_flags(struct vol *v, struct cat_node *n, uint64_t end, unsigned *flags)
 {
-	struct vnode *vn = vt_get(&v->vt, cat_rec_of(n)->ino);
+	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
 	*flags = 0;
 	if (!bstack_journaled(v->bs) || !vn || vn->alloc_seq <= bstack_durable_seq(v->bs))
 		return 0;
@@ -460,7 +461,7 @@ static int mark_alloc(struct vol *v, struct cat_node *n)
 	struct vnode *vn;
 	if (!bstack_journaled(v->bs))
 		return 0;
-	if ((vn = vt_need(&v->vt, cat_rec_of(n)->ino))) {
+	if ((vn = vt_need(&v->vt, cat_attr_of(n)->ino))) {
 		vn->alloc_seq = bstack_txn_seq(v->bs);
 		return 0;
 	}
@@ -578,8 +579,8 @@ static int make(struct vol *v, uint64_t parent, const char *name, uint32_t mode,
 	};
 	/* a set-group-ID directory hands its group down, and its bit to new
 	 * directories (as ext4 without grpid) */
-	if (cat_rec_of(d)->mode & S_ISGID) {
-		rec.gid = cat_rec_of(d)->gid;
+	if (cat_attr_of(d)->mode & S_ISGID) {
+		rec.gid = cat_attr_of(d)->gid;
 		if (w->kind == CAT_DIR)
 			rec.mode |= S_ISGID;
 	}
@@ -662,14 +663,14 @@ ssize_t vol_readlink(struct vol *v, uint64_t ino, char *buf, size_t size)
 	struct cat_node *n = cat_get(v->c, ino);
 	if (!n) {
 		r = -ENOENT;
-	} else if (cat_rec_of(n)->kind != CAT_SYMLINK) {
+	} else if (cat_attr_of(n)->kind != CAT_SYMLINK) {
 		r = -EINVAL;
 	} else {
-		size_t k = cat_rec_of(n)->size < size ? cat_rec_of(n)->size : size;
+		size_t k = cat_attr_of(n)->size < size ? cat_attr_of(n)->size : size;
 		r = (ssize_t)k;
-		if (cat_rec_of(n)->alloc.len == 0)
-			memcpy(buf, cat_rec_of(n)->target, k);
-		else if (bstack_get(v->bs, cat_rec_of(n)->alloc.off, buf, k))
+		if (cat_attr_of(n)->alloc.len == 0)
+			memcpy(buf, cat_target_of(n), k);
+		else if (bstack_get(v->bs, cat_attr_of(n)->alloc.off, buf, k))
 			r = -EIO;
 	}
 	pthread_rwlock_unlock(&v->lock);
@@ -692,7 +693,7 @@ int vol_link(struct vol *v, uint64_t ino, uint64_t newparent, const char *newnam
 		r = -ENOENT;
 		goto out;
 	}
-	if (cat_rec_of(n)->kind == CAT_DIR) {
+	if (cat_attr_of(n)->kind == CAT_DIR) {
 		r = -EPERM;
 		goto out;
 	}
@@ -729,11 +730,11 @@ out:
  * instead: record gone, space kept until its last close (vol_release). */
 static int drop(struct vol *v, struct cat_node *n)
 {
-	struct bs_slice s = cat_rec_of(n)->alloc;
-	bool file = cat_rec_of(n)->kind == CAT_FILE;
-	uint64_t size = cat_rec_of(n)->size;
+	struct bs_slice s = cat_attr_of(n)->alloc;
+	bool file = cat_attr_of(n)->kind == CAT_FILE;
+	uint64_t size = cat_attr_of(n)->size;
 	int r;
-	struct vnode *vn = vt_get(&v->vt, cat_rec_of(n)->ino);
+	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
 	if (file && vn && vn->opens) {
 		if (!(r = cat_detach(v->c, n))) {
 			vt_make_orphan(&v->vt, vn, n);
@@ -767,7 +768,7 @@ static int drop_name(struct vol *v, struct cat_node *name, bool *gone)
 	struct cat_node *n = cat_inode_of(name);
 	int r;
 	*gone = false;
-	if (cat_rec_of(name)->kind == CAT_LINK) {
+	if (cat_attr_of(name)->kind == CAT_LINK) {
 		if ((r = cat_unlink_name(v->c, name)))
 			return r;
 		*gone = true;
@@ -803,9 +804,9 @@ static int remove_entry(struct vol *v, uint64_t parent, const char *name, bool d
 		goto out;
 	if (!(n = cat_lookup(v->c, parent, name, strlen(name))))
 		r = -ENOENT;
-	else if (dir && cat_rec_of(n)->kind != CAT_DIR)
+	else if (dir && cat_attr_of(n)->kind != CAT_DIR)
 		r = -ENOTDIR;
-	else if (!dir && cat_rec_of(n)->kind == CAT_DIR)
+	else if (!dir && cat_attr_of(n)->kind == CAT_DIR)
 		r = -EISDIR;
 	else if (dir && cat_has_children(n))
 		r = -ENOTEMPTY;
@@ -841,7 +842,7 @@ static bool is_ancestor(struct vol *v, uint64_t anc, uint64_t ino)
 		struct cat_node *n = cat_get(v->c, ino);
 		if (!n)
 			return false;
-		ino = cat_rec_of(n)->parent;
+		ino = cat_attr_of(n)->parent;
 	}
 	return true;
 }
@@ -849,15 +850,15 @@ static bool is_ancestor(struct vol *v, uint64_t anc, uint64_t ino)
 static int rename_checks(struct vol *v, struct cat_node *src, struct cat_node *dst,
 			 uint64_t newparent, unsigned flags)
 {
-	if (cat_rec_of(src)->kind == CAT_DIR && is_ancestor(v, cat_rec_of(src)->ino, newparent))
+	if (cat_attr_of(src)->kind == CAT_DIR && is_ancestor(v, cat_attr_of(src)->ino, newparent))
 		return -EINVAL;   /* a directory cannot move into itself */
 	if (!dst)
 		return 0;
 	if (flags & VOL_RENAME_NOREPLACE)
 		return -EEXIST;
-	if (cat_rec_of(src)->kind == CAT_DIR && cat_rec_of(dst)->kind != CAT_DIR)
+	if (cat_attr_of(src)->kind == CAT_DIR && cat_attr_of(dst)->kind != CAT_DIR)
 		return -ENOTDIR;
-	if (cat_rec_of(src)->kind != CAT_DIR && cat_rec_of(dst)->kind == CAT_DIR)
+	if (cat_attr_of(src)->kind != CAT_DIR && cat_attr_of(dst)->kind == CAT_DIR)
 		return -EISDIR;
 	if (cat_has_children(dst))
 		return -ENOTEMPTY;
@@ -880,18 +881,20 @@ static void set_name(struct cat_rec *r, uint64_t parent, const char *name, size_
 static int exchange(struct vol *v, struct cat_node *d, struct cat_node *nd,
 		    struct cat_node *src, struct cat_node *dst)
 {
-	struct cat_rec a = *cat_rec_of(src), b = *cat_rec_of(dst);
+	struct cat_rec a, b;
+	cat_rec_get(src, &a);
+	cat_rec_get(dst, &b);
 	int64_t now = vol_now_ns();
 	int r;
 	if (!bstack_journaled(v->bs))
 		return -EINVAL;
-	const struct cat_rec *s = cat_rec_of(src), *t = cat_rec_of(dst);
+	const struct cat_attr *s = cat_attr_of(src), *t = cat_attr_of(dst);
 	if (s->kind == CAT_DIR && is_ancestor(v, s->ino, t->parent))
 		return -EINVAL;
 	if (t->kind == CAT_DIR && is_ancestor(v, t->ino, s->parent))
 		return -EINVAL;
-	set_name(&a, cat_rec_of(dst)->parent, cat_rec_of(dst)->name, cat_rec_of(dst)->name_len);
-	set_name(&b, cat_rec_of(src)->parent, cat_rec_of(src)->name, cat_rec_of(src)->name_len);
+	set_name(&a, cat_attr_of(dst)->parent, cat_name_of(dst), cat_attr_of(dst)->name_len);
+	set_name(&b, cat_attr_of(src)->parent, cat_name_of(src), cat_attr_of(src)->name_len);
 	a.ctime = b.ctime = now;
 	if ((r = store(v, src, &a)) || (r = store(v, dst, &b)))
 		return r;   /* the transaction is refused as a whole (vol_op_unlock) */
@@ -938,7 +941,8 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	if (dst == src || (r = rename_checks(v, src, dst, newparent, flags)))
 		goto out;
 	int64_t now = vol_now_ns();
-	struct cat_rec nr = *cat_rec_of(src);
+	struct cat_rec nr;
+	cat_rec_get(src, &nr);
 	set_name(&nr, newparent, newname, strlen(newname));
 	nr.ctime = now;
 	if ((r = store(v, src, &nr)))                 /* the rename point */
@@ -946,7 +950,7 @@ int vol_rename(struct vol *v, uint64_t parent, const char *name,
 	bool gone;
 	if (dst && (r = drop_name(v, dst, &gone)) && !gone)
 		cat_forget(v->c, dst);   /* mount resolves the two records */
-	if (!r && cat_rec_of(src)->kind == CAT_LINK) {
+	if (!r && cat_attr_of(src)->kind == CAT_LINK) {
 		cat_set_times(cat_inode_of(src), -1, now);
 		r = mark_rec(v, cat_inode_of(src));
 	}
@@ -984,7 +988,7 @@ static int read_blob(struct vol *v, const struct cat_node *n, uint8_t **out, siz
 {
 	*out = NULL;
 	*len = 0;
-	const struct cat_rec *x = cat_xattr_of(n);
+	const struct cat_attr *x = cat_xattr_of(n);
 	if (!x)
 		return 0;
 	size_t k = (size_t)x->size;
@@ -1131,7 +1135,7 @@ int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, voi
 	if (d) {
 		for (struct cat_node *n = cat_child_after(v->c, d, pos); n; n = cat_next_sibling(n)) {
 			fill_attr(v, cat_inode_of(n), &a);
-			if (fill(ctx, cat_rec_of(n)->name, &a, cat_cookie(n)))
+			if (fill(ctx, cat_name_of(n), &a, cat_cookie(n)))
 				break;
 		}
 	}
@@ -1144,7 +1148,7 @@ int vol_readdir(struct vol *v, uint64_t ino, uint64_t pos, vol_fill_fn fill, voi
 static struct cat_node *get_file(struct vol *v, uint64_t ino, int *r)
 {
 	struct cat_node *n = vol_node_get(v, ino);
-	*r = !n ? -ENOENT : cat_rec_of(n)->kind != CAT_FILE ? -EISDIR : 0;
+	*r = !n ? -ENOENT : cat_attr_of(n)->kind != CAT_FILE ? -EISDIR : 0;
 	return *r ? NULL : n;
 }
 
@@ -1155,13 +1159,13 @@ ssize_t vol_read(struct vol *v, uint64_t ino, void *buf, size_t n, uint64_t off)
 	__atomic_fetch_add(&v->n_reads, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_rdlock(&v->lock);
 	struct cat_node *f = get_file(v, ino, &r);
-	if (f && off < cat_rec_of(f)->size) {
-		uint64_t k = cat_rec_of(f)->size - off;
+	if (f && off < cat_attr_of(f)->size) {
+		uint64_t k = cat_attr_of(f)->size - off;
 		if (k > n)
 			k = n;
 		if (k > SSIZE_MAX)
 			k = SSIZE_MAX;
-		r = bstack_get(v->bs, cat_rec_of(f)->alloc.off + off, buf, k);
+		r = bstack_get(v->bs, cat_attr_of(f)->alloc.off + off, buf, k);
 		got = (ssize_t)k;
 	}
 	pthread_rwlock_unlock(&v->lock);
@@ -1227,7 +1231,7 @@ static int copy_range(struct vol *v, struct cat_node *f, uint64_t from, uint64_t
 static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t inplace_cap,
 		uint64_t need, uint64_t *stale_end)
 {
-	struct bs_slice old = cat_rec_of(n)->alloc, ns;
+	struct bs_slice old = cat_attr_of(n)->alloc, ns;
 	bool done = false;
 	int r;
 	*stale_end = old.len;
@@ -1291,27 +1295,28 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 	 *    made the new space durably allocated (the ordering rule). */
 	unsigned flags = 0;
 	if (bstack_journaled(v->bs)) {
-		if (cat_rec_of(n)->size <= VOL_JOURNAL_DATA_MAX)
+		if (cat_attr_of(n)->size <= VOL_JOURNAL_DATA_MAX)
 			flags = BSTACK_DATA_JOURNAL;
 		else if ((r = bstack_barrier(v->bs))) {
 			bs_dealloc(v->a, ns);
 			return r;
 		}
 	}
-	r = copy_range(v, n, old.off, ns.off, cat_rec_of(n)->size, flags);
+	r = copy_range(v, n, old.off, ns.off, cat_attr_of(n)->size, flags);
 	if (!r && !cat_detached(n))
 		r = bstack_sync(v->bs);
 	if (r) {
 		bs_dealloc(v->a, ns);
 		return r;
 	}
-	struct vnode *vn = vt_get(&v->vt, cat_rec_of(n)->ino);
+	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
 	if (vn && !cat_detached(n))
 		vn->data_dirty = false;
 	/* 3. durably repoint the record (crash before: old state, new leaks;
 	 *    after: new state, old leaks until step 4); an orphan's in-memory
 	 *    allocation is the only reference, repointed in place (store) */
-	struct cat_rec nr = *cat_rec_of(n);
+	struct cat_rec nr;
+	cat_rec_get(n, &nr);
 	nr.alloc = ns;
 	if ((r = store(v, n, &nr))) {
 		bs_dealloc(v->a, ns);
@@ -1321,8 +1326,8 @@ static int grow(struct vol *v, struct cat_node *n, uint64_t new_cap, uint64_t in
 	/* 4. free the old place */
 	bs_dealloc(v->a, old);
 	v->ctr.reallocs++;
-	v->ctr.bytes_copied += cat_rec_of(n)->size;
-	*stale_end = cat_rec_of(n)->size;
+	v->ctr.bytes_copied += cat_attr_of(n)->size;
+	*stale_end = cat_attr_of(n)->size;
 	return r;
 }
 
@@ -1361,9 +1366,9 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 	unsigned flags = 0;
 	if (!f || n == 0)
 		goto out;
-	stale_end = cat_rec_of(f)->alloc.len;
-	if (end > cat_rec_of(f)->alloc.len) {
-		uint64_t cap = amortised_cap(cat_rec_of(f)->alloc.len, end), big = cap;
+	stale_end = cat_attr_of(f)->alloc.len;
+	if (end > cat_attr_of(f)->alloc.len) {
+		uint64_t cap = amortised_cap(cat_attr_of(f)->alloc.len, end), big = cap;
 		/* A file past VOL_GROW_BIG_FROM grows in place (at the tail,
 		 * where nothing has to move) by a whole VOL_GROW_STEP_MAX at
 		 * once: each growth of a large file needs a barrier before its
@@ -1372,8 +1377,8 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		 * write costs one per 64 MiB (issue: syncs that do not grow
 		 * with the size).  The spare capacity is trimmed at the last
 		 * close, as any amortised headroom. */
-		if (cat_rec_of(f)->alloc.len >= VOL_GROW_BIG_FROM && bstack_journaled(v->bs) &&
-		    !add_ok(cat_rec_of(f)->alloc.len, VOL_GROW_STEP_MAX, &big))
+		if (cat_attr_of(f)->alloc.len >= VOL_GROW_BIG_FROM && bstack_journaled(v->bs) &&
+		    !add_ok(cat_attr_of(f)->alloc.len, VOL_GROW_STEP_MAX, &big))
 			big = cap;
 		r = grow(v, f, cap, big, end, &stale_end);
 		/* on a nearly full disk the amortised headroom may not fit
@@ -1386,16 +1391,16 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 	if ((r = data_flags(v, f, end, &flags)))
 		goto out;
 	/* a hole past the old size reads as zeros */
-	if (off > cat_rec_of(f)->size && stale_end > cat_rec_of(f)->size) {
+	if (off > cat_attr_of(f)->size && stale_end > cat_attr_of(f)->size) {
 		uint64_t ze = off < stale_end ? off : stale_end;
-		const struct cat_rec *fr = cat_rec_of(f);
+		const struct cat_attr *fr = cat_attr_of(f);
 		if ((r = zero_range(v, f, fr->alloc.off + fr->size, ze - fr->size, flags)))
 			goto out;
 	}
-	if ((r = put_data(v, f, cat_rec_of(f)->alloc.off + off, buf, n, flags)))
+	if ((r = put_data(v, f, cat_attr_of(f)->alloc.off + off, buf, n, flags)))
 		goto out;
-	if (end > cat_rec_of(f)->size) {
-		live_change(v, f, cat_rec_of(f)->size, end);
+	if (end > cat_attr_of(f)->size) {
+		live_change(v, f, cat_attr_of(f)->size, end);
 		cat_set_size(f, end);
 	}
 	int64_t now = vol_now_ns();
@@ -1404,7 +1409,8 @@ ssize_t vol_write(struct vol *v, uint64_t ino, const void *buf, size_t n, uint64
 		goto out;
 	if (v->opts.sync_writes) {
 		/* -o sync: data, then the record that covers it */
-		struct cat_rec nr = *cat_rec_of(f);
+		struct cat_rec nr;
+	cat_rec_get(f, &nr);
 		r = store(v, f, &nr);
 	}
 out:
@@ -1428,23 +1434,24 @@ static bool can_shrink(struct vol *v, struct bs_slice s)
  */
 static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 {
-	struct bs_slice old = cat_rec_of(f)->alloc;
+	struct bs_slice old = cat_attr_of(f)->alloc;
 	uint64_t stale_end = old.len;
 	int r;
 	if (size > old.len) {
 		if ((r = grow(v, f, size, size, size, &stale_end)))
 			return r;
-		old = cat_rec_of(f)->alloc;
+		old = cat_attr_of(f)->alloc;
 	}
-	if (size > cat_rec_of(f)->size && stale_end > cat_rec_of(f)->size) {
+	if (size > cat_attr_of(f)->size && stale_end > cat_attr_of(f)->size) {
 		uint64_t ze = size < stale_end ? size : stale_end;
-		const struct cat_rec *fr = cat_rec_of(f);
+		const struct cat_attr *fr = cat_attr_of(f);
 		unsigned flags;
 		if ((r = data_flags(v, f, size, &flags)) ||
 		    (r = zero_range(v, f, fr->alloc.off + fr->size, ze - fr->size, flags)))
 			return r;
 	}
-	struct cat_rec nr = *cat_rec_of(f);
+	struct cat_rec nr;
+	cat_rec_get(f, &nr);
 	nr.size = size;
 	if (size == 0)
 		nr.alloc = (struct bs_slice){ 0, 0 };
@@ -1452,7 +1459,7 @@ static int resize(struct vol *v, struct cat_node *f, uint64_t size, bool touch)
 		nr.alloc = (struct bs_slice){ old.off, size };
 	if (touch)
 		nr.mtime = nr.ctime = vol_now_ns();
-	uint64_t old_size = cat_rec_of(f)->size;
+	uint64_t old_size = cat_attr_of(f)->size;
 	if ((r = store(v, f, &nr)))     /* durable: the new size and allocation */
 		return r;
 	live_change(v, f, old_size, size);
@@ -1494,7 +1501,7 @@ int vol_fallocate(struct vol *v, uint64_t ino, uint64_t off, uint64_t len)
 		return -EFBIG;
 	vol_op_lock(v);
 	struct cat_node *f = get_file(v, ino, &r);
-	if (f && end > cat_rec_of(f)->size)
+	if (f && end > cat_attr_of(f)->size)
 		r = resize(v, f, end, true);
 	return vol_op_unlock(v, r, D_METADATA);
 }
@@ -1509,7 +1516,8 @@ int vol_setattr(struct vol *v, uint64_t ino, unsigned mask, const struct vol_att
 		r = -ENOENT;
 		goto out;
 	}
-	struct cat_rec nr = *cat_rec_of(n);
+	struct cat_rec nr;
+	cat_rec_get(n, &nr);
 	if (mask & VOL_SET_MODE)
 		nr.mode = (nr.mode & S_IFMT) | (in->mode & 07777);
 	if (mask & VOL_SET_UID)
@@ -1534,14 +1542,15 @@ out:
  * record if it changed. */
 int vol_commit(struct vol *v, struct cat_node *n, bool trim)
 {
-	const struct cat_rec *cur = cat_rec_of(n);
+	const struct cat_attr *cur = cat_attr_of(n);
 	int r;
 	if (trim && cur->kind == CAT_FILE &&
 	    (cur->alloc.len > cur->size && (cur->size == 0 || can_shrink(v, cur->alloc))))
 		return resize(v, n, cur->size, false);
 	struct vnode *vn = vt_get(&v->vt, cur->ino);
 	if (vn_rec_dirty(vn)) {
-		struct cat_rec nr = *cur;
+		struct cat_rec nr;
+		cat_rec_get(n, &nr);
 		return store(v, n, &nr);
 	}
 	if (vn_data_dirty(vn)) {
@@ -1559,7 +1568,7 @@ int vol_held(struct vol *v, struct cat_held **out, size_t *n)
 	if (!(*out = malloc((v->vt.n_orphans + 1) * sizeof **out)))
 		return -ENOMEM;
 	for (struct vnode *vn = v->vt.orphans; vn; vn = vn->onext)
-		(*out)[(*n)++] = (struct cat_held){ vn->ino, cat_rec_of(vn->orphan)->alloc };
+		(*out)[(*n)++] = (struct cat_held){ vn->ino, cat_attr_of(vn->orphan)->alloc };
 	return 0;
 }
 
@@ -1567,7 +1576,7 @@ int vol_held(struct vol *v, struct cat_held **out, size_t *n)
  * vnode lives on while the kernel still holds the inode number. */
 static void free_orphan(struct vol *v, struct vnode *vn)
 {
-	vol_give_back(v, cat_rec_of(vn->orphan)->alloc);
+	vol_give_back(v, cat_attr_of(vn->orphan)->alloc);
 	v->ctr.deallocs++;
 	vt_orphan_done(&v->vt, vn);
 	vn_put(v, vn);

@@ -99,7 +99,7 @@ int vol_commit(struct vol *v, struct cat_node *n, bool trim);
 static int trim_one(void *ctx, struct cat_node *n)
 {
 	struct vol *v = ctx;
-	if (cat_rec_of(n)->kind == CAT_FILE && cat_rec_of(n)->alloc.len > cat_rec_of(n)->size) {
+	if (cat_attr_of(n)->kind == CAT_FILE && cat_attr_of(n)->alloc.len > cat_attr_of(n)->size) {
 		v->rep.files_trimmed++;
 		return vol_commit(v, n, true);
 	}
@@ -565,8 +565,8 @@ static int open_staged(struct vol *v, struct bs_io *io, struct bs_io *jio,
 
 static int add_size(void *ctx, struct cat_node *n)
 {
-	if (cat_rec_of(n)->kind == CAT_FILE)
-		*(uint64_t *)ctx += cat_rec_of(n)->size;
+	if (cat_attr_of(n)->kind == CAT_FILE)
+		*(uint64_t *)ctx += cat_attr_of(n)->size;
 	return 0;
 }
 

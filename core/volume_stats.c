@@ -28,10 +28,10 @@ struct sums {
 static int sum_one(void *ctx, struct cat_node *n)
 {
 	struct sums *s = ctx;
-	if (cat_rec_of(n)->kind != CAT_FILE)
+	if (cat_attr_of(n)->kind != CAT_FILE)
 		return 0;
-	s->live += cat_rec_of(n)->size;
-	s->capacity += cat_rec_of(n)->alloc.len;
+	s->live += cat_attr_of(n)->size;
+	s->capacity += cat_attr_of(n)->alloc.len;
 	s->backing += vol_backing_of(s->v, n);
 	return 0;
 }
@@ -330,14 +330,14 @@ static int alloc_walk_one(void *ctx, struct cat_node *n)
 	struct alloc_walk *w = ctx;
 	struct vol_alloc_rec rec;
 	int r = 0;
-	if (cat_kind_has_alloc(cat_rec_of(n)->kind) && cat_rec_of(n)->alloc.len) {
-		const struct cat_rec *nr = cat_rec_of(n);
+	if (cat_kind_has_alloc(cat_attr_of(n)->kind) && cat_attr_of(n)->alloc.len) {
+		const struct cat_attr *nr = cat_attr_of(n);
 		alloc_rec(w->v, VOL_ALLOC_FILE, nr->ino, nr->alloc, nr->size, &rec);
 		r = w->fn(w->ctx, &rec);
 	}
-	const struct cat_rec *x = cat_xattr_of(n);
+	const struct cat_attr *x = cat_xattr_of(n);
 	if (!r && x) {
-		alloc_rec(w->v, VOL_ALLOC_XATTR, cat_rec_of(n)->ino, x->alloc, x->size,
+		alloc_rec(w->v, VOL_ALLOC_XATTR, cat_attr_of(n)->ino, x->alloc, x->size,
 			  &rec);
 		r = w->fn(w->ctx, &rec);
 	}
@@ -356,9 +356,9 @@ int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
 		r = cat_foreach(v->c, alloc_walk_one, &w);
 	for (struct vnode *vn = v->vt.orphans; !r && vn; vn = vn->onext) {
 		const struct cat_node *o = vn->orphan;
-		if (cat_rec_of(o)->alloc.len == 0)
+		if (cat_attr_of(o)->alloc.len == 0)
 			continue;
-		const struct cat_rec *or = cat_rec_of(o);
+		const struct cat_attr *or = cat_attr_of(o);
 		alloc_rec(v, VOL_ALLOC_ORPHAN, or->ino, or->alloc, or->size, &rec);
 		r = fn(ctx, &rec);
 	}
@@ -373,11 +373,11 @@ int vol_alloc_of(struct vol *v, uint64_t ino, struct vol_alloc_rec *out)
 	struct cat_node *n = vol_node_get(v, ino);
 	if (!n)
 		r = -ENOENT;
-	else if (cat_rec_of(n)->kind == CAT_DIR)
+	else if (cat_attr_of(n)->kind == CAT_DIR)
 		r = -EISDIR;
 	else
-		alloc_rec(v, cat_detached(n) ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, cat_rec_of(n)->alloc,
-			  cat_rec_of(n)->size, out);
+		alloc_rec(v, cat_detached(n) ? VOL_ALLOC_ORPHAN : VOL_ALLOC_FILE, ino, cat_attr_of(n)->alloc,
+			  cat_attr_of(n)->size, out);
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }

@@ -214,7 +214,8 @@ static void created_stored_and_removed_records_survive_a_reload(void)
 	struct cat_node *a = mk(&f, d->r.ino, "a", CAT_FILE);
 	struct cat_node *b = mk(&f, 1, "b", CAT_FILE);
 	uint64_t ia = a->r.ino, id = d->r.ino;
-	struct cat_rec nr = a->r;
+	struct cat_rec nr;
+	cat_rec_get(a, &nr);
 	nr.size = 0;
 	nr.uid = 77;
 	nr.parent = 1;
@@ -287,7 +288,7 @@ static void a_reload_that_grows_the_index_mid_link_keeps_every_file(void)
 		}
 		for (struct cat_node *n = cat_get(f.c, 1)->first; n; n = n->next, i++) {
 			snprintf(name, sizeof name, "f%d", i);
-			in_order += strcmp(n->r.name, name) == 0;
+			in_order += strcmp(n->name, name) == 0;
 		}
 		CU_ASSERT_EQUAL(found, files);
 		CU_ASSERT_EQUAL(in_order, files);
@@ -309,7 +310,8 @@ static void a_torn_slot_reverts_the_record_to_its_previous_version(void)
 	uint8_t junk[CAT_SLOT_SIZE];
 	fix_new(&f);
 	struct cat_node *a = mk(&f, 1, "a", CAT_FILE);
-	struct cat_rec nr = a->r;
+	struct cat_rec nr;
+	cat_rec_get(a, &nr);
 	nr.uid = 5;
 	CU_ASSERT_EQUAL(cat_store(f.c, a, &nr), 0);
 	/* tear the newest version (uid 5): the older (uid 0) must win */
@@ -359,7 +361,8 @@ static void a_rename_over_left_half_done_keeps_the_newer_record(void)
 	mk(&f, 1, "y", CAT_FILE);
 	uint64_t ix = x->r.ino;
 	/* the first step of rename x -> y over y: x's record takes the name */
-	struct cat_rec nr = x->r;
+	struct cat_rec nr;
+	cat_rec_get(x, &nr);
 	nr.name[0] = 'y';
 	CU_ASSERT_EQUAL(cat_store(f.c, x, &nr), 0);
 	CU_ASSERT_EQUAL_FATAL(fix_reload(&f, err, sizeof err), 0);
@@ -383,7 +386,8 @@ static void a_cycle_of_directories_is_refused(void)
 	struct cat_node *a = mk(&f, 1, "a", CAT_DIR);
 	struct cat_node *b = mk(&f, a->r.ino, "b", CAT_DIR);
 	/* craft: a's parent becomes b (a cycle a -> b -> a, cut off the root) */
-	struct cat_rec nr = a->r;
+	struct cat_rec nr;
+	cat_rec_get(a, &nr);
 	nr.parent = b->r.ino;
 	uint8_t slot[CAT_SLOT_SIZE];
 	nr.seq = f.c->seq + 1;
@@ -401,7 +405,8 @@ static void a_record_with_a_missing_parent_is_refused(void)
 	char err[200] = "";
 	fix_new(&f);
 	struct cat_node *a = mk(&f, 1, "a", CAT_FILE);
-	struct cat_rec nr = a->r;
+	struct cat_rec nr;
+	cat_rec_get(a, &nr);
 	nr.parent = 999;
 	uint8_t slot[CAT_SLOT_SIZE];
 	nr.seq = f.c->seq + 1;
@@ -446,7 +451,7 @@ static void the_index_finds_every_one_of_five_thousand_names(void)
 	for (int i = 0; i < 5000; i++) {
 		snprintf(name, sizeof name, "name-%d", i);
 		struct cat_node *n = cat_lookup(f.c, 1, name, strlen(name));
-		found += n && strcmp(n->r.name, name) == 0;
+		found += n && strcmp(n->name, name) == 0;
 	}
 	CU_ASSERT_EQUAL(found, 5000);
 	CU_ASSERT(cat_lookup(f.c, 1, "name-5000", 9) == NULL);
@@ -477,7 +482,8 @@ static void a_detached_file_leaves_every_index_and_its_pair_goes_to_the_next_ino
 	CU_ASSERT_FATAL(n != NULL);
 	CU_ASSERT_EQUAL(n->pair, pair);
 	CU_ASSERT(n->r.ino != ino);
-	struct cat_rec r = o->r;
+	struct cat_rec r;
+	cat_rec_get(o, &r);
 	r.size = 0;
 	CU_ASSERT_EQUAL(cat_store(f.c, o, &r), -ESTALE);
 	/* its space is live while its holder says so: no overlap, listed */
