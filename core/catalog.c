@@ -2084,6 +2084,57 @@ static void drop_xattr(struct catalog *c, struct cat_node *n)
 	node_free(x);
 }
 
+/* cat_detach: n's attribute record goes from the disk and the counts like
+ * drop_xattr's, but the attributes stay with n in memory (the blob still
+ * allocated, named by no record: a crash leaves it to mount's reclaim), so
+ * a file removed while open keeps them until its holder frees it. */
+static void detach_xattr(struct catalog *c, struct cat_node *n)
+{
+	struct cat_node *x = n->xattr;
+	if (!x)
+		return;
+	count_kind(c, x, -1);
+	if (drop_rec(c, x->pair, x->r.ino)) {
+		n->xattr = NULL;
+		x->lnext = c->xattr_strays;
+		c->xattr_strays = x;
+		return;
+	}
+	x->pair = CAT_PAIR_NONE;
+}
+
+/* A detached node's attributes live in memory only: no record to write. */
+static int xattr_set_detached(struct catalog *c, struct cat_node *n, struct bs_slice blob,
+			      uint64_t len, uint32_t crc, struct bs_slice *old)
+{
+	struct cat_node *x = n->xattr;
+	if (blob.len == 0) {
+		if (x) {
+			*old = x->r.alloc;
+			n->xattr = NULL;
+			node_free(x);
+		}
+		return 0;
+	}
+	if (len == 0 || len > blob.len)
+		return -EINVAL;
+	if (x) {
+		*old = x->r.alloc;
+	} else {
+		if (!(x = new_node(c, false)))
+			return -ENOMEM;
+		x->r.kind = CAT_XATTR;
+		x->r.ino = n->r.ino;
+		x->pair = CAT_PAIR_NONE;
+		x->inode = n;
+		n->xattr = x;
+	}
+	x->r.alloc = blob;
+	x->r.size = len;
+	x->r.rdev = crc;
+	return 0;
+}
+
 struct bs_slice cat_take_freed_xattr(struct catalog *c)
 {
 	struct bs_slice s = c->xattr_freed;
@@ -2115,8 +2166,10 @@ int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, u
 	struct cat_node *x = n->xattr;
 	int e;
 	*old = (struct bs_slice){ 0, 0 };
-	if (n->r.kind == CAT_LINK || cat_detached(n))
+	if (n->r.kind == CAT_LINK)
 		return -EINVAL;
+	if (cat_detached(n))
+		return xattr_set_detached(c, n, blob, len, crc, old);
 	if (blob.len == 0) {
 		if (!x)
 			return 0;
@@ -2246,7 +2299,7 @@ int cat_detach(struct catalog *c, struct cat_node *n)
 	int e = tombstone(c, n);
 	if (e)
 		return e;
-	drop_xattr(c, n);   /* an open file that lost its last name keeps none */
+	detach_xattr(c, n);   /* off the disk; still readable while it is open */
 	n->pair = CAT_PAIR_NONE;
 	n->prev = n->next = NULL;
 	maybe_shrink(c);    /* rewrites walk by_ino: the detached node is not written */
@@ -2255,6 +2308,8 @@ int cat_detach(struct catalog *c, struct cat_node *n)
 
 void cat_node_free(struct cat_node *n)
 {
+	if (n && cat_detached(n))
+		node_free(n->xattr);   /* detach kept them with it */
 	node_free(n);
 }
 

@@ -291,7 +291,8 @@ int cat_unlink_name(struct catalog *c, struct cat_node *l);
 int cat_unname(struct catalog *c, struct cat_node *n);
 /* Durably point inode n's attributes at blob (len bytes, its CRC32C), or
  * with blob (0, 0) remove them; *old gets the blob no record names any
- * more (the caller frees it: unlink order).  cat_remove and cat_detach
+ * more (the caller frees it: unlink order).  A detached n's change is made
+ * in memory only.  cat_remove and cat_detach
  * remove an inode's attributes with it (their blob: cat_xattr_blob before
  * the call). */
 int cat_xattr_set(struct catalog *c, struct cat_node *n, struct bs_slice blob, uint64_t len,
@@ -309,10 +310,12 @@ int cat_remove(struct catalog *c, struct cat_node *n);
 /* Like cat_remove, but n (a file) is handed to the caller instead of
  * freed: gone from every index, readdir and count, its pair free for reuse
  * (n->pair becomes CAT_PAIR_NONE, and every write refuses it), its
- * attributes removed.  No record is ever written for it again; its
- * allocation is referenced by no durable record, so the caller frees it
- * later and then the node (cat_node_free), or a crash leaves it to mount's
- * reclaim. */
+ * attribute record removed from the disk while the attributes stay with n
+ * in memory (cat_xattr_of, cat_xattr_blob; cat_xattr_set changes them
+ * there).  No record is ever written for it again; its allocation and its
+ * attribute blob are referenced by no durable record, so the caller frees
+ * them later and then the node (cat_node_free), or a crash leaves them to
+ * mount's reclaim. */
 int cat_detach(struct catalog *c, struct cat_node *n);
 void cat_node_free(struct cat_node *n);
 

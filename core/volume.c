@@ -167,13 +167,16 @@ static bool is_control(uint64_t parent, const char *name)
 
 /* ---- attributes ------------------------------------------------------------ */
 
-uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
+uint64_t vol_slice_backing(struct vol *v, struct bs_slice s)
 {
 	uint64_t start, len;
-	if (!cat_kind_has_alloc(cat_attr_of(n)->kind) || cat_attr_of(n)->alloc.len == 0 ||
-	    bs_alloc_extent(v->a, cat_attr_of(n)->alloc, &start, &len))
-		return 0;
-	return len;
+	return s.len && !bs_alloc_extent(v->a, s, &start, &len) ? len : 0;
+}
+
+uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
+{
+	const struct cat_attr *a = cat_attr_of(n);
+	return cat_kind_has_alloc(a->kind) ? vol_slice_backing(v, a->alloc) : 0;
 }
 
 /* A node by inode: a named one, else an orphan (removed while open). */
@@ -1039,7 +1042,7 @@ static int xattr_change(struct vol *v, uint64_t ino, const char *name, const voi
 	if (r)
 		return r;
 	vol_op_lock(v);
-	struct cat_node *n = cat_get(v->c, ino);
+	struct cat_node *n = vol_node_get(v, ino);   /* an orphan keeps its attributes */
 	if (!n) {
 		r = -ENOENT;
 		goto out;
@@ -1565,10 +1568,12 @@ int vol_commit(struct vol *v, struct cat_node *n, bool trim)
 int vol_held(struct vol *v, struct cat_held **out, size_t *n)
 {
 	*n = 0;
-	if (!(*out = malloc((v->vt.n_orphans + 1) * sizeof **out)))
+	if (!(*out = malloc((2 * v->vt.n_orphans + 1) * sizeof **out)))
 		return -ENOMEM;
-	for (struct vnode *vn = v->vt.orphans; vn; vn = vn->onext)
+	for (struct vnode *vn = v->vt.orphans; vn; vn = vn->onext) {
 		(*out)[(*n)++] = (struct cat_held){ vn->ino, cat_attr_of(vn->orphan)->alloc };
+		(*out)[(*n)++] = (struct cat_held){ vn->ino, cat_xattr_blob(vn->orphan) };
+	}
 	return 0;
 }
 
@@ -1577,6 +1582,7 @@ int vol_held(struct vol *v, struct cat_held **out, size_t *n)
 static void free_orphan(struct vol *v, struct vnode *vn)
 {
 	vol_give_back(v, cat_attr_of(vn->orphan)->alloc);
+	vol_give_back(v, cat_xattr_blob(vn->orphan));
 	v->ctr.deallocs++;
 	vt_orphan_done(&v->vt, vn);
 	vn_put(v, vn);

@@ -80,6 +80,7 @@ struct cat_node *vol_node_get(struct vol *v, uint64_t ino);
 /* Bytes of the image n's allocation takes, the allocator's headers
  * included. */
 uint64_t vol_backing_of(struct vol *v, const struct cat_node *n);
+uint64_t vol_slice_backing(struct vol *v, struct bs_slice s);
 /* The allocations the volume holds outside the catalog (orphans), for
  * cat_live_slices and cat_check_extents; malloc'd. */
 int vol_held(struct vol *v, struct cat_held **out, size_t *n);

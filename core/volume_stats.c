@@ -149,7 +149,8 @@ static void summarise(struct vol *v, struct bs_alloc_stats *st, struct vol_summa
 	 * close, and until then it is neither free nor any named file's */
 	out->orphan_files = v->vt.n_orphans;
 	for (struct vnode *o = v->vt.orphans; o; o = o->onext)
-		out->orphan_bytes += vol_backing_of(v, o->orphan);
+		out->orphan_bytes += vol_backing_of(v, o->orphan) +
+				     vol_slice_backing(v, cat_xattr_blob(o->orphan));
 	vt_counts(&v->vt, &out->vnodes, &out->kernel_inodes);
 	out->image_bytes = BSTACK_HEADER_SIZE + bstack_len(v->bs);
 	out->peak_live_bytes = v->live_peak > s.live ? v->live_peak : s.live;
@@ -355,12 +356,15 @@ int vol_foreach_alloc(struct vol *v, vol_alloc_fn fn, void *ctx)
 	if (!r)
 		r = cat_foreach(v->c, alloc_walk_one, &w);
 	for (struct vnode *vn = v->vt.orphans; !r && vn; vn = vn->onext) {
-		const struct cat_node *o = vn->orphan;
-		if (cat_attr_of(o)->alloc.len == 0)
-			continue;
-		const struct cat_attr *or = cat_attr_of(o);
-		alloc_rec(v, VOL_ALLOC_ORPHAN, or->ino, or->alloc, or->size, &rec);
-		r = fn(ctx, &rec);
+		const struct cat_attr *or = cat_attr_of(vn->orphan), *x = cat_xattr_of(vn->orphan);
+		if (or->alloc.len) {
+			alloc_rec(v, VOL_ALLOC_ORPHAN, or->ino, or->alloc, or->size, &rec);
+			r = fn(ctx, &rec);
+		}
+		if (!r && x) {
+			alloc_rec(v, VOL_ALLOC_XATTR, or->ino, x->alloc, x->size, &rec);
+			r = fn(ctx, &rec);
+		}
 	}
 	pthread_rwlock_unlock(&v->lock);
 	return r;

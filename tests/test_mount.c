@@ -2771,9 +2771,20 @@ static void extended_attributes_through_setfattr_cp_a_and_rsync_aHAX(void)
 		     dpath(&m, "want")) == 0);
 	CU_ASSERT(h_sh("cd '%s' && getfattr -n user.colour --only-values f | grep -qx blue",
 		     dpath(&m, "out")) == 0);
+	/* a file removed while open keeps its attributes until its last close */
+	CU_ASSERT(h_sh("cd '%s' && python3 -c \"\n"
+		     "import os\n"
+		     "fd = os.open('o', os.O_CREAT | os.O_RDWR, 0o644)\n"
+		     "os.setxattr(fd, 'user.kept', b'yes')\n"
+		     "os.unlink('o')\n"
+		     "assert os.getxattr(fd, 'user.kept') == b'yes'\n"
+		     "os.setxattr(fd, 'user.more', b'1')\n"
+		     "assert sorted(os.listxattr(fd)) == ['user.kept', 'user.more']\n"
+		     "os.close(fd)\n\"", mpath(&m, "")) == 0);
 	/* removal gives the bytes back */
 	CU_ASSERT(h_sh("rm -r '%s'/*", mpath(&m, "")) == 0);
 	CU_ASSERT(ctl_value(&m, "xattr_bytes") == 0);
+	CU_ASSERT(ctl_value(&m, "orphan_files") == 0 && ctl_value(&m, "orphan_bytes") == 0);
 out:
 	mnt_done(&m);
 }

@@ -2308,6 +2308,70 @@ static void power_loss_after_unlinking_an_open_file_reclaims_its_space(void)
 	}
 }
 
+/* A file removed while open keeps its extended attributes, as on ext4:
+ * they are read, listed and changed by inode until the last close, which
+ * frees the blob with the data; a crash before it leaves both to mount's
+ * reclaim. */
+static void a_file_removed_while_open_keeps_its_extended_attributes(void)
+{
+	FOR_EACH_KIND(k) {
+		for (int crash = 0; crash < 2; crash++) {
+			struct bs_memdev *dev = bs_memdev_new();
+			struct vol *v = vopen(dev, k, true);
+			char buf[64], big[3000];
+			memset(big, 'z', sizeof big);
+			uint64_t f = mkfile(v, ROOT, "f");
+			put(v, f, 1, 0, 6000);
+			CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.a", "one", 3, 0), 0);
+			CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.big", big, sizeof big, 0), 0);
+			CU_ASSERT_EQUAL(vol_release(v, f), 0);
+			uint64_t before = used_bytes(v);
+			CU_ASSERT_EQUAL(vol_open_file(v, f), 0);
+			CU_ASSERT_EQUAL(vol_unlink(v, ROOT, "f"), 0);
+			/* still there, by inode */
+			CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.a", buf, sizeof buf), 3);
+			CU_ASSERT(memcmp(buf, "one", 3) == 0);
+			CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.big", NULL, 0), (ssize_t)sizeof big);
+			CU_ASSERT_EQUAL(vol_listxattr(v, f, buf, sizeof buf),
+					(ssize_t)sizeof "user.a" + (ssize_t)sizeof "user.big");
+			/* and changed in memory */
+			CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.b", "two", 3, XATTR_CREATE), 0);
+			CU_ASSERT_EQUAL(vol_setxattr(v, f, "user.a", "x", 1, XATTR_CREATE), -EEXIST);
+			CU_ASSERT_EQUAL(vol_removexattr(v, f, "user.big"), 0);
+			CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.big", NULL, 0), -ENODATA);
+			CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.b", buf, sizeof buf), 3);
+			CU_ASSERT(has(v, f, 1, 0, 6000));
+			/* the catalog counts no attributes of a removed file, the
+			 * check sees the blob as held */
+			struct vol_summary sum;
+			CU_ASSERT_EQUAL(vol_summary(v, &sum), 0);
+			CU_ASSERT_EQUAL(sum.xattr_bytes, 0);
+			CU_ASSERT(sum.orphan_bytes > 6000);
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			if (crash) {
+				bs_memdev_fail_at(dev, 1);
+				vol_close(v);
+				bs_memdev_power_cycle(dev, 0);
+				v = vopen(dev, k, false);
+				CU_ASSERT(reclaimed_of(v) >= 6000);
+			} else {
+				CU_ASSERT_EQUAL(vol_release(v, f), 0);
+				CU_ASSERT_EQUAL(vol_getxattr(v, f, "user.b", NULL, 0), -ENOENT);
+				/* (Linear reuses no hole below the newest blob) */
+				CU_ASSERT(k == BS_ALLOC_LINEAR || used_bytes(v) + 6000 <= before);
+				CU_ASSERT_EQUAL(check_errors(v), 0);
+				CU_ASSERT_EQUAL(vol_close(v), 0);
+				v = vopen(dev, k, false);
+				CU_ASSERT_EQUAL(reclaimed_of(v), 0);
+			}
+			CU_ASSERT_EQUAL(files_of(v), 1);   /* the root */
+			CU_ASSERT_EQUAL(check_errors(v), 0);
+			vol_close(v);
+			bs_memdev_free(dev);
+		}
+	}
+}
+
 /* ---- a full disk (ENOSPC) ---------------------------------------------- */
 
 static int list_count(void *ctx, const char *name, const struct vol_attr *a, uint64_t pos)
@@ -3689,6 +3753,7 @@ static const struct h_test tests[] = {
 	H_TEST(closing_the_volume_frees_orphans_still_open),
 	H_TEST(vnodes_live_while_the_kernel_or_an_open_holds_them),
 	H_TEST(power_loss_after_unlinking_an_open_file_reclaims_its_space),
+	H_TEST(a_file_removed_while_open_keeps_its_extended_attributes),
 	H_TEST(a_full_disk_fails_growth_cleanly_and_unlink_makes_room),
 	H_TEST(every_limit_leaves_each_growth_whole_or_not_at_all),
 	H_TEST(unlinks_are_queued_and_drained_in_batches),
