@@ -16,16 +16,27 @@
 	for (size_t d##_i = 0; ((d) = bs_alloc_desc_at(d##_i)); d##_i++)
 
 /* A fresh allocator of d's kind on a memory device; *bs and *a are open. */
-static void create_on_memory(struct bs_memdev *dev, const struct bs_alloc_desc *d,
-			     const struct bs_alloc_opts *o, struct bstack **bs,
-			     struct bs_alloc **a)
+/* A memory device with a fresh allocator of d's kind on it; destroy()
+ * takes all three down. */
+static struct bs_memdev *create_on_memory(const struct bs_alloc_desc *d,
+					  const struct bs_alloc_opts *o, struct bstack **bs,
+					  struct bs_alloc **a)
 {
+	struct bs_memdev *dev = bs_memdev_new();
 	*bs = h_stack_create(dev);
 	*a = NULL;
 	int r = bs_alloc_create(*bs, d->kind, o, a);
 	if (r)
 		printf("\n%s: create %d\n", d->name, r);
 	CU_ASSERT_FATAL(r == 0 && *a);
+	return dev;
+}
+
+static void destroy(struct bs_memdev *dev, struct bstack *bs, struct bs_alloc *a)
+{
+	bs_alloc_close(a);
+	bstack_close(bs);
+	bs_memdev_free(dev);
 }
 
 static void print_violation(void *ctx, const char *msg)
@@ -79,11 +90,11 @@ static void create_gives_an_allocator_its_descriptor_describes(void)
 {
 	const struct bs_alloc_desc *d;
 	FOR_EACH_DESC(d) {
-		struct bs_memdev *dev = bs_memdev_new();
+		struct bs_memdev *dev;
 		struct bstack *bs;
 		struct bs_alloc *a;
 		struct bs_alloc_stats st;
-		create_on_memory(dev, d, NULL, &bs, &a);
+		dev = create_on_memory(d, NULL, &bs, &a);
 		CU_ASSERT(a->desc == d);
 		CU_ASSERT(a->kind == d->kind);
 		CU_ASSERT(a->reserved_len == d->reserved_len);
@@ -96,9 +107,7 @@ static void create_gives_an_allocator_its_descriptor_describes(void)
 		a = NULL;
 		CU_ASSERT_FATAL(bs_alloc_open(bs, d->kind, &a) == 0);
 		CU_ASSERT(a->desc == d && a->reserved_len == d->reserved_len);
-		bs_alloc_close(a);
-		bstack_close(bs);
-		bs_memdev_free(dev);
+		destroy(dev, bs, a);
 	}
 }
 
@@ -106,12 +115,12 @@ static void detect_finds_the_magic_at_magic_off_and_linear_by_none(void)
 {
 	const struct bs_alloc_desc *d;
 	FOR_EACH_DESC(d) {
-		struct bs_memdev *dev = bs_memdev_new();
+		struct bs_memdev *dev;
 		struct bstack *bs;
 		struct bs_alloc *a;
 		struct bs_alloc_stats st;
 		enum bs_alloc_kind k = d->kind == BS_ALLOC_GHOST ? BS_ALLOC_SLAB : BS_ALLOC_GHOST;
-		create_on_memory(dev, d, NULL, &bs, &a);
+		dev = create_on_memory(d, NULL, &bs, &a);
 		CU_ASSERT(bs_alloc_detect(bs, &k) == 0);
 		bs_alloc_stats(a, &st);
 		if (d->caps & BS_CAP_MAGIC) {
@@ -127,9 +136,7 @@ static void detect_finds_the_magic_at_magic_off_and_linear_by_none(void)
 			CU_ASSERT_STRING_EQUAL(d->tag, "");
 			CU_ASSERT_STRING_EQUAL(st.magic, "none");
 		}
-		bs_alloc_close(a);
-		bstack_close(bs);
-		bs_memdev_free(dev);
+		destroy(dev, bs, a);
 	}
 }
 
@@ -139,12 +146,12 @@ static void reuses_holes_is_what_realloc_and_dealloc_do_below_the_tail(void)
 {
 	const struct bs_alloc_desc *d;
 	FOR_EACH_DESC(d) {
-		struct bs_memdev *dev = bs_memdev_new();
+		struct bs_memdev *dev;
 		struct bstack *bs;
 		struct bs_alloc *a;
 		struct bs_slice x, y, out, z;
 		bool reuses = d->caps & BS_CAP_REUSES_HOLES;
-		create_on_memory(dev, d, NULL, &bs, &a);
+		dev = create_on_memory(d, NULL, &bs, &a);
 		CU_ASSERT_FATAL(bs_alloc(a, 100, &x) == 0 && bs_alloc(a, 100, &y) == 0);
 		CU_ASSERT(x.off < y.off);
 		int r = bs_realloc(a, x, 50, &out);
@@ -155,9 +162,7 @@ static void reuses_holes_is_what_realloc_and_dealloc_do_below_the_tail(void)
 		CU_ASSERT_FATAL(bs_alloc(a, 40, &z) == 0);
 		CU_ASSERT(reuses ? z.off < y.off : z.off > y.off);
 		CU_ASSERT(bs_alloc_check(a, print_violation, NULL) == 0);
-		bs_alloc_close(a);
-		bstack_close(bs);
-		bs_memdev_free(dev);
+		destroy(dev, bs, a);
 	}
 }
 
@@ -168,20 +173,18 @@ static void block_size_and_own_recovery_show_in_the_stats_only_where_claimed(voi
 {
 	const struct bs_alloc_desc *d;
 	FOR_EACH_DESC(d) {
-		struct bs_memdev *dev = bs_memdev_new();
+		struct bs_memdev *dev;
 		struct bs_alloc_opts o = { .block_size = 64 };
 		struct bstack *bs;
 		struct bs_alloc *a;
 		uint64_t v = 0;
-		create_on_memory(dev, d, &o, &bs, &a);
+		dev = create_on_memory(d, &o, &bs, &a);
 		bool bsize = extra_of(a, "block_size", &v);
 		CU_ASSERT(bsize == ((d->caps & BS_CAP_BLOCK_SIZE) != 0));
 		CU_ASSERT(!bsize || v == 64);
 		CU_ASSERT(extra_of(a, "recovery_runs", &v) ==
 			  ((d->caps & BS_CAP_OWN_RECOVERY) != 0));
-		bs_alloc_close(a);
-		bstack_close(bs);
-		bs_memdev_free(dev);
+		destroy(dev, bs, a);
 	}
 }
 
