@@ -55,6 +55,15 @@ struct vnode *vt_get(struct vnode_table *t, uint64_t ino)
 	return vn;
 }
 
+struct cat_node *vt_orphan_of(struct vnode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->mu);
+	struct vnode *vn = find(t, ino);
+	struct cat_node *n = vn ? vn->orphan : NULL;
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
 /* Double the buckets (failure only keeps the chains longer). */
 static void grow(struct vnode_table *t)
 {

@@ -65,6 +65,11 @@ void vt_init(struct vnode_table *t);
 void vt_fini(struct vnode_table *t);
 /* The vnode of ino, or NULL. */
 struct vnode *vt_get(struct vnode_table *t, uint64_t ino);
+/* The node ino's vnode holds as an orphan, or NULL.  (Under the shared
+ * volume lock a forget may drop a vnode at any time, so the lookup and
+ * the read are one step; an orphan's node itself goes only under the
+ * exclusive lock.) */
+struct cat_node *vt_orphan_of(struct vnode_table *t, uint64_t ino);
 /* The vnode of ino, made when there is none (NULL only when out of
  * memory). */
 struct vnode *vt_need(struct vnode_table *t, uint64_t ino);

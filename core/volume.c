@@ -183,8 +183,7 @@ uint64_t vol_backing_of(struct vol *v, const struct cat_node *n)
 struct cat_node *vol_node_get(struct vol *v, uint64_t ino)
 {
 	struct cat_node *n = cat_get(v->c, ino);
-	struct vnode *vn;
-	return n ? n : (vn = vt_get(&v->vt, ino)) ? vn->orphan : NULL;
+	return n ? n : vt_orphan_of(&v->vt, ino);
 }
 
 static void fill_attr(struct vol *v, const struct cat_node *n, struct vol_attr *a)

@@ -1266,6 +1266,74 @@ static void concurrent_writers_on_different_files_all_land(void)
 	bs_memdev_free(dev);
 }
 
+/* The kernel's references race the volume's own changes as FUSE makes
+ * them race: lookups, getattrs and forgets under the shared lock while
+ * other threads create, open, write, unlink while open and close.  Every
+ * reference given back, nothing is left but what the last thread holds. */
+struct kref {
+	struct vol *v;
+	int id;
+	int fails;
+};
+
+static void *kref_main(void *p)
+{
+	struct kref *t = p;
+	char name[24];
+	uint8_t buf[300];
+	for (int i = 0; i < 40; i++) {
+		struct vol_attr a;
+		snprintf(name, sizeof name, "k%d-%d", t->id, i);
+		if (vol_create(t->v, ROOT, name, 0644, 0, 0, &a) || vol_remember(t->v, a.ino)) {
+			t->fails++;
+			continue;
+		}
+		h_pattern(buf, sizeof buf, (uint64_t)i, 0);
+		t->fails += vol_open_file(t->v, a.ino) != 0;
+		t->fails += vol_write(t->v, a.ino, buf, sizeof buf, 0) != (ssize_t)sizeof buf;
+		/* a lookup and a getattr by another name for the same inode */
+		struct vol_attr b;
+		t->fails += vol_lookup(t->v, ROOT, name, &b) != 0 || b.ino != a.ino;
+		t->fails += vol_remember(t->v, a.ino) != 0;
+		if (i % 2)
+			t->fails += vol_unlink(t->v, ROOT, name) != 0;
+		t->fails += vol_getattr(t->v, a.ino, &b) != 0;
+		t->fails += vol_release(t->v, a.ino) != 0;
+		struct vol_forget f = { a.ino, 2 };
+		vol_forget(t->v, &f, 1);
+		/* forgetting what was never remembered changes nothing */
+		struct vol_forget stray = { a.ino + 100000, 1 };
+		vol_forget(t->v, &stray, 1);
+	}
+	return NULL;
+}
+
+static void kernel_references_race_operations_and_all_come_back(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen(dev, BS_ALLOC_NONE, true);
+	pthread_t th[4];
+	struct kref t[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct kref){ v, i, 0 };
+		pthread_create(&th[i], NULL, kref_main, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(t[i].fails, 0);
+	}
+	CU_ASSERT_EQUAL(vol_sync_all(v), 0);
+	struct vol_summary s;
+	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
+	CU_ASSERT_EQUAL(s.kernel_inodes, 0);
+	CU_ASSERT_EQUAL(s.vnodes, 0);
+	CU_ASSERT_EQUAL(s.orphan_files, 0);
+	CU_ASSERT_EQUAL(s.files, 4 * 20);
+	CU_ASSERT_EQUAL(check_errors(v), 0);
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	bs_memdev_free(dev);
+}
+
 /* ---- crafted bad catalogs ------------------------------------------------ */
 
 /* Build an image with files a (4000 bytes) and b (4000 bytes), released. */
@@ -3726,6 +3794,7 @@ static const struct h_test tests[] = {
 	H_TEST(a_second_open_of_an_image_in_use_is_refused),
 	H_TEST(fsync_and_sync_writes_make_data_durable_before_close),
 	H_TEST(concurrent_writers_on_different_files_all_land),
+	H_TEST(kernel_references_race_operations_and_all_come_back),
 	H_TEST(kill_during_concurrent_loops_loses_no_completed_operation),
 	H_TEST(catalogs_with_checksum_mismatches_are_refused),
 	H_TEST(a_record_pointing_outside_the_payload_is_refused),
