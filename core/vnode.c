@@ -28,6 +28,7 @@ void vt_fini(struct vnode_table *t)
 		while (vn) {
 			struct vnode *next = vn->hnext;
 			cat_node_free(vn->orphan);
+			pthread_mutex_destroy(&vn->lock);
 			free(vn);
 			vn = next;
 		}
@@ -96,6 +97,7 @@ static struct vnode *need(struct vnode_table *t, uint64_t ino)
 		grow(t);
 	if (!t->nb || !(vn = calloc(1, sizeof *vn)))
 		return NULL;
+	pthread_mutex_init(&vn->lock, NULL);
 	vn->ino = ino;
 	uint64_t k = bucket(t, ino);
 	vn->hnext = t->b[k];
@@ -115,8 +117,10 @@ struct vnode *vt_need(struct vnode_table *t, uint64_t ino)
 /* Under t->mu. */
 static void put(struct vnode_table *t, struct vnode *vn, uint64_t durable_seq)
 {
-	if (vn->nlookup || vn->opens || vn->rec_dirty || vn->data_dirty || vn->orphan ||
-	    vn->pending)
+	pthread_mutex_lock(&vn->lock);
+	bool held = vn->nlookup || vn->opens;
+	pthread_mutex_unlock(&vn->lock);
+	if (held || vn->rec_dirty || vn->data_dirty || vn->orphan || vn->pending)
 		return;
 	if (vn->alloc_seq > durable_seq) {
 		/* only the journal's next flush lets go of it */
@@ -133,6 +137,7 @@ static void put(struct vnode_table *t, struct vnode *vn, uint64_t durable_seq)
 		return;
 	*p = vn->hnext;
 	t->n--;
+	pthread_mutex_destroy(&vn->lock);
 	free(vn);
 }
 
@@ -164,12 +169,52 @@ void vt_sweep(struct vnode_table *t, uint64_t durable_seq)
 	pthread_mutex_unlock(&t->mu);
 }
 
+struct vnode *vt_open(struct vnode_table *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->mu);
+	struct vnode *vn = need(t, ino);
+	if (vn) {
+		pthread_mutex_lock(&vn->lock);
+		vn->opens++;
+		pthread_mutex_unlock(&vn->lock);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return vn;
+}
+
+bool vt_close(struct vnode_table *t, struct vnode *vn)
+{
+	(void)t;
+	if (!vn)
+		return true;
+	pthread_mutex_lock(&vn->lock);
+	bool last = vn->opens <= 1;
+	if (vn->opens)
+		vn->opens--;
+	pthread_mutex_unlock(&vn->lock);
+	return last;
+}
+
+uint32_t vt_opens(struct vnode *vn)
+{
+	if (!vn)
+		return 0;
+	pthread_mutex_lock(&vn->lock);
+	uint32_t n = vn->opens;
+	pthread_mutex_unlock(&vn->lock);
+	return n;
+}
+
 int vt_remember(struct vnode_table *t, uint64_t ino)
 {
 	pthread_mutex_lock(&t->mu);
 	struct vnode *vn = need(t, ino);
-	if (vn && vn->nlookup++ == 0)
-		t->n_held++;
+	if (vn) {
+		pthread_mutex_lock(&vn->lock);
+		if (vn->nlookup++ == 0)
+			t->n_held++;
+		pthread_mutex_unlock(&vn->lock);
+	}
 	pthread_mutex_unlock(&t->mu);
 	return vn ? 0 : -ENOMEM;
 }
@@ -178,11 +223,15 @@ void vt_forget(struct vnode_table *t, uint64_t ino, uint64_t n, uint64_t durable
 {
 	pthread_mutex_lock(&t->mu);
 	struct vnode *vn = find(t, ino);
-	if (vn && vn->nlookup) {
+	if (vn) {
+		pthread_mutex_lock(&vn->lock);
+		bool had = vn->nlookup != 0;
 		vn->nlookup = n < vn->nlookup ? vn->nlookup - n : 0;
-		if (vn->nlookup == 0)
+		if (had && vn->nlookup == 0)
 			t->n_held--;
-		put(t, vn, durable_seq);
+		pthread_mutex_unlock(&vn->lock);
+		if (had)
+			put(t, vn, durable_seq);
 	}
 	pthread_mutex_unlock(&t->mu);
 }

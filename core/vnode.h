@@ -18,11 +18,14 @@
  * When none of these holds any more the vnode is dropped (vt_put); an
  * inode without a vnode is clean, closed and unknown to the kernel.
  *
- * Locking: the table's mutex guards the hash chains and every vnode's
- * nlookup, which lookups and forgets change under the volume's shared
- * lock.  Every other field changes only under the volume's exclusive lock
- * (so readers under the shared lock see it stable).  Order: the volume's
- * lock, then the table's mutex.
+ * Locking: each vnode's own lock guards its two counts, nlookup and
+ * opens, which lookups, forgets and opens change under the volume's
+ * shared lock (so an open of one file waits for no read or lookup of
+ * another).  The table's mutex guards the hash chains and the lists; a
+ * vnode is found and its count raised in one step under it, so that no
+ * forget can drop it in between.  Every other field changes only under
+ * the volume's exclusive lock, so readers under the shared lock see it
+ * stable.  Order: the volume's lock, the table's mutex, a vnode's lock.
  */
 #ifndef BSTACKFS_VNODE_H
 #define BSTACKFS_VNODE_H
@@ -34,6 +37,7 @@
 #include "catalog.h"
 
 struct vnode {
+	pthread_mutex_t lock;      /* nlookup and opens */
 	uint64_t ino;
 	uint64_t nlookup;
 	uint32_t opens;
@@ -83,6 +87,13 @@ static inline bool vt_has_pending(struct vnode_table *t)
 {
 	return __atomic_load_n(&t->n_pending, __ATOMIC_RELAXED) != 0;
 }
+/* One more open of ino (NULL only when out of memory) / one less: the
+ * vnode, and whether that was the last open (a release without a counted
+ * open counts as the last). */
+struct vnode *vt_open(struct vnode_table *t, uint64_t ino);
+bool vt_close(struct vnode_table *t, struct vnode *vn);
+/* Open descriptors of vn (0 for NULL). */
+uint32_t vt_opens(struct vnode *vn);
 /* The kernel took one reference to ino (-ENOMEM: it could not be
  * counted) / gave n back (more than it holds: clamped at zero). */
 int vt_remember(struct vnode_table *t, uint64_t ino);

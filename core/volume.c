@@ -97,8 +97,8 @@
  * commit).  Lock order, outermost first:
  *   v->lock -> (bstack) txn_mu -> flush_mu -> bs->lock -> the allocator's
  *   and the free queue's own locks;
- *   v->lock -> vt.mu (the vnode table's; never held while taking another,
- *   and lookups and forgets take it under the shared v->lock);
+ *   v->lock -> vt.mu (the vnode table's) -> a vnode's lock (its counts:
+ *   lookups, forgets and opens change them under the shared v->lock);
  *   cm_mu (the committer's wake-up) is never held while taking another:
  *   the committer drops it before vol_op_lock();
  *   a flush (bstack_flush) takes flush_mu with no volume lock held.
@@ -737,7 +737,7 @@ static int drop(struct vol *v, struct cat_node *n)
 	uint64_t size = cat_attr_of(n)->size;
 	int r;
 	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
-	if (file && vn && vn->opens) {
+	if (file && vt_opens(vn)) {
 		if (!(r = cat_detach(v->c, n))) {
 			vt_make_orphan(&v->vt, vn, n);
 			v->live_now -= size < v->live_now ? size : v->live_now;
@@ -1615,13 +1615,11 @@ int vol_flush(struct vol *v, uint64_t ino)
 int vol_open_file(struct vol *v, uint64_t ino)
 {
 	int r;
-	struct vnode *vn;
-	pthread_rwlock_wrlock(&v->lock);
+	/* the shared lock: an open changes nothing but its vnode's count */
+	pthread_rwlock_rdlock(&v->lock);
 	struct cat_node *n = get_file(v, ino, &r);
-	if (n && !(vn = vt_need(&v->vt, ino)))
+	if (n && !vt_open(&v->vt, ino))
 		r = -ENOMEM;
-	else if (n)
-		vn->opens++;
 	pthread_rwlock_unlock(&v->lock);
 	return r;
 }
@@ -1640,9 +1638,7 @@ int vol_release(struct vol *v, uint64_t ino)
 	if (!n) {
 		r = -ENOENT;
 	} else {
-		bool last = !vn || vn->opens <= 1;
-		if (vn && vn->opens)
-			vn->opens--;
+		bool last = vt_close(&v->vt, vn);
 		/* data or a record of the file not yet durable: every write
 		 * leaves the record dirty until a commit stores it */
 		dirty = !cat_detached(n) && (vn_rec_dirty(vn) || vn_data_dirty(vn));
