@@ -1231,20 +1231,26 @@ static void *thr_main(void *p)
 	return NULL;
 }
 
-static void concurrent_writers_on_different_files_all_land(void)
+/* Four threads of fn on v at once; each must report no failure. */
+static void run_four(struct vol *v, void *(*fn)(void *))
 {
-	struct bs_memdev *dev = bs_memdev_new();
-	struct vol *v = vopen(dev, BS_ALLOC_NONE, true);
 	pthread_t th[4];
 	struct thr t[4];
 	for (int i = 0; i < 4; i++) {
 		t[i] = (struct thr){ v, i, 0 };
-		pthread_create(&th[i], NULL, thr_main, &t[i]);
+		pthread_create(&th[i], NULL, fn, &t[i]);
 	}
 	for (int i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		CU_ASSERT_EQUAL(t[i].fails, 0);
 	}
+}
+
+static void concurrent_writers_on_different_files_all_land(void)
+{
+	struct bs_memdev *dev = bs_memdev_new();
+	struct vol *v = vopen(dev, BS_ALLOC_NONE, true);
+	run_four(v, thr_main);
 	CU_ASSERT_EQUAL(vol_close(v), 0);
 	v = vopen(dev, BS_ALLOC_NONE, false);
 	char name[16];
@@ -1270,15 +1276,9 @@ static void concurrent_writers_on_different_files_all_land(void)
  * them race: lookups, getattrs and forgets under the shared lock while
  * other threads create, open, write, unlink while open and close.  Every
  * reference given back, nothing is left but what the last thread holds. */
-struct kref {
-	struct vol *v;
-	int id;
-	int fails;
-};
-
 static void *kref_main(void *p)
 {
-	struct kref *t = p;
+	struct thr *t = p;
 	char name[24];
 	uint8_t buf[300];
 	for (int i = 0; i < 40; i++) {
@@ -1312,16 +1312,7 @@ static void kernel_references_race_operations_and_all_come_back(void)
 {
 	struct bs_memdev *dev = bs_memdev_new();
 	struct vol *v = vopen(dev, BS_ALLOC_NONE, true);
-	pthread_t th[4];
-	struct kref t[4];
-	for (int i = 0; i < 4; i++) {
-		t[i] = (struct kref){ v, i, 0 };
-		pthread_create(&th[i], NULL, kref_main, &t[i]);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		CU_ASSERT_EQUAL(t[i].fails, 0);
-	}
+	run_four(v, kref_main);
 	CU_ASSERT_EQUAL(vol_sync_all(v), 0);
 	struct vol_summary s;
 	CU_ASSERT_FATAL(vol_summary(v, &s) == 0);
