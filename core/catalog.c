@@ -559,17 +559,9 @@ static void node_free(struct cat_node *n)
 }
 
 /* A node keeps its attributes (CAT_ATTR_FIELDS, the head of a record) and
- * its name apart: the name in an allocation of its own length, so that a
- * short name does not cost the 256 bytes a whole record reserves. */
-static char *name_copy(const char *name, size_t len)
-{
-	char *p = malloc(len + 1);
-	if (p) {
-		memcpy(p, name, len);
-		p[len] = '\0';
-	}
-	return p;
-}
+ * its name apart: the name in an allocation of its own length (strndup:
+ * names hold no NUL), so that a short name does not cost the 256 bytes a
+ * whole record reserves. */
 
 /* n's whole record: attributes, name, inline target. */
 static void node_rec(const struct cat_node *n, struct cat_rec *out)
@@ -1102,7 +1094,7 @@ int cat_format(struct bs_alloc *a, uint32_t uid, uint32_t gid, int64_t now,
 	if (!c)
 		return -ENOMEM;
 	c->a = a;
-	if (!(root = calloc(1, sizeof *root)) || !(root->name = name_copy("", 0)) ||
+	if (!(root = calloc(1, sizeof *root)) || !(root->name = strndup("", 0)) ||
 	    (r = reserve_all(c))) {
 		node_free(root);
 		cat_free(c);
@@ -1202,7 +1194,7 @@ static int add_loaded(struct catalog *c, const struct cat_rec *r, uint64_t pair,
 	}
 	node_set(n, r, NULL);
 	n->pair = pair;
-	if (!(n->name = name_copy(r->name, r->name_len))) {
+	if (!(n->name = strndup(r->name, r->name_len))) {
 		free(n);
 		return -ENOMEM;
 	}
@@ -1944,7 +1936,7 @@ int cat_upgrade(struct catalog *c)
 static struct cat_node *new_node(struct catalog *c, bool named)
 {
 	struct cat_node *n = calloc(1, sizeof *n);
-	if (n && (!(n->name = name_copy("", 0)) || (named && reserve_all(c)))) {
+	if (n && (!(n->name = strndup("", 0)) || (named && reserve_all(c)))) {
 		node_free(n);
 		return NULL;
 	}
@@ -1965,7 +1957,7 @@ int cat_create(struct catalog *c, const struct cat_rec *r, struct cat_node **out
 		return -EINVAL;
 	if (!(n = new_node(c, true)))
 		return -ENOMEM;
-	char *name = name_copy(r->name, r->name_len);
+	char *name = strndup(r->name, r->name_len);
 	if (!name) {
 		node_free(n);
 		return -ENOMEM;
@@ -2016,7 +2008,7 @@ int cat_store(struct catalog *c, struct cat_node *n, const struct cat_rec *r)
 			return e;
 	}
 	/* the new name's buffer before the write: nothing may fail after it */
-	if (renamed && !(name = name_copy(nr.name, nr.name_len)))
+	if (renamed && !(name = strndup(nr.name, nr.name_len)))
 		return -ENOMEM;
 	if ((e = put_rec(c, n, &nr))) {
 		free(name);
@@ -2234,7 +2226,7 @@ int cat_link(struct catalog *c, struct cat_node *n, uint64_t parent, const char 
 	l->r.ino = n->r.ino;
 	l->r.parent = parent;
 	l->r.name_len = (uint16_t)len;
-	char *nm = name_copy(name, len);
+	char *nm = strndup(name, len);
 	if (!nm) {
 		node_free(l);
 		return -ENOMEM;
@@ -2274,7 +2266,7 @@ int cat_unname(struct catalog *c, struct cat_node *n)
 	nr.parent = 0;
 	nr.name_len = 0;
 	memset(nr.name, 0, sizeof nr.name);
-	char *none = name_copy("", 0);
+	char *none = strndup("", 0);
 	if (!none)
 		return -ENOMEM;
 	/* an inline target must still fit: it moves to where the name was */

@@ -182,9 +182,8 @@ struct vnode *vt_open(struct vnode_table *t, uint64_t ino)
 	return vn;
 }
 
-bool vt_close(struct vnode_table *t, struct vnode *vn)
+bool vt_close(struct vnode *vn)
 {
-	(void)t;
 	if (!vn)
 		return true;
 	pthread_mutex_lock(&vn->lock);

@@ -91,7 +91,7 @@ static inline bool vt_has_pending(struct vnode_table *t)
  * vnode, and whether that was the last open (a release without a counted
  * open counts as the last). */
 struct vnode *vt_open(struct vnode_table *t, uint64_t ino);
-bool vt_close(struct vnode_table *t, struct vnode *vn);
+bool vt_close(struct vnode *vn);
 /* Open descriptors of vn (0 for NULL). */
 uint32_t vt_opens(struct vnode *vn);
 /* The kernel took one reference to ino (-ENOMEM: it could not be

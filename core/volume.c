@@ -1638,7 +1638,7 @@ int vol_release(struct vol *v, uint64_t ino)
 	if (!n) {
 		r = -ENOENT;
 	} else {
-		bool last = vt_close(&v->vt, vn);
+		bool last = vt_close(vn);
 		/* data or a record of the file not yet durable: every write
 		 * leaves the record dirty until a commit stores it */
 		dirty = !cat_detached(n) && (vn_rec_dirty(vn) || vn_data_dirty(vn));
