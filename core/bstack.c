@@ -614,7 +614,7 @@ static int txn_seal(struct bstack *bs, uint64_t *seq)
 	if (j->t_min < j->pend_min)
 		j->pend_min = j->t_min;
 	j->pend_img_sync |= j->t_img_sync;
-	j->sealed_seq = s;
+	__atomic_store_n(&j->sealed_seq, s, __ATOMIC_RELEASE);
 	*seq = s;
 	return 0;
 }
@@ -952,8 +952,13 @@ int bstack_flush(struct bstack *bs, uint64_t seq)
 	if (!bs->j)
 		return 0;
 	struct bs_journal *j = bs->j;
+	/* seq 0: every record sealed so far.  Not "whatever is pending once
+	 * the flush mutex is ours": a flush that was under way meanwhile may
+	 * have made them durable already, and then this one is done (closes
+	 * and fsyncs share a sync with the operations around them). */
+	uint64_t want = seq ? seq : __atomic_load_n(&j->sealed_seq, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&j->flush_mu);
-	int r = flush_locked(bs, seq ? seq : UINT64_MAX);
+	int r = flush_locked(bs, want);
 	pthread_mutex_unlock(&j->flush_mu);
 	return r;
 }

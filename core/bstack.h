@@ -150,9 +150,10 @@ void bstack_stats(struct bstack *bs, struct bstack_stats *st);
  * or the journal; reads (from any thread) see the transaction's writes.
  * bstack_txn_end seals it as a record with sequence number *seq (0: it
  * changed nothing); bstack_flush(seq) makes every record up to seq durable
- * with one journal sync and applies them in place (seq 0: all).  Records
- * sealed by several threads before one flush share its sync (group
- * commit).  Without a journal these calls do nothing and every mutation
+ * with one journal sync and applies them in place (seq 0: every record
+ * sealed before the call; what others seal while it waits for a flush
+ * under way is theirs to flush).  Records sealed by several threads
+ * before one flush share its sync (group commit).  Without a journal these calls do nothing and every mutation
  * is durable on return, as described above.
  */
 int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,

@@ -191,4 +191,9 @@ int bs_memdev_load(struct bs_memdev *dev, const void *buf, size_t len);
  * refuses further growth. */
 void bs_memdev_set_capacity(struct bs_memdev *dev, uint64_t bytes);
 
+/* Tests of what happens while a sync is under way: fn(arg) runs after
+ * every completed sync of dev, in the syncing thread, before the sync
+ * returns (no lock of the device held).  NULL removes it. */
+void bs_memdev_on_sync(struct bs_memdev *dev, void (*fn)(void *), void *arg);
+
 #endif

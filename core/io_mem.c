@@ -59,6 +59,8 @@ struct bs_memdev {
 	int dead;
 	int locked;
 	uint64_t lock_gen;   /* bumped at power cycle / load: old holders lose it */
+	void (*on_sync)(void *);       /* bs_memdev_on_sync */
+	void *on_sync_arg;
 };
 
 struct io_mem {
@@ -276,8 +278,20 @@ static int mem_sync(struct bs_io *io)
 		if (!r)
 			log_clear(d);
 	}
+	void (*fn)(void *) = r ? NULL : d->on_sync;
+	void *arg = d->on_sync_arg;
 	pthread_mutex_unlock(&d->mu);
+	if (fn)
+		fn(arg);
 	return r;
+}
+
+void bs_memdev_on_sync(struct bs_memdev *dev, void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&dev->mu);
+	dev->on_sync = fn;
+	dev->on_sync_arg = arg;
+	pthread_mutex_unlock(&dev->mu);
 }
 
 static int mem_size(struct bs_io *io, uint64_t *size)

@@ -4,8 +4,10 @@
  * group flush, checkpoint, replay, the "BSTJ" magic, in-place data, and
  * power loss at every cut point under every failure mode of io.h.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "journal.h"
@@ -104,6 +106,90 @@ static void txn_is_invisible_to_the_disk_until_flushed(void)
 	CU_ASSERT_EQUAL(bstack_len(bs), sizeof buf);
 	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, sizeof got), 0);
 	CU_ASSERT(memcmp(got, buf, sizeof buf) == 0);
+	bstack_close(bs);
+	jdev_free(d);
+}
+
+/* A flush of everything (bstack_flush(bs, 0)) is done once every record
+ * sealed before it was called is durable.  Called while another flush is
+ * under way, it does not go on to flush what was sealed while it waited:
+ * so a close or an fsync shares the sync of the operations around it
+ * instead of costing a sync of its own.  The journal's sync hook holds
+ * the first flush in the middle while the second one starts and a third
+ * record is sealed. */
+struct mid_flush {
+	struct bstack *bs;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stage;              /* 1: a sync is under way; 2: the second flush starts */
+	int hook_calls;
+	uint64_t first_seq, late_seq;
+	int first_r;
+};
+
+static void mid_flush_hook(void *arg)
+{
+	struct mid_flush *m = arg;
+	if (m->hook_calls++)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->stage = 1;
+	pthread_cond_broadcast(&m->cv);
+	while (m->stage < 2)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	usleep(50 * 1000);   /* the second flush has read what is sealed and waits */
+	/* sealed while the first flush is under way, after the second began */
+	if (bstack_txn_begin(m->bs) || bstack_set(m->bs, 1, "L", 1) ||
+	    bstack_txn_end(m->bs, &m->late_seq))
+		m->late_seq = 0;
+}
+
+static void *first_flush_main(void *arg)
+{
+	struct mid_flush *m = arg;
+	m->first_r = bstack_flush(m->bs, m->first_seq);
+	return NULL;
+}
+
+static void a_flush_of_everything_ends_when_what_was_sealed_is_durable(void)
+{
+	struct jdev d = jdev_new();
+	struct bstack *bs = jopen_ok(d, true);
+	struct mid_flush m = { .bs = bs, .mu = PTHREAD_MUTEX_INITIALIZER,
+			       .cv = PTHREAD_COND_INITIALIZER };
+	/* the epoch is live: every later flush is one journal sync */
+	CU_ASSERT_EQUAL(bstack_push(bs, "abcd", 4, NULL), 0);
+	CU_ASSERT_EQUAL(bstack_txn_begin(bs), 0);
+	CU_ASSERT_EQUAL(bstack_set(bs, 0, "F", 1), 0);
+	CU_ASSERT_EQUAL(bstack_txn_end(bs, &m.first_seq), 0);
+	CU_ASSERT_FATAL(m.first_seq > 0);
+	bs_memdev_reset_counts(d.jrn);
+	bs_memdev_on_sync(d.jrn, mid_flush_hook, &m);
+	pthread_t th;
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, first_flush_main, &m) == 0);
+	pthread_mutex_lock(&m.mu);
+	while (m.stage < 1)
+		pthread_cond_wait(&m.cv, &m.mu);
+	m.stage = 2;
+	pthread_cond_broadcast(&m.cv);
+	pthread_mutex_unlock(&m.mu);
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	pthread_join(th, NULL);
+	bs_memdev_on_sync(d.jrn, NULL, NULL);
+	CU_ASSERT_EQUAL(m.first_r, 0);
+	CU_ASSERT_FATAL(m.late_seq > m.first_seq);
+	/* the first flush's sync covered both flushes; the late record waits */
+	CU_ASSERT_EQUAL(bs_memdev_syncs(d.jrn), 1);
+	CU_ASSERT(bstack_durable_seq(bs) >= m.first_seq);
+	CU_ASSERT(bstack_durable_seq(bs) < m.late_seq);
+	/* and is flushed by the next flush of everything */
+	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
+	CU_ASSERT(bstack_durable_seq(bs) >= m.late_seq);
+	CU_ASSERT_EQUAL(bs_memdev_syncs(d.jrn), 2);
+	uint8_t got[4];
+	CU_ASSERT_EQUAL(bstack_get(bs, 0, got, 4), 0);
+	CU_ASSERT(memcmp(got, "FLcd", 4) == 0);
 	bstack_close(bs);
 	jdev_free(d);
 }
@@ -497,6 +583,7 @@ static void release_image_lets_go_of_the_image_before_the_journal(void)
 
 static const struct h_test tests[] = {
 	H_TEST(txn_is_invisible_to_the_disk_until_flushed),
+	H_TEST(a_flush_of_everything_ends_when_what_was_sealed_is_durable),
 	H_TEST(shrink_grow_and_zero_read_back_before_and_after_flush),
 	H_TEST(a_shrink_cuts_the_file_lazily_and_never_shows_stale_bytes),
 	H_TEST(live_image_is_refused_without_its_journal),
