@@ -1252,6 +1252,8 @@ int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t
 			pthread_rwlock_unlock(&bs->lock);
 			if (r || re == end)
 				break;
+			if (re == pos && (flags & BSTACK_DATA_INPLACE_ONLY))
+				return 0;
 			if (re == pos) {
 				/* this page cannot go in place: journal it */
 				uint64_t pe = (pos / PG + 1) * PG < end ? (pos / PG + 1) * PG : end;

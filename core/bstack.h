@@ -185,6 +185,10 @@ uint64_t bstack_txn_seq(struct bstack *bs);
  * durable after the next bstack_sync.  Without a journal:
  * bstack_set_nosync. */
 #define BSTACK_DATA_JOURNAL 1u
+/* Only in place: stop at the first page that would travel in the journal
+ * (*in_place tells how far it got; the rest is the caller's, inside a
+ * transaction).  Needs no transaction: any thread, any time. */
+#define BSTACK_DATA_INPLACE_ONLY 2u
 int bstack_write_data(struct bstack *bs, uint64_t off, const void *buf, uint64_t n,
 		      unsigned flags, uint64_t *in_place);
 

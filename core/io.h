@@ -195,5 +195,8 @@ void bs_memdev_set_capacity(struct bs_memdev *dev, uint64_t bytes);
  * every completed sync of dev, in the syncing thread, before the sync
  * returns (no lock of the device held).  NULL removes it. */
 void bs_memdev_on_sync(struct bs_memdev *dev, void (*fn)(void *), void *arg);
+/* The same before every pwrite of dev is applied (in the writing thread,
+ * no lock of the device held). */
+void bs_memdev_on_write(struct bs_memdev *dev, void (*fn)(void *), void *arg);
 
 #endif

@@ -61,6 +61,8 @@ struct bs_memdev {
 	uint64_t lock_gen;   /* bumped at power cycle / load: old holders lose it */
 	void (*on_sync)(void *);       /* bs_memdev_on_sync */
 	void *on_sync_arg;
+	void (*on_write)(void *);      /* bs_memdev_on_write */
+	void *on_write_arg;
 };
 
 struct io_mem {
@@ -213,6 +215,12 @@ static int mem_pwrite(struct bs_io *io, const void *buf, size_t n, uint64_t off)
 {
 	struct bs_memdev *d = ((struct io_mem *)io)->dev;
 	pthread_mutex_lock(&d->mu);
+	void (*fn)(void *) = d->on_write;
+	void *arg = d->on_write_arg;
+	pthread_mutex_unlock(&d->mu);
+	if (fn)
+		fn(arg);
+	pthread_mutex_lock(&d->mu);
 	int r = tick(d);
 	if (!r) {
 		d->writes++;
@@ -284,6 +292,14 @@ static int mem_sync(struct bs_io *io)
 	if (fn)
 		fn(arg);
 	return r;
+}
+
+void bs_memdev_on_write(struct bs_memdev *dev, void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&dev->mu);
+	dev->on_write = fn;
+	dev->on_write_arg = arg;
+	pthread_mutex_unlock(&dev->mu);
 }
 
 void bs_memdev_on_sync(struct bs_memdev *dev, void (*fn)(void *), void *arg)

@@ -56,6 +56,22 @@ struct vnode *vt_get(struct vnode_table *t, uint64_t ino)
 	return vn;
 }
 
+bool vt_open_in_place(struct vnode_table *t, uint64_t ino, uint64_t durable_seq,
+		      uint64_t *gen)
+{
+	bool ok = false;
+	pthread_mutex_lock(&t->mu);
+	struct vnode *vn = find(t, ino);
+	if (vn) {
+		pthread_mutex_lock(&vn->lock);
+		ok = vn->opens && vn->alloc_seq <= durable_seq;
+		pthread_mutex_unlock(&vn->lock);
+		*gen = vn->gen;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return ok;
+}
+
 struct cat_node *vt_orphan_of(struct vnode_table *t, uint64_t ino)
 {
 	pthread_mutex_lock(&t->mu);

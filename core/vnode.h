@@ -44,6 +44,7 @@ struct vnode {
 	bool rec_dirty, data_dirty;
 	bool pending;              /* on the table's pending list */
 	uint64_t alloc_seq;
+	uint64_t gen;              /* bumped by every exclusive change of the file */
 	struct cat_node *orphan;   /* detached node, owned; NULL unless removed while open */
 	struct vnode *hnext;       /* hash chain */
 	struct vnode *onext;       /* the table's orphan list */
@@ -74,6 +75,12 @@ struct vnode *vt_get(struct vnode_table *t, uint64_t ino);
  * the read are one step; an orphan's node itself goes only under the
  * exclusive lock.) */
 struct cat_node *vt_orphan_of(struct vnode_table *t, uint64_t ino);
+/* Whether ino is open and its allocation durable (alloc_seq at or below
+ * durable_seq: its data may go in place without a transaction), and its
+ * gen then; one step under the table's mutex, for a caller under the
+ * shared volume lock (where a vnode may go at any time). */
+bool vt_open_in_place(struct vnode_table *t, uint64_t ino, uint64_t durable_seq,
+		      uint64_t *gen);
 /* The vnode of ino, made when there is none (NULL only when out of
  * memory). */
 struct vnode *vt_need(struct vnode_table *t, uint64_t ino);

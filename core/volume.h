@@ -120,6 +120,10 @@ int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 /* Start the volume's background thread (commit=N, idle checkpoints) after
  * an open with opts.defer_threads. */
 int vol_start_threads(struct vol *v);
+/* Tests: fn(arg) runs in a write on the shared path (volume.c:
+ * write_shared) after its bytes are copied and before its size and times
+ * are set, with no lock held.  NULL removes it. */
+void vol_test_write_gap(struct vol *v, void (*fn)(void *), void *arg);
 /* Flush every file's data, trim capacities, sync, give free tail space
  * back (vol_give_back_tail), close. */
 int vol_close(struct vol *v);

@@ -52,6 +52,9 @@ struct vol {
 	/* requests that reached the volume (atomics): what the kernel's
 	 * dentry and page caches did not answer */
 	uint64_t n_lookups, n_reads, n_xattr_reads;
+	uint64_t n_shared_writes;   /* writes done under the shared lock (write_shared) */
+	void (*write_gap)(void *);  /* vol_test_write_gap */
+	void *write_gap_arg;
 };
 
 /* What an operation promises when its transaction ends (volume.c: the

@@ -116,6 +116,7 @@ int vol_statfs(struct vol *v, struct vol_statfs *out)
  *   lookups                 name lookups that reached the volume
  *   read_requests           file reads that reached the volume
  *   xattr_requests          attribute reads (getxattr, listxattr) that reached it
+ *   shared_writes           writes done under the shared lock (volume.c: write_shared)
  * followed by the allocator's own figures under their own names (Slab:
  * block_size, ...; GhostTree: tree_height, tree_nodes; FirstFit: ...).
  */
@@ -242,6 +243,7 @@ int vol_stats_text(struct vol *v, char **buf, size_t *len)
 	KV("lookups", __atomic_load_n(&v->n_lookups, __ATOMIC_RELAXED));
 	KV("read_requests", __atomic_load_n(&v->n_reads, __ATOMIC_RELAXED));
 	KV("xattr_requests", __atomic_load_n(&v->n_xattr_reads, __ATOMIC_RELAXED));
+	KV("shared_writes", __atomic_load_n(&v->n_shared_writes, __ATOMIC_RELAXED));
 	for (int i = 0; i < st.n_extra && i < BS_ALLOC_MAX_EXTRA; i++)
 		KV(st.extra[i].key, st.extra[i].value);
 #undef KV
