@@ -134,8 +134,11 @@ int bsfs_serve(struct fuse_session *se, const struct bsfs_opts *o)
 	/* UINT_MAX is libfuse's "not given" (its setter would complain). */
 	if (o->cmd.max_idle_threads != UINT_MAX)
 		fuse_loop_cfg_set_idle_threads(cfg, o->cmd.max_idle_threads);
-	if (o->cmd.max_threads)
+	if (o->max_threads_given && o->cmd.max_threads)
 		fuse_loop_cfg_set_max_threads(cfg, o->cmd.max_threads);
+	else
+		fuse_loop_cfg_set_max_threads(cfg, bsfs_default_max_threads(
+						      sysconf(_SC_NPROCESSORS_ONLN)));
 	rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return rc;

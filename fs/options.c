@@ -24,6 +24,7 @@ enum {
 	KEY_RO,           /* kept for libfuse too: the kernel mount is read-only */
 	KEY_RW,
 	KEY_NORECOVERY,
+	KEY_MAX_THREADS,  /* kept for libfuse; noted: the default is ours */
 };
 
 #define BSFS_OPT(t, p) { t, offsetof(struct bsfs_opts, p), 1 }
@@ -44,6 +45,7 @@ static const struct fuse_opt bsfs_opt_spec[] = {
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("norecovery", KEY_NORECOVERY),
+	FUSE_OPT_KEY("max_threads=", KEY_MAX_THREADS),
 	FUSE_OPT_KEY("defaults", KEY_DISCARD),
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -72,6 +74,9 @@ static int bsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 	case KEY_NORECOVERY:
 		o->norecovery = 1;
 		return 0;
+	case KEY_MAX_THREADS:
+		o->max_threads_given = 1;
+		return 1;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!o->image) {
 			o->image = strdup(arg);
@@ -271,6 +276,13 @@ int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o)
 	if (o->view && !o->ro && fuse_opt_add_arg(args, "-oro") < 0)
 		return -EINVAL;
 	return derive_vol_opts(o);
+}
+
+unsigned bsfs_default_max_threads(long online_cpus)
+{
+	if (online_cpus < BSFS_MIN_THREADS)
+		return BSFS_MIN_THREADS;
+	return online_cpus > BSFS_MAX_THREADS ? BSFS_MAX_THREADS : (unsigned)online_cpus;
 }
 
 void bsfs_free_opts(struct bsfs_opts *o)

@@ -2925,6 +2925,53 @@ out:
 	mnt_done(&m);
 }
 
+/* The daemon's threads: the main one, the committer and its workers. */
+static int daemon_threads(pid_t pid)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(p);
+	int n = 0;
+	if (!d)
+		return -1;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Without -o max_threads a mount runs one worker per online CPU (at least
+ * 2, at most libfuse's 10: fs/options.h says why); with it, what it says.
+ * Sixteen readers at once keep every worker busy: libfuse's own default
+ * of 10 reaches 8 threads here on 2 cores. */
+static void workers_are_one_per_cpu_unless_max_threads_says(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = cpus < 2 ? 2 : cpus > 10 ? 10 : (int)cpus;
+	struct mnt m;
+
+	test_dir(&m);
+	for (int pass = 0; pass < 2; pass++) {
+		if (!mnt_up_fg(&m, pass ? "max_threads=12" : NULL, NULL)) {
+			CU_FAIL("foreground mount");
+			break;
+		}
+		CU_ASSERT(h_sh("head -c 1M /dev/zero > '%s' && mkdir -p '%s' && cd '%s' && "
+			     "touch f1 f2 f3", mpath(&m, "r"), mpath(&m, "d"), mpath(&m, "d")) == 0);
+		CU_ASSERT(h_sh("for i in $(seq 1 16); do (for k in 1 2 3 4 5; do cat '%s' "
+			     "> /dev/null; ls -l '%s' > /dev/null; done) & done; wait",
+			     mpath(&m, "r"), mpath(&m, "d")) == 0);
+		int n = daemon_threads(m.pid);
+		if (pass == 0) {
+			CU_ASSERT(n >= 3 && n <= 2 + want);
+		} else {
+			CU_ASSERT(n >= 3 && n <= 2 + 12);
+		}
+		CU_ASSERT(mnt_down(&m));
+	}
+	mnt_done(&m);
+}
+
 static const struct h_test tests[] = {
 	H_TEST(big_file_copies_in_and_out_byte_identical),
 	H_TEST(truncate_grows_and_shrinks_tail_and_non_tail_files),
@@ -2971,6 +3018,7 @@ static const struct h_test tests[] = {
 	H_TEST(sticky_setgid_utimensat_and_ctime_follow_ext4),
 	H_TEST(noxattr_spares_ls_l_its_attribute_requests),
 	H_TEST(parallel_overwrites_of_different_files_all_land),
+	H_TEST(workers_are_one_per_cpu_unless_max_threads_says),
 };
 
 /* Without /dev/fuse or fusermount3 nothing here can run: say so and let
