@@ -1064,6 +1064,11 @@ bool bstack_journaled(struct bstack *bs)
 	return bs->j != NULL;
 }
 
+uint64_t bstack_sealed_seq(struct bstack *bs)
+{
+	return bs->j ? __atomic_load_n(&bs->j->sealed_seq, __ATOMIC_ACQUIRE) : 0;
+}
+
 uint64_t bstack_durable_seq(struct bstack *bs)
 {
 	return bs->j ? __atomic_load_n(&bs->j->durable_seq, __ATOMIC_ACQUIRE) : UINT64_MAX;

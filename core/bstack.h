@@ -176,6 +176,8 @@ int bstack_checkpoint(struct bstack *bs);
 /* Sequence numbers: the last durable record, and the one the open
  * transaction will get (UINT64_MAX and 0 without a journal). */
 uint64_t bstack_durable_seq(struct bstack *bs);
+/* The last sealed record (0 without a journal). */
+uint64_t bstack_sealed_seq(struct bstack *bs);
 uint64_t bstack_txn_seq(struct bstack *bs);
 
 /* File data: written in place where that is safe (no sync), in the

@@ -319,6 +319,95 @@ static int mark_data(struct vol *v, struct cat_node *n)
  * seeds specify, and these are plain lock and unlock.
  */
 
+/* vol_defer_begin .. vol_defer_end: this thread's durability wanted */
+static _Thread_local struct {
+	bool on;
+	uint64_t want;
+} op_defer;
+
+void vol_defer_begin(void)
+{
+	op_defer.on = true;
+	op_defer.want = 0;
+}
+
+uint64_t vol_defer_end(void)
+{
+	op_defer.on = false;
+	return op_defer.want;
+}
+
+struct vol_waiter {
+	uint64_t want;
+	void (*done)(void *ctx, int r);
+	void *ctx;
+	struct vol_waiter *next;
+};
+
+int vol_wait_durable(struct vol *v, uint64_t want)
+{
+	if (!want || bstack_durable_seq(v->bs) >= want)
+		return 0;
+	int r = bstack_flush(v->bs, want);
+	vol_sweep(v);
+	return r;
+}
+
+void vol_when_durable(struct vol *v, uint64_t want, void (*done)(void *ctx, int r), void *ctx)
+{
+	if (!want || bstack_durable_seq(v->bs) >= want) {
+		done(ctx, 0);
+		return;
+	}
+	struct vol_waiter *w = malloc(sizeof *w);
+	if (!w) {
+		done(ctx, vol_wait_durable(v, want));
+		return;
+	}
+	*w = (struct vol_waiter){ want, done, ctx, NULL };
+	pthread_mutex_lock(&v->dw_mu);
+	*v->dw_tail = w;
+	v->dw_tail = &w->next;
+	if (v->dw_leading) {
+		pthread_mutex_unlock(&v->dw_mu);
+		return;   /* the flushing thread answers it */
+	}
+	v->dw_leading = true;
+	while (v->dw_head) {
+		uint64_t max = 0;
+		for (struct vol_waiter *x = v->dw_head; x; x = x->next)
+			max = x->want > max ? x->want : max;
+		pthread_mutex_unlock(&v->dw_mu);
+		int r = bstack_flush(v->bs, max);
+		vol_sweep(v);
+		pthread_mutex_lock(&v->dw_mu);
+		/* take the waiters this flush answered (all of them on an error) */
+		uint64_t dur = bstack_durable_seq(v->bs);
+		struct vol_waiter *ready = NULL, **rt = &ready, **pp = &v->dw_head;
+		while (*pp) {
+			struct vol_waiter *x = *pp;
+			if (r || x->want <= dur) {
+				*pp = x->next;
+				x->next = NULL;
+				*rt = x;
+				rt = &x->next;
+			} else {
+				pp = &x->next;
+			}
+		}
+		v->dw_tail = pp;
+		pthread_mutex_unlock(&v->dw_mu);
+		for (struct vol_waiter *x = ready, *nx; x; x = nx) {
+			nx = x->next;
+			x->done(x->ctx, r);
+			free(x);
+		}
+		pthread_mutex_lock(&v->dw_mu);
+	}
+	v->dw_leading = false;
+	pthread_mutex_unlock(&v->dw_mu);
+}
+
 void vol_op_lock(struct vol *v)
 {
 	pthread_rwlock_wrlock(&v->lock);
@@ -336,6 +425,13 @@ int vol_op_unlock(struct vol *v, int r, enum durability d)
 	/* D_ALWAYS flushes whatever is pending (earlier writes' data too) */
 	bool all = d == D_ALWAYS || (d == D_CLOSE && v->opts.commit_s == 0);
 	if (all || (seq && d >= D_METADATA && v->opts.commit_s == 0)) {
+		if (op_defer.on && bstack_journaled(v->bs)) {
+			/* vol_defer_begin: the caller waits (vol_when_durable) */
+			uint64_t want = all ? bstack_sealed_seq(v->bs) : seq;
+			if (want > op_defer.want)
+				op_defer.want = want;
+			return r;
+		}
 		int f = bstack_flush(v->bs, all ? 0 : seq);
 		if (!r)
 			r = f;

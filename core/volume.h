@@ -120,6 +120,25 @@ int vol_open_io(struct bs_io *io, const struct vol_opts *opts, struct vol **out,
 /* Start the volume's background thread (commit=N, idle checkpoints) after
  * an open with opts.defer_threads. */
 int vol_start_threads(struct vol *v);
+/*
+ * Replies that wait for a commit without holding a thread (fs/ops.c).
+ * Between vol_defer_begin() and vol_defer_end() the calling thread's
+ * operations return as soon as their transaction is sealed, without
+ * waiting for it to be durable; vol_defer_end() returns what they need
+ * durable (a sequence number; 0: nothing).  vol_when_durable() then calls
+ * done(ctx, r) exactly once when that is durable (r 0) or cannot be (r <
+ * 0): at once, in this thread, when it already is or when no flush is
+ * under way (this thread then flushes, for every waiter it finds, until
+ * none is left); later, in the thread that flushes, otherwise.  So while
+ * one sync is in flight, the other threads go on serving requests, and
+ * the operations they seal share the next sync.  done runs with no lock
+ * of the volume held.
+ */
+void vol_defer_begin(void);
+uint64_t vol_defer_end(void);
+void vol_when_durable(struct vol *v, uint64_t want, void (*done)(void *ctx, int r), void *ctx);
+/* The same, waiting in this thread: 0 once durable, or the error. */
+int vol_wait_durable(struct vol *v, uint64_t want);
 /* Tests: fn(arg) runs in a write on the shared path (volume.c:
  * write_shared) after its bytes are copied and before its size and times
  * are set, with no lock held.  NULL removes it. */

@@ -30,6 +30,10 @@ struct vol {
 	bool committer_on, stop;
 	pthread_mutex_t cm_mu;
 	pthread_cond_t cm_cv;
+	/* replies waiting for a commit (vol_when_durable), under dw_mu */
+	pthread_mutex_t dw_mu;
+	struct vol_waiter *dw_head, **dw_tail;
+	bool dw_leading;            /* a thread flushes for them */
 	int64_t last_op_ns;
 	struct bstack *bs;
 	struct bs_alloc *a;

@@ -40,6 +40,7 @@ void vol_free(struct vol *v)
 	free(v->path);
 	free(v->jpath);
 	pthread_rwlock_destroy(&v->lock);
+	pthread_mutex_destroy(&v->dw_mu);
 	free(v);
 }
 
@@ -616,6 +617,8 @@ static int open_io(struct bs_io *io, const struct vol_opts *opts, bool may_forma
 	v->opts = *opts;
 	v->opts.journal_io = NULL;   /* open_new / open_staged take it */
 	pthread_mutex_init(&v->cm_mu, NULL);
+	pthread_mutex_init(&v->dw_mu, NULL);
+	v->dw_tail = &v->dw_head;
 	vt_init(&v->vt);
 	pthread_cond_init(&v->cm_cv, NULL);
 	r = size == 0 ? open_new(v, io, opts->journal_io, err)

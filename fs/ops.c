@@ -6,7 +6,9 @@
  * (who owns a new file, the umask, the control file) is decided here; what
  * concerns the image is the volume's.
  *
- * Durability (§5): metadata calls are durable when the volume returns.
+ * Durability (§5): metadata calls are durable when their reply is sent:
+ * the volume seals the operation's transaction, and the reply waits for
+ * its commit (reply_when_durable) without holding the worker thread.
  * Data is made durable at close: FLUSH (sent synchronously by close(2))
  * runs vol_fsync for a handle opened for writing, and every RELEASE runs
  * vol_release.  Open counting is the volume's: every successful OPEN or
@@ -155,6 +157,88 @@ static void reply_rc(fuse_req_t req, long rc)
 	if (e >= 4096)
 		e = EIO;
 	fuse_reply_err(req, e);
+}
+
+/*
+ * Replies held until the operation's commit is durable (vol_when_durable):
+ * the worker thread goes back to the kernel for the next request instead
+ * of waiting for the sync, so operations of other processes that arrive
+ * meanwhile share the next one (group commit with few threads).  The
+ * reply is what the synchronous path would send, sent by whichever thread
+ * makes the commit durable; an operation whose commit fails answers the
+ * commit's error, as it did when it waited itself.
+ */
+enum held_kind { HELD_RC, HELD_ENTRY, HELD_CREATE };
+
+struct held_reply {
+	fuse_req_t req;
+	enum held_kind kind;
+	struct vol_attr a;
+	struct fuse_file_info fi;
+};
+
+static void finish_create(fuse_req_t req, const struct vol_attr *a, struct fuse_file_info *fi);
+
+static void held_send(struct held_reply *h, int r)
+{
+	if (r < 0 && h->kind == HELD_CREATE)
+		vol_release(fs_of(h->req)->v, h->a.ino);   /* the kernel opens nothing */
+	if (r < 0 || h->kind == HELD_RC)
+		reply_rc(h->req, r);
+	else if (h->kind == HELD_ENTRY)
+		reply_entry(h->req, &h->a);
+	else
+		finish_create(h->req, &h->a, &h->fi);
+}
+
+static void held_done(void *ctx, int r)
+{
+	held_send(ctx, r);
+	free(ctx);
+}
+
+/* The operation just run between vol_defer_begin and vol_defer_end
+ * succeeded: reply once what it wrote is durable. */
+static void reply_when_durable(fuse_req_t req, enum held_kind kind, const struct vol_attr *a,
+			       const struct fuse_file_info *fi)
+{
+	struct held_reply one = { .req = req, .kind = kind };
+	uint64_t want = vol_defer_end();
+
+	if (a)
+		one.a = *a;
+	if (fi)
+		one.fi = *fi;
+	struct held_reply *h = malloc(sizeof *h);
+	if (!h) {
+		/* no memory to hold it: this thread waits */
+		held_send(&one, vol_wait_durable(fs_of(req)->v, want));
+		return;
+	}
+	*h = one;
+	vol_when_durable(fs_of(req)->v, want, held_done, h);
+}
+
+/* rc of an operation run after vol_defer_begin: its error at once, or its
+ * success once durable. */
+static void reply_rc_held(fuse_req_t req, int rc)
+{
+	if (rc < 0) {
+		vol_defer_end();
+		reply_rc(req, rc);
+	} else {
+		reply_when_durable(req, HELD_RC, NULL, NULL);
+	}
+}
+
+static void reply_entry_held(fuse_req_t req, int rc, const struct vol_attr *a)
+{
+	if (rc < 0) {
+		vol_defer_end();
+		reply_rc(req, rc);
+	} else {
+		reply_when_durable(req, HELD_ENTRY, a, NULL);
+	}
 }
 
 /* The control file's attributes take their owner and times from the root. */
@@ -597,7 +681,6 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct bsfs *fs = fs_of(req);
-	struct fuse_entry_param e;
 	struct vol_attr a;
 	int rc;
 
@@ -609,28 +692,39 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	vol_defer_begin();
 	rc = vol_create(fs->v, parent, name, create_mode(req, mode), ctx->uid, ctx->gid, &a);
 	if (rc == 0)
 		rc = vol_open_file(fs->v, a.ino);
 	if (rc < 0) {
+		vol_defer_end();
 		reply_rc(req, rc);
 		return;
 	}
-	memset(&e, 0, sizeof(e));
-	e.ino = a.ino;
-	e.attr_timeout = fs->timeout;
-	e.entry_timeout = fs->entry_timeout;
-	attr_to_stat(&a, &e.attr);
 	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
 	fi->keep_cache = 1;
-	if (vol_remember(fs->v, a.ino) < 0) {
-		vol_release(fs->v, a.ino);
+	reply_when_durable(req, HELD_CREATE, &a, fi);
+}
+
+/* The reply of a create, once durable: the entry and the open file. */
+static void finish_create(fuse_req_t req, const struct vol_attr *a, struct fuse_file_info *fi)
+{
+	struct bsfs *fs = fs_of(req);
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = a->ino;
+	e.attr_timeout = fs->timeout;
+	e.entry_timeout = fs->entry_timeout;
+	attr_to_stat(a, &e.attr);
+	if (vol_remember(fs->v, a->ino) < 0) {
+		vol_release(fs->v, a->ino);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	if (fuse_reply_create(req, &e, fi) < 0) {
-		forget_one(fs->v, a.ino);
-		vol_release(fs->v, a.ino);
+		forget_one(fs->v, a->ino);
+		vol_release(fs->v, a->ino);
 	}
 }
 
@@ -647,9 +741,10 @@ static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 	/* A regular file is an allocation; FIFOs, sockets and device nodes
 	 * are records only (the kernel serves their opens itself). */
+	vol_defer_begin();
 	rc = vol_mknod(fs_of(req)->v, parent, name, (mode & S_IFMT) | create_mode(req, mode),
 		       (uint32_t)rdev, ctx->uid, ctx->gid, &a);
-	reply_entry_or_err(req, rc, &a);
+	reply_entry_held(req, rc, &a);
 }
 
 static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -662,25 +757,30 @@ static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
+	vol_defer_begin();
 	rc = vol_mkdir(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
 		       ctx->gid, &a);
-	reply_entry_or_err(req, rc, &a);
+	reply_entry_held(req, rc, &a);
 }
 
 static void bsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	if (bsfs_is_control(parent, name))
+	if (bsfs_is_control(parent, name)) {
 		fuse_reply_err(req, EPERM);
-	else
-		reply_rc(req, vol_unlink(fs_of(req)->v, parent, name));
+		return;
+	}
+	vol_defer_begin();
+	reply_rc_held(req, vol_unlink(fs_of(req)->v, parent, name));
 }
 
 static void bsfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	if (bsfs_is_control(parent, name))
+	if (bsfs_is_control(parent, name)) {
 		fuse_reply_err(req, ENOTDIR);
-	else
-		reply_rc(req, vol_rmdir(fs_of(req)->v, parent, name));
+		return;
+	}
+	vol_defer_begin();
+	reply_rc_held(req, vol_rmdir(fs_of(req)->v, parent, name));
 }
 
 static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -701,11 +801,12 @@ static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		vflags |= VOL_RENAME_NOREPLACE;
 	if (flags & RENAME_EXCHANGE)
 		vflags |= VOL_RENAME_EXCHANGE;
+	vol_defer_begin();
 	rc = vol_rename(fs_of(req)->v, parent, name, newparent, newname, vflags);
 	/* rename(2) reports an unsupported flag as EINVAL. */
 	if ((flags & RENAME_EXCHANGE) && (rc == -ENOTSUP || rc == -EOPNOTSUPP || rc == -ENOSYS))
 		rc = -EINVAL;
-	reply_rc(req, rc);
+	reply_rc_held(req, rc);
 }
 
 static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -722,8 +823,9 @@ static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
+	vol_defer_begin();
 	rc = vol_link(fs_of(req)->v, ino, newparent, newname, &a);
-	reply_entry_or_err(req, rc, &a);
+	reply_entry_held(req, rc, &a);
 }
 
 static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -737,8 +839,9 @@ static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
+	vol_defer_begin();
 	rc = vol_symlink(fs_of(req)->v, parent, name, link, ctx->uid, ctx->gid, &a);
-	reply_entry_or_err(req, rc, &a);
+	reply_entry_held(req, rc, &a);
 }
 
 static void bsfs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -830,11 +933,12 @@ static int ignore_gone(int rc)
 
 static void bsfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	vol_defer_begin();
 	int rc = 0;
 
 	if (!bsfs_is_control_ino(ino) && (fi->fh & BSFS_FH_WRITE))
 		rc = ignore_gone(vol_flush(fs_of(req)->v, ino));
-	reply_rc(req, rc);
+	reply_rc_held(req, rc);
 }
 
 static void bsfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -854,10 +958,12 @@ static void bsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)datasync;
 	(void)fi;
-	if (bsfs_is_control_ino(ino))
+	if (bsfs_is_control_ino(ino)) {
 		fuse_reply_err(req, 0);
-	else
-		reply_rc(req, vol_fsync(fs_of(req)->v, ino));
+		return;
+	}
+	vol_defer_begin();
+	reply_rc_held(req, vol_fsync(fs_of(req)->v, ino));
 }
 
 static void bsfs_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -51,9 +51,10 @@ int bsfs_parse_args(struct fuse_args *args, struct bsfs_opts *o);
  * default.  Measured on 2 cores (README, scripts/bench): each idle worker
  * waits in read(2) on /dev/fuse and the kernel hands a request to the one
  * that has waited longest, so workers beyond the CPUs only add cold
- * wakeups: ls -lR of 20 000 files took 1.35 s with libfuse's 10 and
- * 0.90 s with 2, and 2000 files created by four processes at once 0.64 s
- * and 0.67 s (fewer operations in flight share fewer commits).
+ * wakeups: ls -lR of 20 000 files took 1.06 s with libfuse's 10 and
+ * 0.80 s with 2; 2000 one-line files 0.77 s and 0.82 s by one process,
+ * 0.45 s and 0.47 s by four at once (more workers read more requests
+ * while a commit syncs).
  */
 #define BSFS_MIN_THREADS 2
 #define BSFS_MAX_THREADS 10

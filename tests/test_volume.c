@@ -1464,6 +1464,141 @@ static void a_file_changed_under_a_shared_write_gets_it_again_exclusively(void)
 	bs_memdev_free(dev);
 }
 
+/* ---- replies that wait for a commit (vol_when_durable) ----------------------- */
+
+struct durable_cb {
+	int calls, r;
+	pthread_t by;
+};
+
+static void durable_done(void *ctx, int r)
+{
+	struct durable_cb *c = ctx;
+	c->calls++;
+	c->r = r;
+	c->by = pthread_self();
+}
+
+/* A volume with a journal whatever BSTACKFS_TEST_JOURNAL says. */
+static struct vol *vopen_journaled(struct bs_memdev *dev, struct bs_memdev **jdev)
+{
+	struct bs_io *jio;
+	*jdev = bs_memdev_new_sibling(dev);
+	CU_ASSERT_FATAL(*jdev && bs_io_mem_open(*jdev, &jio) == 0);
+	struct vol_opts o = { .create = true, .uid = 1, .gid = 2, .journal_io = jio };
+	return vopen_as(dev, &o);
+}
+
+/* Alone, an operation run deferred is made durable by the thread that
+ * asks: done runs at once, in it, and the record survives a power cut. */
+static void a_deferred_operation_alone_is_made_durable_by_its_own_thread(void)
+{
+	struct bs_memdev *dev = bs_memdev_new(), *jdev;
+	struct vol *v = vopen_journaled(dev, &jdev);
+	struct vol_attr a;
+	struct durable_cb cb = { 0 };
+	uint64_t syncs = bs_memdev_syncs(jdev);
+	vol_defer_begin();
+	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "d", 0755, 1, 2, &a), 0);
+	uint64_t want = vol_defer_end();
+	CU_ASSERT(want > 0);
+	CU_ASSERT_EQUAL(bs_memdev_syncs(jdev), syncs);   /* nothing durable yet */
+	vol_when_durable(v, want, durable_done, &cb);
+	CU_ASSERT_EQUAL(cb.calls, 1);
+	CU_ASSERT_EQUAL(cb.r, 0);
+	CU_ASSERT(pthread_equal(cb.by, pthread_self()));
+	CU_ASSERT(bs_memdev_syncs(jdev) > syncs);
+	/* nothing left to wait for: at once, no sync */
+	syncs = bs_memdev_syncs(jdev);
+	vol_when_durable(v, want, durable_done, &cb);
+	CU_ASSERT_EQUAL(cb.calls, 2);
+	CU_ASSERT_EQUAL(bs_memdev_syncs(jdev), syncs);
+	bs_memdev_fail_at(dev, 1);   /* the power goes now */
+	vol_close(v);
+	bs_memdev_power_cycle(dev, 0);
+	struct bs_io *jio;
+	CU_ASSERT_FATAL(bs_io_mem_open(jdev, &jio) == 0);
+	struct vol_opts o = { .uid = 1, .gid = 2, .journal_io = jio };
+	v = vopen_as(dev, &o);
+	CU_ASSERT(ino_of(v, ROOT, "d") != 0);
+	vol_close(v);
+	bs_memdev_free(dev);
+}
+
+/* While one thread's commit syncs, another thread's operation does not
+ * wait: vol_when_durable returns at once and the syncing thread answers
+ * it with a second flush of its own once the first is done. */
+struct mid_commit {
+	struct vol *v;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stage, hook_calls;
+	struct durable_cb first;
+};
+
+static void mid_commit_hook(void *arg)
+{
+	struct mid_commit *m = arg;
+	if (m->hook_calls++)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->stage = 1;
+	pthread_cond_broadcast(&m->cv);
+	while (m->stage < 2)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static void *mid_commit_first(void *arg)
+{
+	struct mid_commit *m = arg;
+	struct vol_attr a;
+	vol_defer_begin();
+	int r = vol_mkdir(m->v, ROOT, "first", 0755, 1, 2, &a);
+	uint64_t want = vol_defer_end();
+	if (r == 0)
+		vol_when_durable(m->v, want, durable_done, &m->first);
+	return NULL;
+}
+
+static void an_operation_during_a_commit_is_answered_by_the_committing_thread(void)
+{
+	struct bs_memdev *dev = bs_memdev_new(), *jdev;
+	struct vol *v = vopen_journaled(dev, &jdev);
+	struct mid_commit m = { .v = v, .mu = PTHREAD_MUTEX_INITIALIZER,
+				.cv = PTHREAD_COND_INITIALIZER };
+	struct durable_cb second = { 0 };
+	struct vol_attr a;
+	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "warm", 0755, 1, 2, &a), 0);   /* the epoch is live */
+	uint64_t syncs = bs_memdev_syncs(jdev);
+	bs_memdev_on_sync(jdev, mid_commit_hook, &m);
+	pthread_t th;
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, mid_commit_first, &m) == 0);
+	pthread_mutex_lock(&m.mu);
+	while (m.stage < 1)
+		pthread_cond_wait(&m.cv, &m.mu);
+	pthread_mutex_unlock(&m.mu);
+	vol_defer_begin();
+	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "second", 0755, 1, 2, &a), 0);
+	vol_when_durable(v, vol_defer_end(), durable_done, &second);
+	CU_ASSERT_EQUAL(second.calls, 0);   /* this thread goes on */
+	pthread_mutex_lock(&m.mu);
+	m.stage = 2;
+	pthread_cond_broadcast(&m.cv);
+	pthread_mutex_unlock(&m.mu);
+	pthread_join(th, NULL);
+	bs_memdev_on_sync(jdev, NULL, NULL);
+	CU_ASSERT_EQUAL(m.first.calls, 1);
+	CU_ASSERT_EQUAL(m.first.r, 0);
+	CU_ASSERT_EQUAL(second.calls, 1);
+	CU_ASSERT_EQUAL(second.r, 0);
+	CU_ASSERT(pthread_equal(second.by, th));   /* answered by the committer */
+	CU_ASSERT_EQUAL(bs_memdev_syncs(jdev) - syncs, 2);
+	CU_ASSERT(ino_of(v, ROOT, "first") && ino_of(v, ROOT, "second"));
+	CU_ASSERT_EQUAL(vol_close(v), 0);
+	bs_memdev_free(dev);
+}
+
 /* The kernel's references race the volume's own changes as FUSE makes
  * them race: lookups, getattrs and forgets under the shared lock while
  * other threads create, open, write, unlink while open and close.  Every
@@ -3979,6 +4114,8 @@ static const struct h_test tests[] = {
 	H_TEST(concurrent_writers_on_different_files_all_land),
 	H_TEST(writes_of_different_files_proceed_in_parallel),
 	H_TEST(a_file_changed_under_a_shared_write_gets_it_again_exclusively),
+	H_TEST(a_deferred_operation_alone_is_made_durable_by_its_own_thread),
+	H_TEST(an_operation_during_a_commit_is_answered_by_the_committing_thread),
 	H_TEST(kernel_references_race_operations_and_all_come_back),
 	H_TEST(kill_during_concurrent_loops_loses_no_completed_operation),
 	H_TEST(catalogs_with_checksum_mismatches_are_refused),
