@@ -168,7 +168,7 @@ static void reply_rc(fuse_req_t req, long rc)
  * makes the commit durable; an operation whose commit fails answers the
  * commit's error, as it did when it waited itself.
  */
-enum held_kind { HELD_RC, HELD_ENTRY, HELD_CREATE };
+enum held_kind { HELD_RC, HELD_ENTRY, HELD_ATTR, HELD_CREATE };
 
 struct held_reply {
 	fuse_req_t req;
@@ -187,6 +187,8 @@ static void held_send(struct held_reply *h, int r)
 		reply_rc(h->req, r);
 	else if (h->kind == HELD_ENTRY)
 		reply_entry(h->req, &h->a);
+	else if (h->kind == HELD_ATTR)
+		reply_attr(h->req, &h->a);
 	else
 		finish_create(h->req, &h->a, &h->fi);
 }
@@ -384,9 +386,11 @@ static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	vol_defer_begin();
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		rc = vol_truncate(v, ino, (uint64_t)attr->st_size);
 		if (rc < 0) {
+			vol_defer_end();
 			reply_rc(req, rc);
 			return;
 		}
@@ -417,10 +421,12 @@ static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		in.ctime_ns = ts_to_ns(&attr->st_ctim);
 	}
 	rc = mask ? vol_setattr(v, ino, mask, &in, &out) : vol_getattr(v, ino, &out);
-	if (rc < 0)
+	if (rc < 0) {
+		vol_defer_end();
 		reply_rc(req, rc);
-	else
-		reply_attr(req, &out);
+	} else {
+		reply_when_durable(req, HELD_ATTR, &out, NULL);
+	}
 }
 
 static void bsfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -921,7 +927,8 @@ static void bsfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	reply_rc(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
+	vol_defer_begin();
+	reply_rc_held(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
 }
 
 /* An unlinked open file stays known to the volume until its last release;
@@ -1055,7 +1062,8 @@ static void bsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, cons
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	reply_rc(req, vol_setxattr(fs_of(req)->v, ino, name, value, size, flags));
+	vol_defer_begin();
+	reply_rc_held(req, vol_setxattr(fs_of(req)->v, ino, name, value, size, flags));
 }
 
 static void reply_xattr_size(fuse_req_t req, ssize_t n, const char *buf, size_t size)
@@ -1124,7 +1132,8 @@ static void bsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	reply_rc(req, vol_removexattr(fs_of(req)->v, ino, name));
+	vol_defer_begin();
+	reply_rc_held(req, vol_removexattr(fs_of(req)->v, ino, name));
 }
 
 const struct fuse_lowlevel_ops bsfs_ll_ops = {
