@@ -213,3 +213,19 @@ uint64_t h_dev_size(struct bs_memdev *dev)
 	bs_io_close(io);
 	return n;
 }
+
+void h_stage_set(struct h_stage *s, int n)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stage = n;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void h_stage_wait(struct h_stage *s, int n)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->stage < n)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+}

@@ -8,6 +8,7 @@
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,5 +65,17 @@ uint64_t h_dev_size(struct bs_memdev *dev);
 /* Read / write a whole host file (tests crafting images). */
 int h_read_file(const char *path, uint8_t **buf, size_t *len);
 int h_write_file(const char *path, const void *buf, size_t len);
+
+/* Threads of a test meeting at numbered stages: h_stage_set moves to
+ * stage n and wakes the waiters; h_stage_wait waits for stage n (or a
+ * later one).  Initialise with H_STAGE_INIT. */
+struct h_stage {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stage;
+};
+#define H_STAGE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+void h_stage_set(struct h_stage *s, int n);
+void h_stage_wait(struct h_stage *s, int n);
 
 #endif

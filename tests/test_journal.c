@@ -119,9 +119,7 @@ static void txn_is_invisible_to_the_disk_until_flushed(void)
  * record is sealed. */
 struct mid_flush {
 	struct bstack *bs;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stage;              /* 1: a sync is under way; 2: the second flush starts */
+	struct h_stage st;      /* 1: a sync is under way; 2: the second flush starts */
 	int hook_calls;
 	uint64_t first_seq, late_seq;
 	int first_r;
@@ -132,12 +130,8 @@ static void mid_flush_hook(void *arg)
 	struct mid_flush *m = arg;
 	if (m->hook_calls++)
 		return;
-	pthread_mutex_lock(&m->mu);
-	m->stage = 1;
-	pthread_cond_broadcast(&m->cv);
-	while (m->stage < 2)
-		pthread_cond_wait(&m->cv, &m->mu);
-	pthread_mutex_unlock(&m->mu);
+	h_stage_set(&m->st, 1);
+	h_stage_wait(&m->st, 2);
 	usleep(50 * 1000);   /* the second flush has read what is sealed and waits */
 	/* sealed while the first flush is under way, after the second began */
 	if (bstack_txn_begin(m->bs) || bstack_set(m->bs, 1, "L", 1) ||
@@ -156,8 +150,7 @@ static void a_flush_of_everything_ends_when_what_was_sealed_is_durable(void)
 {
 	struct jdev d = jdev_new();
 	struct bstack *bs = jopen_ok(d, true);
-	struct mid_flush m = { .bs = bs, .mu = PTHREAD_MUTEX_INITIALIZER,
-			       .cv = PTHREAD_COND_INITIALIZER };
+	struct mid_flush m = { .bs = bs, .st = H_STAGE_INIT };
 	/* the epoch is live: every later flush is one journal sync */
 	CU_ASSERT_EQUAL(bstack_push(bs, "abcd", 4, NULL), 0);
 	CU_ASSERT_EQUAL(bstack_txn_begin(bs), 0);
@@ -168,12 +161,8 @@ static void a_flush_of_everything_ends_when_what_was_sealed_is_durable(void)
 	bs_memdev_on_sync(d.jrn, mid_flush_hook, &m);
 	pthread_t th;
 	CU_ASSERT_FATAL(pthread_create(&th, NULL, first_flush_main, &m) == 0);
-	pthread_mutex_lock(&m.mu);
-	while (m.stage < 1)
-		pthread_cond_wait(&m.cv, &m.mu);
-	m.stage = 2;
-	pthread_cond_broadcast(&m.cv);
-	pthread_mutex_unlock(&m.mu);
+	h_stage_wait(&m.st, 1);
+	h_stage_set(&m.st, 2);
 	CU_ASSERT_EQUAL(bstack_flush(bs, 0), 0);
 	pthread_join(th, NULL);
 	bs_memdev_on_sync(d.jrn, NULL, NULL);

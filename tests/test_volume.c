@@ -1530,9 +1530,8 @@ static void a_deferred_operation_alone_is_made_durable_by_its_own_thread(void)
  * it with a second flush of its own once the first is done. */
 struct mid_commit {
 	struct vol *v;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stage, hook_calls;
+	struct h_stage st;      /* 1: the first commit syncs; 2: it may go on */
+	int hook_calls;
 	struct durable_cb first;
 };
 
@@ -1541,12 +1540,8 @@ static void mid_commit_hook(void *arg)
 	struct mid_commit *m = arg;
 	if (m->hook_calls++)
 		return;
-	pthread_mutex_lock(&m->mu);
-	m->stage = 1;
-	pthread_cond_broadcast(&m->cv);
-	while (m->stage < 2)
-		pthread_cond_wait(&m->cv, &m->mu);
-	pthread_mutex_unlock(&m->mu);
+	h_stage_set(&m->st, 1);
+	h_stage_wait(&m->st, 2);
 }
 
 static void *mid_commit_first(void *arg)
@@ -1565,8 +1560,7 @@ static void an_operation_during_a_commit_is_answered_by_the_committing_thread(vo
 {
 	struct bs_memdev *dev = bs_memdev_new(), *jdev;
 	struct vol *v = vopen_journaled(dev, &jdev);
-	struct mid_commit m = { .v = v, .mu = PTHREAD_MUTEX_INITIALIZER,
-				.cv = PTHREAD_COND_INITIALIZER };
+	struct mid_commit m = { .v = v, .st = H_STAGE_INIT };
 	struct durable_cb second = { 0 };
 	struct vol_attr a;
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "warm", 0755, 1, 2, &a), 0);   /* the epoch is live */
@@ -1574,18 +1568,12 @@ static void an_operation_during_a_commit_is_answered_by_the_committing_thread(vo
 	bs_memdev_on_sync(jdev, mid_commit_hook, &m);
 	pthread_t th;
 	CU_ASSERT_FATAL(pthread_create(&th, NULL, mid_commit_first, &m) == 0);
-	pthread_mutex_lock(&m.mu);
-	while (m.stage < 1)
-		pthread_cond_wait(&m.cv, &m.mu);
-	pthread_mutex_unlock(&m.mu);
+	h_stage_wait(&m.st, 1);
 	vol_defer_begin();
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "second", 0755, 1, 2, &a), 0);
 	vol_when_durable(v, vol_defer_end(), durable_done, &second);
 	CU_ASSERT_EQUAL(second.calls, 0);   /* this thread goes on */
-	pthread_mutex_lock(&m.mu);
-	m.stage = 2;
-	pthread_cond_broadcast(&m.cv);
-	pthread_mutex_unlock(&m.mu);
+	h_stage_set(&m.st, 2);
 	pthread_join(th, NULL);
 	bs_memdev_on_sync(jdev, NULL, NULL);
 	CU_ASSERT_EQUAL(m.first.calls, 1);
