@@ -153,8 +153,9 @@ void bstack_stats(struct bstack *bs, struct bstack_stats *st);
  * with one journal sync and applies them in place (seq 0: every record
  * sealed before the call; what others seal while it waits for a flush
  * under way is theirs to flush).  Records sealed by several threads
- * before one flush share its sync (group commit).  Without a journal these calls do nothing and every mutation
- * is durable on return, as described above.
+ * before one flush share its sync (group commit).  Without a journal
+ * these calls do nothing and every mutation is durable on return, as
+ * described above.
  */
 int bstack_open_journal(struct bs_io *io, struct bs_io *jio, uint64_t jcap,
 			struct bstack **out);

@@ -337,13 +337,6 @@ uint64_t vol_defer_end(void)
 	return op_defer.want;
 }
 
-struct vol_waiter {
-	uint64_t want;
-	void (*done)(void *ctx, int r);
-	void *ctx;
-	struct vol_waiter *next;
-};
-
 int vol_wait_durable(struct vol *v, uint64_t want)
 {
 	if (!want || bstack_durable_seq(v->bs) >= want)
@@ -353,18 +346,14 @@ int vol_wait_durable(struct vol *v, uint64_t want)
 	return r;
 }
 
-void vol_when_durable(struct vol *v, uint64_t want, void (*done)(void *ctx, int r), void *ctx)
+void vol_when_durable(struct vol *v, uint64_t want, struct vol_waiter *w)
 {
 	if (!want || bstack_durable_seq(v->bs) >= want) {
-		done(ctx, 0);
+		w->done(w, 0);
 		return;
 	}
-	struct vol_waiter *w = malloc(sizeof *w);
-	if (!w) {
-		done(ctx, vol_wait_durable(v, want));
-		return;
-	}
-	*w = (struct vol_waiter){ want, done, ctx, NULL };
+	w->want = want;
+	w->next = NULL;
 	pthread_mutex_lock(&v->dw_mu);
 	*v->dw_tail = w;
 	v->dw_tail = &w->next;
@@ -398,9 +387,8 @@ void vol_when_durable(struct vol *v, uint64_t want, void (*done)(void *ctx, int 
 		v->dw_tail = pp;
 		pthread_mutex_unlock(&v->dw_mu);
 		for (struct vol_waiter *x = ready, *nx; x; x = nx) {
-			nx = x->next;
-			x->done(x->ctx, r);
-			free(x);
+			nx = x->next;   /* done may free x */
+			x->done(x, r);
 		}
 		pthread_mutex_lock(&v->dw_mu);
 	}
@@ -570,10 +558,7 @@ static int mark_alloc(struct vol *v, struct cat_node *n)
 
 static int set_alloc(struct vol *v, struct cat_node *n, struct bs_slice s)
 {
-	struct vnode *vn = vt_get(&v->vt, cat_attr_of(n)->ino);
-	if (vn)
-		vn->gen++;   /* write_shared: the file changed */
-	cat_set_alloc(n, s);
+	cat_set_alloc(n, s);   /* write_shared compares the allocation itself */
 	int r = mark_alloc(v, n);
 	return r ? r : mark_rec(v, n);
 }

@@ -126,17 +126,22 @@ int vol_start_threads(struct vol *v);
  * operations return as soon as their transaction is sealed, without
  * waiting for it to be durable; vol_defer_end() returns what they need
  * durable (a sequence number; 0: nothing).  vol_when_durable() then calls
- * done(ctx, r) exactly once when that is durable (r 0) or cannot be (r <
- * 0): at once, in this thread, when it already is or when no flush is
+ * w->done(w, r) exactly once when that is durable (r 0) or cannot be (r <
+ * 0); w is the caller's (embedded in its reply) until then: at once, in this thread, when it already is or when no flush is
  * under way (this thread then flushes, for every waiter it finds, until
  * none is left); later, in the thread that flushes, otherwise.  So while
  * one sync is in flight, the other threads go on serving requests, and
  * the operations they seal share the next sync.  done runs with no lock
  * of the volume held.
  */
+struct vol_waiter {
+	void (*done)(struct vol_waiter *w, int r);   /* set by the caller */
+	uint64_t want;                               /* the volume's */
+	struct vol_waiter *next;
+};
 void vol_defer_begin(void);
 uint64_t vol_defer_end(void);
-void vol_when_durable(struct vol *v, uint64_t want, void (*done)(void *ctx, int r), void *ctx);
+void vol_when_durable(struct vol *v, uint64_t want, struct vol_waiter *w);
 /* The same, waiting in this thread: 0 once durable, or the error. */
 int vol_wait_durable(struct vol *v, uint64_t want);
 /* Tests: fn(arg) runs in a write on the shared path (volume.c:

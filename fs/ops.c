@@ -171,6 +171,7 @@ static void reply_rc(fuse_req_t req, long rc)
 enum held_kind { HELD_RC, HELD_ENTRY, HELD_ATTR, HELD_CREATE };
 
 struct held_reply {
+	struct vol_waiter w;   /* first: held_done gets it back */
 	fuse_req_t req;
 	enum held_kind kind;
 	struct vol_attr a;
@@ -193,54 +194,43 @@ static void held_send(struct held_reply *h, int r)
 		finish_create(h->req, &h->a, &h->fi);
 }
 
-static void held_done(void *ctx, int r)
+static void held_done(struct vol_waiter *w, int r)
 {
-	held_send(ctx, r);
-	free(ctx);
+	held_send((struct held_reply *)w, r);
+	free(w);
 }
 
-/* The operation just run between vol_defer_begin and vol_defer_end
- * succeeded: reply once what it wrote is durable. */
-static void reply_when_durable(fuse_req_t req, enum held_kind kind, const struct vol_attr *a,
-			       const struct fuse_file_info *fi)
+/* The reply of an operation run after vol_defer_begin: its error at once,
+ * else (kind, with a and fi as the kind needs) once what it wrote is
+ * durable. */
+static void reply_held(fuse_req_t req, int rc, enum held_kind kind, const struct vol_attr *a,
+		       const struct fuse_file_info *fi)
 {
-	struct held_reply one = { .req = req, .kind = kind };
 	uint64_t want = vol_defer_end();
+	struct held_reply one = { .req = req, .kind = kind };
 
+	if (rc < 0) {
+		reply_rc(req, rc);
+		return;
+	}
 	if (a)
 		one.a = *a;
 	if (fi)
 		one.fi = *fi;
-	struct held_reply *h = malloc(sizeof *h);
+	struct held_reply *h = want ? malloc(sizeof *h) : NULL;
 	if (!h) {
-		/* no memory to hold it: this thread waits */
+		/* nothing to wait for, or no memory to hold it: this thread waits */
 		held_send(&one, vol_wait_durable(fs_of(req)->v, want));
 		return;
 	}
 	*h = one;
-	vol_when_durable(fs_of(req)->v, want, held_done, h);
+	h->w.done = held_done;
+	vol_when_durable(fs_of(req)->v, want, &h->w);
 }
 
-/* rc of an operation run after vol_defer_begin: its error at once, or its
- * success once durable. */
-static void reply_rc_held(fuse_req_t req, int rc)
+static void reply_held_rc(fuse_req_t req, int rc)
 {
-	if (rc < 0) {
-		vol_defer_end();
-		reply_rc(req, rc);
-	} else {
-		reply_when_durable(req, HELD_RC, NULL, NULL);
-	}
-}
-
-static void reply_entry_held(fuse_req_t req, int rc, const struct vol_attr *a)
-{
-	if (rc < 0) {
-		vol_defer_end();
-		reply_rc(req, rc);
-	} else {
-		reply_when_durable(req, HELD_ENTRY, a, NULL);
-	}
+	reply_held(req, rc, HELD_RC, NULL, NULL);
 }
 
 /* The control file's attributes take their owner and times from the root. */
@@ -390,8 +380,7 @@ static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		rc = vol_truncate(v, ino, (uint64_t)attr->st_size);
 		if (rc < 0) {
-			vol_defer_end();
-			reply_rc(req, rc);
+			reply_held(req, rc, HELD_ATTR, NULL, NULL);
 			return;
 		}
 	}
@@ -421,12 +410,7 @@ static void bsfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		in.ctime_ns = ts_to_ns(&attr->st_ctim);
 	}
 	rc = mask ? vol_setattr(v, ino, mask, &in, &out) : vol_getattr(v, ino, &out);
-	if (rc < 0) {
-		vol_defer_end();
-		reply_rc(req, rc);
-	} else {
-		reply_when_durable(req, HELD_ATTR, &out, NULL);
-	}
+	reply_held(req, rc, HELD_ATTR, &out, NULL);
 }
 
 static void bsfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -702,14 +686,9 @@ static void bsfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	rc = vol_create(fs->v, parent, name, create_mode(req, mode), ctx->uid, ctx->gid, &a);
 	if (rc == 0)
 		rc = vol_open_file(fs->v, a.ino);
-	if (rc < 0) {
-		vol_defer_end();
-		reply_rc(req, rc);
-		return;
-	}
 	fi->fh = wants_write(fi->flags) ? BSFS_FH_WRITE : 0;
 	fi->keep_cache = 1;
-	reply_when_durable(req, HELD_CREATE, &a, fi);
+	reply_held(req, rc, HELD_CREATE, &a, fi);
 }
 
 /* The reply of a create, once durable: the entry and the open file. */
@@ -750,7 +729,7 @@ static void bsfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	vol_defer_begin();
 	rc = vol_mknod(fs_of(req)->v, parent, name, (mode & S_IFMT) | create_mode(req, mode),
 		       (uint32_t)rdev, ctx->uid, ctx->gid, &a);
-	reply_entry_held(req, rc, &a);
+	reply_held(req, rc, HELD_ENTRY, &a, NULL);
 }
 
 static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -766,7 +745,7 @@ static void bsfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	vol_defer_begin();
 	rc = vol_mkdir(fs_of(req)->v, parent, name, create_mode(req, mode), ctx->uid,
 		       ctx->gid, &a);
-	reply_entry_held(req, rc, &a);
+	reply_held(req, rc, HELD_ENTRY, &a, NULL);
 }
 
 static void bsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -776,7 +755,7 @@ static void bsfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_unlink(fs_of(req)->v, parent, name));
+	reply_held_rc(req, vol_unlink(fs_of(req)->v, parent, name));
 }
 
 static void bsfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -786,7 +765,7 @@ static void bsfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_rmdir(fs_of(req)->v, parent, name));
+	reply_held_rc(req, vol_rmdir(fs_of(req)->v, parent, name));
 }
 
 static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -812,7 +791,7 @@ static void bsfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* rename(2) reports an unsupported flag as EINVAL. */
 	if ((flags & RENAME_EXCHANGE) && (rc == -ENOTSUP || rc == -EOPNOTSUPP || rc == -ENOSYS))
 		rc = -EINVAL;
-	reply_rc_held(req, rc);
+	reply_held_rc(req, rc);
 }
 
 static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -831,7 +810,7 @@ static void bsfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	}
 	vol_defer_begin();
 	rc = vol_link(fs_of(req)->v, ino, newparent, newname, &a);
-	reply_entry_held(req, rc, &a);
+	reply_held(req, rc, HELD_ENTRY, &a, NULL);
 }
 
 static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -847,7 +826,7 @@ static void bsfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	}
 	vol_defer_begin();
 	rc = vol_symlink(fs_of(req)->v, parent, name, link, ctx->uid, ctx->gid, &a);
-	reply_entry_held(req, rc, &a);
+	reply_held(req, rc, HELD_ENTRY, &a, NULL);
 }
 
 static void bsfs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -928,7 +907,7 @@ static void bsfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
+	reply_held_rc(req, vol_fallocate(fs_of(req)->v, ino, (uint64_t)off, (uint64_t)len));
 }
 
 /* An unlinked open file stays known to the volume until its last release;
@@ -945,7 +924,7 @@ static void bsfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (!bsfs_is_control_ino(ino) && (fi->fh & BSFS_FH_WRITE))
 		rc = ignore_gone(vol_flush(fs_of(req)->v, ino));
-	reply_rc_held(req, rc);
+	reply_held_rc(req, rc);
 }
 
 static void bsfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -970,7 +949,7 @@ static void bsfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_fsync(fs_of(req)->v, ino));
+	reply_held_rc(req, vol_fsync(fs_of(req)->v, ino));
 }
 
 static void bsfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1063,7 +1042,7 @@ static void bsfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, cons
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_setxattr(fs_of(req)->v, ino, name, value, size, flags));
+	reply_held_rc(req, vol_setxattr(fs_of(req)->v, ino, name, value, size, flags));
 }
 
 static void reply_xattr_size(fuse_req_t req, ssize_t n, const char *buf, size_t size)
@@ -1133,7 +1112,7 @@ static void bsfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		return;
 	}
 	vol_defer_begin();
-	reply_rc_held(req, vol_removexattr(fs_of(req)->v, ino, name));
+	reply_held_rc(req, vol_removexattr(fs_of(req)->v, ino, name));
 }
 
 const struct fuse_lowlevel_ops bsfs_ll_ops = {

@@ -1467,13 +1467,14 @@ static void a_file_changed_under_a_shared_write_gets_it_again_exclusively(void)
 /* ---- replies that wait for a commit (vol_when_durable) ----------------------- */
 
 struct durable_cb {
+	struct vol_waiter w;   /* first: durable_done gets it back */
 	int calls, r;
 	pthread_t by;
 };
 
-static void durable_done(void *ctx, int r)
+static void durable_done(struct vol_waiter *w, int r)
 {
-	struct durable_cb *c = ctx;
+	struct durable_cb *c = (struct durable_cb *)w;
 	c->calls++;
 	c->r = r;
 	c->by = pthread_self();
@@ -1496,21 +1497,21 @@ static void a_deferred_operation_alone_is_made_durable_by_its_own_thread(void)
 	struct bs_memdev *dev = bs_memdev_new(), *jdev;
 	struct vol *v = vopen_journaled(dev, &jdev);
 	struct vol_attr a;
-	struct durable_cb cb = { 0 };
+	struct durable_cb cb = { .w.done = durable_done };
 	uint64_t syncs = bs_memdev_syncs(jdev);
 	vol_defer_begin();
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "d", 0755, 1, 2, &a), 0);
 	uint64_t want = vol_defer_end();
 	CU_ASSERT(want > 0);
 	CU_ASSERT_EQUAL(bs_memdev_syncs(jdev), syncs);   /* nothing durable yet */
-	vol_when_durable(v, want, durable_done, &cb);
+	vol_when_durable(v, want, &cb.w);
 	CU_ASSERT_EQUAL(cb.calls, 1);
 	CU_ASSERT_EQUAL(cb.r, 0);
 	CU_ASSERT(pthread_equal(cb.by, pthread_self()));
 	CU_ASSERT(bs_memdev_syncs(jdev) > syncs);
 	/* nothing left to wait for: at once, no sync */
 	syncs = bs_memdev_syncs(jdev);
-	vol_when_durable(v, want, durable_done, &cb);
+	vol_when_durable(v, want, &cb.w);
 	CU_ASSERT_EQUAL(cb.calls, 2);
 	CU_ASSERT_EQUAL(bs_memdev_syncs(jdev), syncs);
 	bs_memdev_fail_at(dev, 1);   /* the power goes now */
@@ -1552,7 +1553,7 @@ static void *mid_commit_first(void *arg)
 	int r = vol_mkdir(m->v, ROOT, "first", 0755, 1, 2, &a);
 	uint64_t want = vol_defer_end();
 	if (r == 0)
-		vol_when_durable(m->v, want, durable_done, &m->first);
+		vol_when_durable(m->v, want, &m->first.w);
 	return NULL;
 }
 
@@ -1560,8 +1561,8 @@ static void an_operation_during_a_commit_is_answered_by_the_committing_thread(vo
 {
 	struct bs_memdev *dev = bs_memdev_new(), *jdev;
 	struct vol *v = vopen_journaled(dev, &jdev);
-	struct mid_commit m = { .v = v, .st = H_STAGE_INIT };
-	struct durable_cb second = { 0 };
+	struct mid_commit m = { .v = v, .st = H_STAGE_INIT, .first.w.done = durable_done };
+	struct durable_cb second = { .w.done = durable_done };
 	struct vol_attr a;
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "warm", 0755, 1, 2, &a), 0);   /* the epoch is live */
 	uint64_t syncs = bs_memdev_syncs(jdev);
@@ -1571,7 +1572,7 @@ static void an_operation_during_a_commit_is_answered_by_the_committing_thread(vo
 	h_stage_wait(&m.st, 1);
 	vol_defer_begin();
 	CU_ASSERT_EQUAL(vol_mkdir(v, ROOT, "second", 0755, 1, 2, &a), 0);
-	vol_when_durable(v, vol_defer_end(), durable_done, &second);
+	vol_when_durable(v, vol_defer_end(), &second.w);
 	CU_ASSERT_EQUAL(second.calls, 0);   /* this thread goes on */
 	h_stage_set(&m.st, 2);
 	pthread_join(th, NULL);
